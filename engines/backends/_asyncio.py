@@ -1,0 +1,327 @@
+"""The asyncio engine: one event loop in its own thread, one task per connection.
+
+Like uvicorn running FastAPI ``async def`` endpoints. A protocol object parses the bytes
+the loop reads (the moment a request arrives, it is READY: runnable, waiting for the
+loop); the connection's task then RUNS it on lane 0, the loop. Awaits are AWAITING. In
+the ``blocking`` mode the handler calls ``time.sleep`` inside ``async def`` (BLOCKED, loop
+held); in ``offload`` it runs the blocking handler on anyio's worker threads (lanes 1+).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import threading
+from collections import deque
+
+import anyio.to_thread
+
+from ..base import LAG_TICK_S, STOP_TIMEOUT_S, Engine, EngineError, listen
+from ..events import Phase, now_ns
+from ..http import BAD_REQUEST, BadRequest, Request, parse_request, response
+from ..work import (
+    CPU,
+    INTERNAL_ERROR,
+    IO,
+    SEND,
+    UPSTREAM_REQUEST,
+    BlockingWork,
+    UpstreamError,
+    Work,
+    early_response,
+    handler_plan,
+    parse_sent_ns,
+    run_plan,
+)
+
+LOOP = 0  # the lane of the event loop thread
+
+
+class AsyncWork(Work):
+    """Awaits: ``asyncio.sleep`` and pooled asyncio streams to the upstream."""
+
+    WAIT_PHASE = Phase.AWAITING
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._all: list[asyncio.StreamWriter] = []
+
+    async def aio(self, rid: int, lane: int, seconds: float, upstream: bool) -> None:
+        t0 = now_ns()
+        self.emit_at(t0, rid, lane, Phase.AWAITING)
+        if upstream:
+            t_ready = await self._aupstream(seconds)
+        else:
+            await asyncio.sleep(seconds)
+            t_ready = t0 + int(seconds * 1e9)
+        t1 = now_ns()
+        self.emit_at(min(max(t_ready, t0), t1), rid, lane, Phase.READY)
+        self.emit_at(t1, rid, lane, Phase.RUNNING)
+
+    async def _aupstream(self, seconds: float) -> int:
+        if self._idle:
+            reader, writer = self._idle.pop()
+        else:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+            except OSError as exc:
+                raise UpstreamError(str(exc)) from None
+            self._all.append(writer)
+        try:
+            writer.write(UPSTREAM_REQUEST % int(seconds * 1e6))
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            writer.close()
+            raise UpstreamError(str(exc)) from None
+        self._idle.append((reader, writer))
+        return parse_sent_ns(head)
+
+    def close(self) -> None:
+        for writer in self._all:
+            writer.close()
+        self._all.clear()
+        self._idle.clear()
+
+
+class _Conn(asyncio.Protocol):
+    """Parses requests as bytes arrive and hands them to the connection's task."""
+
+    def __init__(self, engine: AsyncioEngine) -> None:
+        self.engine = engine
+        self.buf = bytearray()
+        self.requests: deque[tuple[Request | None, int]] = deque()
+        self.closed = False
+        self._waiter: asyncio.Future | None = None
+        self._drain: asyncio.Future | None = None
+        self.paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.engine._conns.add(self)
+        self.task = asyncio.get_running_loop().create_task(self.engine._serve_conn(self))
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        engine = self.engine
+        try:
+            while True:
+                req, used = parse_request(self.buf)
+                if req is None:
+                    break
+                del self.buf[:used]
+                rid = engine.request_id(req)
+                engine.native.emit(rid, LOOP, Phase.READY)  # here and runnable; the loop is busy
+                self.requests.append((req, rid))
+        except BadRequest:
+            self.requests.append((None, 0))
+            self.transport.pause_reading()
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.engine._conns.discard(self)
+        self._wake()
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def next_request(self) -> tuple[Request | None, int] | None:
+        while not self.requests:
+            if self.closed:
+                return None
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return self.requests.popleft()
+
+    async def write(self, data: bytes, rid: int, work: Work) -> None:
+        if self.closed:
+            raise ConnectionResetError("client went away")
+        self.transport.write(data)
+        if self.paused:  # the client reads slowly: wait for the buffer to drain
+            work.emit(rid, LOOP, Phase.AWAITING)
+            self._drain = asyncio.get_running_loop().create_future()
+            await self._drain
+            work.emit(rid, LOOP, Phase.RUNNING)
+
+
+class AsyncioEngine(Engine):
+    name = "asyncio"
+    model = "one event loop, one task per connection"
+
+    def start(self) -> int:
+        self._lsock = listen(self.host, self.port)
+        self.port = self._lsock.getsockname()[1]
+        self.native = AsyncWork(self.recorder, self.engine_id, self.upstream_port)
+        self.blocking = BlockingWork(self.recorder, self.engine_id, self.upstream_port)
+        self._conns: set[_Conn] = set()
+        self._thread_lanes: dict[int, int] = {}
+        self._offload_threads: list[threading.Thread] = []
+        self._next_lane = itertools.count(1)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="asyncio-engine", daemon=True)
+        self._thread.start()
+        self._ready.wait(5)
+        if self._error is not None:
+            raise EngineError(f"asyncio engine failed to start: {self._error}")
+        return self.port
+
+    # -- the loop thread -----------------------------------------------------------------
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException as exc:  # reported by start(); never a traceback on the terminal
+            self._error = exc
+            self._ready.set()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _main(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stop = loop.create_future()
+        server = await loop.create_server(lambda: _Conn(self), sock=self._lsock)
+        ticker = loop.create_task(self._tick())
+        self._ready.set()
+        await self._stop
+        server.close()
+        ticker.cancel()
+        for conn in list(self._conns):
+            conn.transport.abort()
+        me = asyncio.current_task()
+        while True:  # connections accepted just before close() start their tasks late
+            tasks = [t for t in asyncio.all_tasks() if t is not me]
+            if not tasks:
+                break
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self.native.close()
+        self.blocking.close()
+        await asyncio.sleep(0)
+
+    async def _tick(self) -> None:
+        lag, engine = self.recorder.lag, self.engine_id
+        period = int(LAG_TICK_S * 1e9)
+        while True:
+            t0 = now_ns()
+            await asyncio.sleep(LAG_TICK_S)
+            t1 = now_ns()
+            if self.recorder.enabled:
+                lag((t1, engine, max(0, t1 - t0 - period)))
+
+    async def _serve_conn(self, conn: _Conn) -> None:
+        try:
+            while True:
+                item = await conn.next_request()
+                if item is None:
+                    break
+                req, rid = item
+                if req is None:
+                    conn.transport.write(BAD_REQUEST)
+                    break
+                self.native.emit(rid, LOOP, Phase.RUNNING)
+                await self._serve(req, rid, conn)
+                if not req.keep_alive:
+                    break
+        except OSError:
+            pass
+        finally:
+            conn.transport.close()
+
+    async def _serve(self, req: Request, rid: int, conn: _Conn) -> None:
+        work = self.native
+        early = early_response(req)
+        if early is not None:
+            await conn.write(early, rid, work)
+            work.emit(rid, LOOP, Phase.DONE if early.startswith(b"HTTP/1.1 200") else Phase.FAILED)
+            return
+        settings = self.settings
+        upstream = settings.io == "upstream"
+        try:
+            plan = handler_plan(req, settings)
+            if self.mode == "offload":
+                await self._offload(plan, rid, upstream, conn)
+            else:
+                for op, arg in plan:
+                    if op == SEND:
+                        await conn.write(arg, rid, work)  # type: ignore[arg-type]
+                    elif op == IO and self.mode == "native":
+                        await work.aio(rid, LOOP, arg, upstream)  # type: ignore[arg-type]
+                    elif op == IO:  # the mistake: a blocking call inside async def
+                        self.blocking.io(rid, LOOP, arg, upstream)  # type: ignore[arg-type]
+                    elif op == CPU:
+                        work.cpu(rid, LOOP, arg)  # type: ignore[arg-type]
+        except (OSError, asyncio.CancelledError):
+            work.emit(rid, LOOP, Phase.FAILED)
+            raise
+        except Exception:
+            work.emit(rid, LOOP, Phase.FAILED)
+            if settings.chunks > 1:
+                raise ConnectionAbortedError("handler failed mid-stream") from None
+            await conn.write(
+                INTERNAL_ERROR if req.keep_alive else response(500, b"failed\n", False), rid, work
+            )
+            return
+        work.emit(rid, LOOP, Phase.DONE)
+
+    async def _offload(self, plan: list, rid: int, upstream: bool, conn: _Conn) -> None:
+        """FastAPI's ``def`` endpoint: the whole blocking handler runs on anyio's thread pool."""
+        loop = asyncio.get_running_loop()
+        emit = self.native.emit
+
+        def send(data: bytes) -> None:
+            loop.call_soon_threadsafe(conn.transport.write, data)
+
+        def in_thread() -> None:
+            lane = self._thread_lane()
+            emit(rid, lane, Phase.RUNNING)
+            run_plan(plan, rid, lane, self.blocking, upstream, send)
+            emit(rid, LOOP, Phase.READY)  # back to the loop, which has to resume the task
+
+        emit(rid, -1, Phase.QUEUED)  # waiting for one of the limiter's 40 tokens
+        await anyio.to_thread.run_sync(in_thread)
+        emit(rid, LOOP, Phase.RUNNING)
+
+    def _thread_lane(self) -> int:
+        ident = threading.get_ident()
+        lane = self._thread_lanes.get(ident)
+        if lane is None:
+            lane = self._thread_lanes[ident] = next(self._next_lane)
+            self._offload_threads.append(threading.current_thread())
+        return lane
+
+    # -- stop ----------------------------------------------------------------------------
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        thread = getattr(self, "_thread", None)
+        if thread is None or not thread.is_alive():
+            return
+        self.native.stopping = self.blocking.stopping = True
+        loop = self._loop
+        try:
+            loop.call_soon_threadsafe(lambda: self._stop.done() or self._stop.set_result(None))
+        except RuntimeError:
+            pass  # the loop already closed
+        deadline = now_ns() + int(timeout * 1e9)
+        thread.join(timeout)
+        for worker in list(self._offload_threads):  # anyio's workers exit once the loop's main task ends
+            worker.join(max(0.0, (deadline - now_ns()) / 1e9))
+        self._lsock.close()

@@ -1,0 +1,146 @@
+"""The gevent engine: one hub in its own thread, one greenlet per connection.
+
+Like ``gunicorn -k gevent``, but with no monkey patching: the handler uses gevent's own
+``sleep`` and sockets, so its waits switch to the hub (YIELDED). In the ``blocking`` mode it
+gets the stdlib versions instead, which never yield: the whole hub is BLOCKED.
+
+The hub is this thread's own (``gevent.get_hub()`` inside it); it is stopped from outside
+through ``hub.loop.run_callback_threadsafe`` and destroyed when ``serve_forever`` returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import gevent
+import gevent.pool
+import gevent.server
+import gevent.socket
+
+from ..base import LAG_TICK_S, STOP_TIMEOUT_S, Engine, EngineError, listen
+from ..events import Phase, now_ns
+from ..http import BAD_REQUEST, BadRequest, parse_request
+from ..settings import GEVENT_POOL
+from ..work import BlockingWork, serve_sync
+
+HUB = 0  # the lane of the hub's thread
+READ_TIMEOUT_S = 60.0
+
+
+class GeventWork(BlockingWork):
+    """Cooperative: ``gevent.sleep`` and gevent sockets switch to the hub while waiting."""
+
+    WAIT_PHASE = Phase.YIELDED
+    sockets = gevent.socket
+    sleep = staticmethod(gevent.sleep)
+
+
+class GeventEngine(Engine):
+    name = "gevent"
+    model = "one hub, one greenlet per connection"
+
+    def start(self) -> int:
+        self._lsock = listen(self.host, self.port)
+        self.port = self._lsock.getsockname()[1]
+        self.native = GeventWork(self.recorder, self.engine_id, self.upstream_port)
+        self.blocking = BlockingWork(self.recorder, self.engine_id, self.upstream_port)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="gevent-hub", daemon=True)
+        self._thread.start()
+        self._ready.wait(5)
+        if self._error is not None:
+            raise EngineError(f"gevent engine failed to start: {self._error}")
+        return self.port
+
+    def _run(self) -> None:
+        hub = gevent.get_hub()  # this thread's own hub and loop
+        self._hub = hub
+        try:
+            listener = gevent.socket.socket(fileno=self._lsock.detach())
+            self._pool = gevent.pool.Pool(GEVENT_POOL)
+            self._server = gevent.server.StreamServer(listener, self._handle, spawn=self._pool)
+            self._server.start()
+            self._ticker = gevent.spawn(self._tick)
+            # A high-priority check watcher runs right after each poll, before the I/O
+            # callbacks that switch into the woken greenlets: its time is when they turned READY.
+            self._t_poll, self._polls = now_ns(), 0
+            self._poll_watcher = hub.loop.check()
+            self._poll_watcher.priority = 2
+            self._poll_watcher.start(self._polled)
+            self._ready.set()
+            self._server.serve_forever()
+        except BaseException as exc:  # reported by start(); never a traceback on the terminal
+            self._error = exc
+            self._ready.set()
+        finally:
+            if getattr(self, "_poll_watcher", None) is not None:
+                self._poll_watcher.stop()
+                self._poll_watcher.close()
+            self.native.close()
+            self.blocking.close()
+            hub.destroy(destroy_loop=True)
+
+    def _tick(self) -> None:
+        lag, engine = self.recorder.lag, self.engine_id
+        period = int(LAG_TICK_S * 1e9)
+        while True:
+            t0 = now_ns()
+            gevent.sleep(LAG_TICK_S)
+            t1 = now_ns()
+            if self.recorder.enabled:
+                lag((t1, engine, max(0, t1 - t0 - period)))
+
+    def _polled(self) -> None:
+        self._t_poll = now_ns()
+        self._polls += 1
+
+    def _handle(self, sock: gevent.socket.socket, _address: object) -> None:
+        sock.settimeout(READ_TIMEOUT_S)
+        buf = bytearray()
+        try:
+            while True:
+                req, used = parse_request(buf)
+                polls = self._polls
+                while req is None:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                    req, used = parse_request(buf)
+                del buf[:used]
+                rid = self.request_id(req)
+                work = self.native if self.mode == "native" else self.blocking
+                if polls != self._polls:  # it waited for the hub: READY since the poll that woke it
+                    work.emit_at(self._t_poll, rid, HUB, Phase.READY)
+                work.emit(rid, HUB, Phase.RUNNING)
+                serve_sync(req, rid, HUB, work, self.settings, sock.sendall)
+                if not req.keep_alive:
+                    return
+        except BadRequest:
+            with contextlib.suppress(OSError):
+                sock.sendall(BAD_REQUEST)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        thread = getattr(self, "_thread", None)
+        if thread is None or not thread.is_alive():
+            return
+        self.native.stopping = self.blocking.stopping = True
+
+        def stop_in_hub() -> None:
+            gevent.spawn(self._shutdown)
+
+        self._hub.loop.run_callback_threadsafe(stop_in_hub)
+        thread.join(timeout)
+
+    def _shutdown(self) -> None:
+        """Runs in the hub: close the listener, kill idle keep-alive handlers, then stop."""
+        self._server.close()
+        self._ticker.kill(block=False)
+        self._pool.kill(block=True, timeout=1)
+        self._server.stop(timeout=0)

@@ -1,0 +1,117 @@
+"""Run settings (the knobs), their validation, and the Little's-law bound they allow.
+
+One :class:`Settings` describes the load and the handler for every engine; a scenario
+(:mod:`syncviz.engines.scenarios`) is a named preset of it. Every knob but ``io`` and the
+scenario's handler modes can change while the engines run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
+
+IoKind = Literal["sleep", "upstream"]
+Mode = Literal["native", "blocking", "offload"]
+"""How an engine runs the handler: its own way (blocking on threads, awaiting on asyncio,
+yielding on gevent), the blocking version on purpose, or blocking code offloaded to a
+thread pool (anyio.to_thread, asyncio only)."""
+
+OFFLOAD_LIMIT = 40  # anyio's default thread limiter, the FastAPI ``def`` endpoint model
+GEVENT_POOL = 1000  # gunicorn's default worker_connections
+
+
+class SettingsError(ValueError):
+    """A knob out of range; the message is one line meant for the user."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    clients: int = 100  # closed loop: connections per engine; open loop: most connections
+    pool: int = 8  # threaded engine's worker threads
+    io_ms: float = 50.0  # I/O wait per request (total over all chunks)
+    cpu_ms: float = 0.0  # pure-Python CPU per request, measured in thread CPU time
+    rate: float | None = None  # open loop: Poisson arrivals per second per engine
+    think_ms: float = 0.0  # closed loop: pause between a response and the next request
+    io: IoKind = "sleep"  # sleep, or a real round trip to the in-process upstream
+    chunks: int = 1  # >1: the response streams in chunks, I/O before each
+    burst: float = 1.0  # open loop: rate multiplier during spikes (1 = no spikes)
+    slow: float = 1.0  # slow motion: io_ms and cpu_ms are multiplied by this
+
+    def validate(self) -> Settings:
+        """Return self, or raise :class:`SettingsError` naming the first bad knob."""
+        _check_int("clients", self.clients, 1, 10_000)
+        _check_int("pool", self.pool, 1, 1_000)
+        _check_int("chunks", self.chunks, 1, 1_000)
+        _check_num("io-ms", self.io_ms, 0, 60_000)
+        _check_num("cpu-ms", self.cpu_ms, 0, 10_000)
+        _check_num("think-ms", self.think_ms, 0, 60_000)
+        _check_num("burst", self.burst, 1, 100)
+        _check_num("slow", self.slow, 1, 1_000)
+        if self.rate is not None:
+            _check_num("rate", self.rate, 0.1, 1_000_000)
+        if self.io not in ("sleep", "upstream"):
+            raise SettingsError(f"io must be 'sleep' or 'upstream', not {self.io!r}")
+        return self
+
+    @property
+    def io_s(self) -> float:
+        return self.io_ms * self.slow / 1000.0
+
+    @property
+    def cpu_s(self) -> float:
+        return self.cpu_ms * self.slow / 1000.0
+
+    def with_changes(self, **changes: Any) -> Settings:
+        """A validated copy with ``changes`` applied; unknown names raise SettingsError."""
+        known = {f.name for f in fields(self)}
+        for name in changes:
+            if name not in known:
+                raise SettingsError(f"unknown setting {name!r}")
+        return replace(self, **changes).validate()
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SettingsError(f"{name} must be a whole number, not {value!r}")
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, not {value}")
+
+
+def _check_num(name: str, value: object, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SettingsError(f"{name} must be a number, not {value!r}")
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low:g} and {high:g}, not {value:g}")
+
+
+def capacity(engine: str, mode: Mode, settings: Settings) -> int:
+    """How many requests the engine can have in their I/O wait at once."""
+    if engine == "threaded":
+        return settings.pool
+    if mode == "blocking":
+        return 1  # the one loop or hub thread is parked in the call
+    if mode == "offload":
+        return OFFLOAD_LIMIT
+    return GEVENT_POOL if engine == "gevent" else 10**9
+
+
+def bound_rps(engine: str, mode: Mode, settings: Settings) -> float | None:
+    """Little's law: throughput <= concurrency / time per request, and the GIL's one core.
+
+    ``None`` when the handler does no work at all (no finite bound).
+    """
+    service_s = settings.io_s + settings.cpu_s
+    if service_s <= 0:
+        return settings.rate
+    concurrency = min(settings.clients, capacity(engine, mode, settings))
+    per_request = service_s + (settings.think_ms / 1000.0 if settings.rate is None else 0.0)
+    bound = concurrency / per_request
+    if settings.cpu_s > 0:
+        bound = min(bound, 1.0 / settings.cpu_s)  # one GIL: CPU work runs one request at a time
+    if settings.rate is not None:
+        bound = min(bound, settings.rate)
+    return bound

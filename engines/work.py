@@ -1,0 +1,260 @@
+"""The handler's work: CPU and I/O steps, behind one small interface each engine implements.
+
+:class:`Work` is that interface: ``cpu`` (the same everywhere: pure Python measured in thread
+CPU time) and ``io`` (a sleep, or a real round trip to the upstream service). Subclasses
+only say *how* they wait: :class:`BlockingWork` parks the thread (``time.sleep``, a blocking
+socket); the gevent engine's version yields to the hub; the asyncio engine's awaits. The
+"mistake" scenarios hand :class:`BlockingWork` to an async engine on purpose.
+
+Every wait is recorded as it really happened: the waiting phase when it starts, ``ready``
+from the moment the thing waited for completed (the timer's deadline, or the upstream's
+send time) and ``running`` when the code really runs again.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+from .events import Phase, Recorder, now_ns
+from .http import BOOM_PATH, HEALTH_PATH, HandlerBoom, Request, chunk, chunked_head, response, route
+from .settings import Settings
+
+Emit = Callable[[int, int, int], None]  # (rid, lane, phase)
+EmitAt = Callable[[int, int, int, int], None]  # (t_ns, rid, lane, phase)
+Send = Callable[[bytes], object]
+
+SLEEP_SLICE_S = 0.1
+GIL_GAP_NS = 500_000  # a CPU step that lost the CPU for longer than this shows it as READY
+UPSTREAM_REQUEST = b"GET /delay?us=%d HTTP/1.1\r\nHost: upstream\r\n\r\n"
+SENT_HEADER = b"x-sent-ns: "
+
+
+def emitters(recorder: Recorder, engine: int) -> tuple[Emit, EmitAt]:
+    """Bind the recording calls for one engine; no-ops when recording is off."""
+    if not recorder.enabled:
+
+        def off(*_args: int) -> None:
+            return None
+
+        return off, off
+    append = recorder.transition
+
+    def emit(rid: int, lane: int, phase: int) -> None:
+        append((now_ns(), engine, rid, lane, phase))
+
+    def emit_at(t: int, rid: int, lane: int, phase: int) -> None:
+        append((t, engine, rid, lane, phase))
+
+    return emit, emit_at
+
+
+def burn_cpu(seconds: float, rid: int, lane: int, emit_at: EmitAt) -> None:
+    """Spend ``seconds`` of this thread's CPU time in pure Python.
+
+    Between checks it compares wall time with thread CPU time: a gap means the thread was
+    not running (it waited for the GIL or the OS), and that interval is recorded as READY.
+    """
+    cpu_ns = time.thread_time_ns
+    wall = now_ns
+    target = cpu_ns() + int(seconds * 1e9)
+    last_w, last_c = wall(), cpu_ns()
+    x = 0
+    while True:
+        for i in range(200):  # ~10-20 us of work between checks
+            x += i * i
+        w, c = wall(), cpu_ns()
+        if (w - last_w) - (c - last_c) > GIL_GAP_NS:
+            emit_at(last_w + (c - last_c), rid, lane, Phase.READY)
+            emit_at(w, rid, lane, Phase.RUNNING)
+        if c >= target:
+            return
+        last_w, last_c = w, c
+
+
+class Work:
+    """The blocking-style interface; subclasses supply how to wait (``_sleep``, ``_upstream``)."""
+
+    WAIT_PHASE = Phase.BLOCKED
+
+    def __init__(self, recorder: Recorder, engine: int, upstream_port: int | None) -> None:
+        self.emit, self.emit_at = emitters(recorder, engine)
+        self.upstream_port = upstream_port
+        self.stopping = False  # set by the engine's stop(): waits end early so threads can go
+
+    def cpu(self, rid: int, lane: int, seconds: float) -> None:
+        if seconds > 0:
+            burn_cpu(seconds, rid, lane, self.emit_at)
+
+    def io(self, rid: int, lane: int, seconds: float, upstream: bool) -> None:
+        t0 = now_ns()
+        self.emit_at(t0, rid, lane, self.WAIT_PHASE)
+        t_ready = self._upstream(seconds) if upstream else self._sleep(seconds, t0)
+        t1 = now_ns()
+        self.emit_at(min(max(t_ready, t0), t1), rid, lane, Phase.READY)
+        self.emit_at(t1, rid, lane, Phase.RUNNING)
+
+    def _sleep(self, seconds: float, t0: int) -> int:
+        raise NotImplementedError
+
+    def _upstream(self, seconds: float) -> int:
+        raise NotImplementedError
+
+
+class BlockingWork(Work):
+    """Parks the calling thread: ``time.sleep`` and a blocking socket.
+
+    Upstream connections are pooled (like a database pool): taken for one round trip, then
+    given back. ``sockets`` and ``sleep`` are class attributes so the gevent engine's
+    cooperative version only swaps the modules.
+    """
+
+    WAIT_PHASE = Phase.BLOCKED
+    sockets = socket
+    sleep = staticmethod(time.sleep)
+
+    def __init__(self, recorder: Recorder, engine: int, upstream_port: int | None) -> None:
+        super().__init__(recorder, engine, upstream_port)
+        self._idle: list = []  # list.pop/append are atomic under the GIL
+        self._all: list = []
+
+    def _sleep(self, seconds: float, t0: int) -> int:
+        end = t0 + int(seconds * 1e9)
+        while True:  # slices of at most 100 ms, so a stop never waits for a slow-motion sleep
+            left = (end - now_ns()) / 1e9
+            if left <= 0:
+                return end
+            if self.stopping:
+                raise Stopping("the engine is stopping")
+            self.sleep(min(left, SLEEP_SLICE_S))
+
+    def _upstream(self, seconds: float) -> int:
+        try:
+            sock = self._idle.pop()
+        except IndexError:
+            try:
+                sock = self.sockets.create_connection(("127.0.0.1", self.upstream_port))
+            except OSError as exc:
+                raise UpstreamError(str(exc)) from None
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._all.append(sock)
+        try:
+            sock.sendall(UPSTREAM_REQUEST % int(seconds * 1e6))
+            sent = read_upstream_reply(sock.recv)
+        except OSError as exc:
+            sock.close()
+            raise UpstreamError(str(exc)) from None
+        self._idle.append(sock)
+        return sent
+
+    def close(self) -> None:
+        """Close the pooled upstream connections (the engine is stopping)."""
+        for sock in self._all:
+            sock.close()
+        self._all.clear()
+        self._idle.clear()
+
+
+class Stopping(ConnectionAbortedError):
+    """Raised in a wait when the engine stops: the request fails and its connection closes."""
+
+
+class UpstreamError(RuntimeError):
+    """The upstream could not be reached: the handler fails with 500."""
+
+
+def read_upstream_reply(recv: Callable[[int], bytes]) -> int:
+    """Read the upstream's bodyless reply; return the ns timestamp it says it was sent at."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        data = recv(4096)
+        if not data:
+            raise UpstreamError("upstream closed the connection")
+        buf += data
+    return parse_sent_ns(buf)
+
+
+def parse_sent_ns(head: bytes) -> int:
+    start = head.lower().find(SENT_HEADER)
+    if start < 0:
+        return now_ns()
+    start += len(SENT_HEADER)
+    return int(head[start : head.index(b"\r\n", start)])
+
+
+CPU, IO, SEND = 0, 1, 2
+HELLO = b"hello from syncviz\n"
+
+
+def handler_plan(req: Request, settings: Settings) -> list[tuple[int, float | bytes]]:
+    """The handler as a list of steps ``(CPU, s)``, ``(IO, s)``, ``(SEND, bytes)``.
+
+    Every engine runs the same plan its own way (blocking, awaiting or yielding). ``/boom``
+    raises here: the handler exception the servers must survive.
+    """
+    if req.path == BOOM_PATH:
+        raise HandlerBoom("boom")
+    plan: list[tuple[int, float | bytes]] = []
+    if settings.cpu_s > 0:
+        plan.append((CPU, settings.cpu_s))
+    if settings.chunks <= 1:
+        if settings.io_s > 0:
+            plan.append((IO, settings.io_s))
+        plan.append((SEND, response(200, HELLO, req.keep_alive)))
+        return plan
+    plan.append((SEND, chunked_head(req.keep_alive)))
+    for i in range(settings.chunks):
+        plan.append((IO, settings.io_s / settings.chunks))
+        plan.append((SEND, chunk(b"chunk %d\n" % i)))
+    plan.append((SEND, chunk(b"")))
+    return plan
+
+
+def run_plan(
+    plan: list[tuple[int, float | bytes]], rid: int, lane: int, work: Work, upstream: bool, send: Send
+) -> None:
+    """Run a plan on the calling thread or greenlet."""
+    for op, arg in plan:
+        if op == SEND:
+            send(arg)  # type: ignore[arg-type]
+        elif op == IO:
+            work.io(rid, lane, arg, upstream)  # type: ignore[arg-type]
+        else:
+            work.cpu(rid, lane, arg)  # type: ignore[arg-type]
+
+
+def early_response(req: Request) -> bytes | None:
+    """The answer for a request that never reaches the handler (404, 405, health)."""
+    status = route(req)
+    if status == 200 and req.path != HEALTH_PATH:
+        return None
+    return response(status, b"ok\n" if status == 200 else b"no such path\n", req.keep_alive)
+
+
+def serve_sync(req: Request, rid: int, lane: int, work: Work, settings: Settings, send: Send) -> None:
+    """Serve one request on a thread or greenlet, ending it DONE or FAILED.
+
+    A handler exception is answered with 500 and the connection stays usable; an OSError
+    (the client went away) propagates so the caller drops the connection.
+    """
+    early = early_response(req)
+    if early is not None:
+        send(early)
+        work.emit(rid, lane, Phase.DONE if early.startswith(b"HTTP/1.1 200") else Phase.FAILED)
+        return
+    try:
+        run_plan(handler_plan(req, settings), rid, lane, work, settings.io == "upstream", send)
+    except OSError:
+        work.emit(rid, lane, Phase.FAILED)
+        raise
+    except Exception:
+        work.emit(rid, lane, Phase.FAILED)
+        if settings.chunks > 1:
+            raise ConnectionAbortedError("handler failed mid-stream") from None
+        send(INTERNAL_ERROR if req.keep_alive else response(500, b"handler failed\n", False))
+        return
+    work.emit(rid, lane, Phase.DONE)
+
+
+INTERNAL_ERROR = response(500, b"handler failed\n", True)

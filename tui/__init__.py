@@ -1,0 +1,1 @@
+"""syncviz's face: the Textual app and the command line."""
