@@ -105,8 +105,9 @@ class Recorder:
     """Bounded, lock-free (GIL-atomic) buffers every producer appends to.
 
     Producers bind the ``append`` methods once (``rec = recorder.transition``) and call
-    ``rec((now_ns(), engine, rid, lane, phase))``. When ``enabled`` is false the engines
-    skip recording (used by the overhead benchmark).
+    ``rec((now_ns(), engine, rid, lane, phase))``. When ``enabled`` is false the servers
+    and the client record no transitions and no lag (the overhead benchmark's baseline);
+    the load generator's latency samples, the measurement itself, are always kept.
     """
 
     def __init__(self, enabled: bool = True) -> None:

@@ -148,8 +148,7 @@ class _Target:
 
     def answered(self, client: _Client, ok: bool) -> None:
         t = now_ns()
-        if self.record:
-            self.sample((t, self.engine, client.rid, t - client.t0, ok))
+        self.sample((t, self.engine, client.rid, t - client.t0, ok))
         self.next_for(client)
 
     def next_for(self, client: _Client) -> None:
@@ -176,8 +175,7 @@ class _Target:
             self.idle.remove(client)
         if client.busy:
             t = now_ns()
-            if self.record:
-                self.sample((t, self.engine, client.rid, t - client.t0, False))
+            self.sample((t, self.engine, client.rid, t - client.t0, False))
         if self.gen.running and not client.retire and self.gen.settings.rate is None:
             self.gen.loop.call_later(RECONNECT_S, self.gen.spawn, self.refill())
 

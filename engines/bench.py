@@ -1,0 +1,158 @@
+"""``syncviz bench``: run scenarios headless and measure each engine against its bound.
+
+Each run starts an :class:`~syncviz.engines.host.EngineHost` (one engine at a time by
+default, all three with ``together``), lets the load generator open its connections and
+warm up, then measures a window. Throughput and latency come from the load generator's
+samples inside the window; phase means and loop lag from the servers' transitions, through
+the same :class:`~syncviz.engines.stats.StreamStats` the app uses.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.table import Table
+
+from .events import ENGINE_IDS, ENGINES, Batch
+from .host import EngineHost
+from .scenarios import get_scenario
+from .stats import Counters, StreamStats, fill_latency
+
+WARMUP_S = 1.0
+
+
+def run_scenario(
+    scenario: str,
+    engines: list[str] | tuple[str, ...] = ENGINES,
+    seconds: float = 4.0,
+    together: bool = False,
+    record: bool = True,
+    warmup_s: float = WARMUP_S,
+    **overrides: Any,
+) -> list[dict[str, Any]]:
+    """Measure ``scenario`` on each engine; one result dict per engine (see :func:`result`)."""
+    groups = [tuple(engines)] if together else [(e,) for e in engines]
+    results: list[dict[str, Any]] = []
+    for group in groups:
+        results.extend(_measure(scenario, group, seconds, together, record, warmup_s, overrides))
+    order = {e: i for i, e in enumerate(ENGINES)}
+    return sorted(results, key=lambda r: order[r["engine"]])
+
+
+def _measure(
+    scenario: str,
+    engines: tuple[str, ...],
+    seconds: float,
+    together: bool,
+    record: bool,
+    warmup_s: float,
+    overrides: dict[str, Any],
+) -> list[dict[str, Any]]:
+    stats = StreamStats(window_s=seconds, rate_window_s=seconds, keep=1)
+    with EngineHost(scenario, engines=engines, record=record, **overrides) as host:
+        time.sleep(warmup_s)
+        stats.feed(host.drain())
+        t_start = time.monotonic_ns()
+        window = Batch(t_ns=t_start)
+        deadline = t_start + int(seconds * 1e9)
+        while (left := deadline - time.monotonic_ns()) > 0:
+            time.sleep(min(0.1, left / 1e9))
+            batch = host.drain()  # drained every 100 ms: the buffers stay small
+            stats.feed(batch)
+            window.extend(batch)
+        t_end = time.monotonic_ns()
+        settings, scen = host.settings, host.scenario
+    counters = stats.counters(t_end)
+    span_s = (t_end - t_start) / 1e9
+    out = []
+    for name in engines:
+        e = ENGINE_IDS[name]
+        ok = [lat for t, eng, _, lat, good in window.latencies if eng == e and good and t_start <= t <= t_end]
+        bad = sum(1 for t, eng, _, _, good in window.latencies if eng == e and not good and t_start <= t)
+        out.append(result(scen.name, name, scen.mode(name), settings, seconds, together, ok, bad, span_s,
+                          counters[name]))
+    return out
+
+
+def result(
+    scenario: str,
+    engine: str,
+    mode: str,
+    settings: Any,
+    seconds: float,
+    together: bool,
+    latencies_ns: list[int],
+    failed: int,
+    span_s: float,
+    counters: Counters,
+) -> dict[str, Any]:
+    """One engine's figures, in the shape ``syncviz bench --json`` prints."""
+    from .settings import bound_rps
+
+    lat = Counters(engine)
+    fill_latency(lat, latencies_ns)
+    has_loop = engine != "threaded"
+    return {
+        "scenario": scenario,
+        "engine": engine,
+        "mode": mode,
+        "params": {
+            "clients": settings.clients,
+            "pool": settings.pool,
+            "io_ms": float(settings.io_ms),
+            "cpu_ms": float(settings.cpu_ms),
+            "rate": None if settings.rate is None else float(settings.rate),
+            "seconds": float(seconds),
+            "together": together,
+        },
+        "completed": len(latencies_ns),
+        "failed": failed,
+        "throughput_rps": round(len(latencies_ns) / span_s, 1),
+        "bound_rps": _round(bound_rps(engine, mode, settings)),  # type: ignore[arg-type]
+        "latency_ms": {k: _round(getattr(lat, f"{k}_ms")) for k in ("p50", "p95", "p99", "max")},
+        "loop_lag_ms": (
+            {"p50": _round(counters.lag_p50_ms), "p99": _round(counters.lag_p99_ms)}
+            if has_loop and counters.lag_p50_ms is not None
+            else None
+        ),
+        "phase_ms": {k: round(v, 3) for k, v in counters.phase_ms.items()},
+    }
+
+
+def _round(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def run_bench(scenarios: list[str], **kwargs: Any) -> list[dict[str, Any]]:
+    """Every scenario in turn (validated first, so a typo fails before anything runs)."""
+    for name in scenarios:
+        get_scenario(name)
+    results: list[dict[str, Any]] = []
+    for name in scenarios:
+        results.extend(run_scenario(name, **kwargs))
+    return results
+
+
+def table(results: list[dict[str, Any]]) -> Table:
+    """The results as a rich table: measured against bound, latency, lag, where time went."""
+    t = Table(title="syncviz bench", title_justify="left", header_style="bold")
+    for col in ("scenario", "engine", "req/s", "bound", "of bound", "p50 ms", "p99 ms", "max ms",
+                "lag p99", "failed", "queued/run/blocked/await/yield/ready ms"):
+        t.add_column(col, justify="left" if col in ("scenario", "engine") else "right")
+    for r in results:
+        bound = r["bound_rps"]
+        share = f"{100 * r['throughput_rps'] / bound:.0f}%" if bound else "-"
+        lat = r["latency_ms"]
+        lag = r["loop_lag_ms"]
+        ph = r["phase_ms"]
+        phases = "/".join(f"{ph[k]:.1f}" for k in ("queued", "running", "blocked", "awaiting", "yielded", "ready"))
+        engine = r["engine"] + ("" if r["mode"] == "native" else f" ({r['mode']})")
+        t.add_row(r["scenario"], engine, f"{r['throughput_rps']:,.0f}", f"{bound:,.0f}" if bound else "-", share,
+                  _fmt(lat["p50"]), _fmt(lat["p99"]), _fmt(lat["max"]), _fmt(lag["p99"]) if lag else "-",
+                  str(r["failed"]), phases)
+    return t
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"

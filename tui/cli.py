@@ -1,0 +1,188 @@
+"""The ``syncviz`` command: the app by default; ``bench``, ``claims``, ``scenarios``, ``record``.
+
+Bad input (a negative count, an unknown scenario or engine, a port in use, an unreadable
+recording) is one line on stderr and exit status 2, never a traceback. Textual is imported
+only when the app really opens, so the headless commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, NoReturn
+
+from syncviz.engines.base import EngineError
+from syncviz.engines.events import ENGINES
+from syncviz.engines.recording import RecordingError
+from syncviz.engines.scenarios import DEFAULT_SCENARIO, SCENARIOS
+from syncviz.engines.settings import SettingsError
+
+KNOBS = ("clients", "pool", "io_ms", "cpu_ms", "rate")
+
+
+class UsageError(Exception):
+    """A bad flag; printed as one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not usage + traceback-ish noise
+        raise UsageError(message)
+
+
+def _add_knobs(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("knobs (default: the scenario's own)")
+    g.add_argument("--clients", type=int, metavar="N", help="concurrent clients per engine")
+    g.add_argument("--pool", type=int, metavar="N", help="threaded engine's worker threads")
+    g.add_argument("--io-ms", type=float, metavar="X", help="I/O wait per request, ms")
+    g.add_argument("--cpu-ms", type=float, metavar="Y", help="pure-Python CPU per request, ms")
+    g.add_argument("--rate", type=float, metavar="R", help="open loop: Poisson arrivals per second per engine")
+
+
+def _add_network(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address the servers bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, metavar="P",
+                   help="first port: threaded P, asyncio P+1, gevent P+2 (default: any free)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="syncviz", description="Watch threaded, asyncio and gevent servers schedule real requests.")
+    p.add_argument("--scenario", default=DEFAULT_SCENARIO, metavar="NAME",
+                   help=f"start scenario (default {DEFAULT_SCENARIO}; see `syncviz scenarios`)")
+    _add_knobs(p)
+    _add_network(p)
+    p.add_argument("--in-process", action="store_true",
+                   help="run the servers in the app's own process (the drawing then shares their GIL)")
+    p.add_argument("--replay", metavar="FILE", help="play a recording made by `syncviz record` instead")
+    p.add_argument("--present", action="store_true", help="presenter mode: step through the claims as scenes")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    b = sub.add_parser("bench", help="measure scenarios headless and print a table (or --json)")
+    b.add_argument("--scenario", action="append", metavar="NAME", dest="scenarios",
+                   help="scenario to run (repeatable, or 'all'; default io-bound)")
+    b.add_argument("--engines", default=",".join(ENGINES), help="comma-separated (default all three)")
+    b.add_argument("--seconds", type=float, default=4.0, metavar="S", help="measured window per run")
+    _add_knobs(b)
+    b.add_argument("--together", action="store_true", help="all engines at once, as the app runs them")
+    b.add_argument("--no-record", action="store_true", help="servers record no transitions (overhead baseline)")
+    b.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+    sub.add_parser("scenarios", help="list the scenarios")
+
+    c = sub.add_parser("claims", help="run the common sync-vs-async claims as experiments")
+    c.add_argument("--id", action="append", dest="ids", metavar="ID", help="claim id (repeatable)")
+    c.add_argument("--quick", action="store_true", help="shorter runs (all claims in about a minute)")
+    c.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+    r = sub.add_parser("record", help="record the live event stream to a file for --replay")
+    r.add_argument("file")
+    r.add_argument("--scenario", default=DEFAULT_SCENARIO, metavar="NAME")
+    r.add_argument("--seconds", type=float, default=5.0, metavar="S")
+    _add_knobs(r)
+    return p
+
+
+def knob_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The knobs the user set, validated against the Settings ranges."""
+    from syncviz.engines.settings import Settings
+
+    given = {k: getattr(args, k) for k in KNOBS if getattr(args, k, None) is not None}
+    Settings().with_changes(**given)  # raises SettingsError naming the bad knob
+    return given
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return _dispatch(args)
+    except (UsageError, SettingsError, EngineError, RecordingError) as exc:
+        print(f"syncviz: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "scenarios":
+        return _scenarios()
+    if args.command == "bench":
+        return _bench(args)
+    if args.command == "claims":
+        from syncviz.tui.claims_cli import run_claims
+
+        return run_claims(args)
+    if args.command == "record":
+        return _record(args)
+    from syncviz.tui.launch import launch_app
+
+    return launch_app(args, knob_overrides(args))
+
+
+def _scenarios() -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="syncviz scenarios", title_justify="left", header_style="bold")
+    t.add_column("name", style="bold")
+    t.add_column("what it runs")
+    for s in SCENARIOS.values():
+        t.add_row(s.name, s.description)
+    Console().print(t)
+    return 0
+
+
+def _engines(spec: str) -> list[str]:
+    names = [e.strip() for e in spec.split(",") if e.strip()]
+    for name in names:
+        if name not in ENGINES:
+            raise UsageError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})")
+    if not names:
+        raise UsageError("--engines names no engine")
+    return names
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from syncviz.engines.bench import run_bench, table
+    from syncviz.engines.host import pin_to_one_cpu
+    from syncviz.engines.scenarios import get_scenario
+
+    scenarios = args.scenarios or [DEFAULT_SCENARIO]
+    if "all" in scenarios:
+        scenarios = list(SCENARIOS)
+    for name in scenarios:
+        get_scenario(name)
+    engines = _engines(args.engines)
+    if not 0.5 <= args.seconds <= 600:
+        raise UsageError(f"--seconds must be between 0.5 and 600, not {args.seconds:g}")
+    overrides = knob_overrides(args)
+    pin_to_one_cpu()
+    results = run_bench(scenarios, engines=engines, seconds=args.seconds, together=args.together,
+                        record=not args.no_record, **overrides)
+    if args.json:
+        json.dump({"results": results}, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        from rich.console import Console
+
+        Console().print(table(results))
+    return 0
+
+
+def _record(args: argparse.Namespace) -> int:
+    from syncviz.engines.child import ChildHost
+    from syncviz.engines.recording import record, write_recording
+    from syncviz.engines.scenarios import get_scenario
+
+    get_scenario(args.scenario)
+    if not 0.5 <= args.seconds <= 600:
+        raise UsageError(f"--seconds must be between 0.5 and 600, not {args.seconds:g}")
+    with ChildHost(scenario=args.scenario, **knob_overrides(args)) as source:
+        batches = record(source, args.seconds)
+        info = source.info
+    count = write_recording(args.file, info, batches)
+    print(f"wrote {count} batches ({args.seconds:g} s of {args.scenario}) to {args.file}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Start the app's event source (child process, in-process host, or a recording) and run the app.
+
+The engine host runs in a child process by default, pinned to the last CPU, and this
+process keeps to the others: drawing then never takes the servers' GIL or core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from syncviz.engines.host import EngineHost, EventSource, pin_to_one_cpu
+
+
+def keep_off_engine_cpu() -> None:
+    """Leave the last CPU (where the child pins itself) to the engines."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) > 1:
+            os.sched_setaffinity(0, set(cpus[:-1]))
+    except (AttributeError, OSError):
+        pass
+
+
+def make_source(args: argparse.Namespace, overrides: dict[str, Any]) -> tuple[EventSource, dict[str, Any]]:
+    """The started event source for these flags, and its first status info."""
+    if args.replay:
+        from syncviz.engines.recording import Replay
+
+        replay = Replay.from_file(args.replay)
+        return replay, replay.info
+    kwargs = dict(scenario=args.scenario, host=args.host, port=args.port, **overrides)
+    if args.in_process:
+        pin_to_one_cpu()
+        host = EngineHost(**kwargs).start()
+        return host, host.info()
+    from syncviz.engines.child import ChildHost
+
+    child = ChildHost(**kwargs).start()
+    keep_off_engine_cpu()
+    return child, child.info
+
+
+def launch_app(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    from syncviz.engines.scenarios import get_scenario
+
+    get_scenario(args.scenario)  # a typo fails before anything starts
+    source, info = make_source(args, overrides)
+    try:
+        from syncviz.tui.app import run_app
+
+        return run_app(source, in_process=bool(args.in_process), start_info=info, present=args.present)
+    finally:
+        source.close()
