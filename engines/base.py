@@ -79,6 +79,12 @@ class Engine(ABC):
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Stop serving; close every socket; join every thread."""
 
+    _tick_due = 0  # when the loop/hub ticker is due to run again (0: no ticker)
+
+    def overdue_ns(self, now: int) -> int:
+        """How late the loop's ticker is right now: a stalled loop's lag, before it ends."""
+        return max(0, now - self._tick_due) if self._tick_due else 0
+
     def apply(self, settings: Settings) -> None:
         """Take new settings while running (the handler reads them per request)."""
         self.settings = settings

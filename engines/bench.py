@@ -70,8 +70,9 @@ def _measure(
         e = ENGINE_IDS[name]
         ok = [lat for t, eng, _, lat, good in window.latencies if eng == e and good and t_start <= t <= t_end]
         bad = sum(1 for t, eng, _, _, good in window.latencies if eng == e and not good and t_start <= t)
-        out.append(result(scen.name, name, scen.mode(name), settings, seconds, together, ok, bad, span_s,
-                          counters[name]))
+        out.append(
+            result(scen.name, name, scen.mode(name), settings, seconds, together, ok, bad, span_s, counters[name])
+        )
     return out
 
 
@@ -137,8 +138,19 @@ def run_bench(scenarios: list[str], **kwargs: Any) -> list[dict[str, Any]]:
 def table(results: list[dict[str, Any]]) -> Table:
     """The results as a rich table: measured against bound, latency, lag, where time went."""
     t = Table(title="syncviz bench", title_justify="left", header_style="bold")
-    for col in ("scenario", "engine", "req/s", "bound", "of bound", "p50 ms", "p99 ms", "max ms",
-                "lag p99", "failed", "queued/run/blocked/await/yield/ready ms"):
+    for col in (
+        "scenario",
+        "engine",
+        "req/s",
+        "bound",
+        "of bound",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "lag p99",
+        "failed",
+        "queued/run/blocked/await/yield/ready ms",
+    ):
         t.add_column(col, justify="left" if col in ("scenario", "engine") else "right")
     for r in results:
         bound = r["bound_rps"]
@@ -148,9 +160,19 @@ def table(results: list[dict[str, Any]]) -> Table:
         ph = r["phase_ms"]
         phases = "/".join(f"{ph[k]:.1f}" for k in ("queued", "running", "blocked", "awaiting", "yielded", "ready"))
         engine = r["engine"] + ("" if r["mode"] == "native" else f" ({r['mode']})")
-        t.add_row(r["scenario"], engine, f"{r['throughput_rps']:,.0f}", f"{bound:,.0f}" if bound else "-", share,
-                  _fmt(lat["p50"]), _fmt(lat["p99"]), _fmt(lat["max"]), _fmt(lag["p99"]) if lag else "-",
-                  str(r["failed"]), phases)
+        t.add_row(
+            r["scenario"],
+            engine,
+            f"{r['throughput_rps']:,.0f}",
+            f"{bound:,.0f}" if bound else "-",
+            share,
+            _fmt(lat["p50"]),
+            _fmt(lat["p99"]),
+            _fmt(lat["max"]),
+            _fmt(lag["p99"]) if lag else "-",
+            str(r["failed"]),
+            phases,
+        )
     return t
 
 

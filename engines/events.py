@@ -13,7 +13,9 @@ Two more record kinds travel beside transitions:
 
 * latency samples ``(t_done_ns, engine, request_id, latency_ns, ok)`` measured by the
   load generator from the *intended* send time to the last response byte;
-* loop-lag samples ``(t_ns, engine, lag_ns)`` from a ticker living on the loop or hub.
+* loop-lag samples ``(t_ns, engine, lag_ns)`` from a ticker living on the loop or hub
+  (how late its 10 ms sleep woke up); while the ticker is stalled more than 50 ms the host
+  adds, at each drain, how late it is so far, so a blocked loop shows before it unblocks.
 
 Producers append to bounded deques (``deque.append`` is atomic and ~0.2 us); consumers
 :meth:`Recorder.drain` them on a timer into a :class:`Batch`.

@@ -19,6 +19,8 @@ from .loadgen import LoadGen
 from .scenarios import DEFAULT_SCENARIO, get_scenario
 from .upstream import Upstream
 
+STALL_NS = 50_000_000
+
 
 class EventSource(ABC):
     """Where a consumer gets batches from, and where it sends its commands."""
@@ -165,6 +167,11 @@ class EngineHost(EventSource):
     # -- reading -------------------------------------------------------------------------
     def drain(self) -> Batch:
         batch = self.recorder.drain()
+        if self.recorder.enabled:
+            for name, engine in self.engines.items():
+                overdue = engine.overdue_ns(batch.t_ns)
+                if overdue > STALL_NS:  # the ticker cannot report a stall until it ends: sample it now
+                    batch.lags.append((batch.t_ns, ENGINE_IDS[name], overdue))
         if self._info_changed:
             self._info_changed = False
             batch.info = self.info()

@@ -38,7 +38,7 @@ def parse_request(buf: bytearray) -> tuple[Request | None, int]:
     Returns ``(request, consumed)`` or ``(None, 0)`` when more bytes are needed; raises
     :class:`BadRequest` for anything malformed or too large.
     """
-    end = buf.find(b"\r\n\r\n")
+    end = buf.find(b"\r\n\r\n", 0, MAX_HEAD + 4)
     if end < 0:
         if len(buf) > MAX_HEAD:
             raise BadRequest("request head too large")

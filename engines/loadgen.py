@@ -266,9 +266,7 @@ class LoadGen:
         await asyncio.sleep(0)
 
     def _begin(self, client: _Client) -> None:
-        client.target.next_for(client) if self.settings.rate is not None else client.target.start_request(
-            client
-        )
+        client.target.next_for(client) if self.settings.rate is not None else client.target.start_request(client)
 
     async def _arrivals(self) -> None:
         """Open loop: Poisson arrivals at ``rate`` per engine, spiking ``burst`` x for 1 s in 5."""

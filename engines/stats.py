@@ -9,6 +9,7 @@ recent finished ones) for the app's request lanes.
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -45,7 +46,7 @@ def percentile(sorted_values: list[int] | list[float], q: float) -> float:
     """Nearest-rank percentile of an already sorted, non-empty list (``q`` in 0..100)."""
     if not sorted_values:
         raise ValueError("percentile of an empty list")
-    rank = max(0, min(len(sorted_values) - 1, round(q / 100.0 * len(sorted_values) + 0.5) - 1))
+    rank = max(0, min(len(sorted_values) - 1, math.ceil(q / 100.0 * len(sorted_values)) - 1))
     return float(sorted_values[rank])
 
 

@@ -41,25 +41,42 @@ def _add_knobs(p: argparse.ArgumentParser) -> None:
 
 def _add_network(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address the servers bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=0, metavar="P",
-                   help="first port: threaded P, asyncio P+1, gevent P+2 (default: any free)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        metavar="P",
+        help="first port: threaded P, asyncio P+1, gevent P+2 (default: any free)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="syncviz", description="Watch threaded, asyncio and gevent servers schedule real requests.")
-    p.add_argument("--scenario", default=DEFAULT_SCENARIO, metavar="NAME",
-                   help=f"start scenario (default {DEFAULT_SCENARIO}; see `syncviz scenarios`)")
+    p.add_argument(
+        "--scenario",
+        default=DEFAULT_SCENARIO,
+        metavar="NAME",
+        help=f"start scenario (default {DEFAULT_SCENARIO}; see `syncviz scenarios`)",
+    )
     _add_knobs(p)
     _add_network(p)
-    p.add_argument("--in-process", action="store_true",
-                   help="run the servers in the app's own process (the drawing then shares their GIL)")
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the servers in the app's own process (the drawing then shares their GIL)",
+    )
     p.add_argument("--replay", metavar="FILE", help="play a recording made by `syncviz record` instead")
     p.add_argument("--present", action="store_true", help="presenter mode: step through the claims as scenes")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
     b = sub.add_parser("bench", help="measure scenarios headless and print a table (or --json)")
-    b.add_argument("--scenario", action="append", metavar="NAME", dest="scenarios",
-                   help="scenario to run (repeatable, or 'all'; default io-bound)")
+    b.add_argument(
+        "--scenario",
+        action="append",
+        metavar="NAME",
+        dest="scenarios",
+        help="scenario to run (repeatable, or 'all'; default io-bound)",
+    )
     b.add_argument("--engines", default=",".join(ENGINES), help="comma-separated (default all three)")
     b.add_argument("--seconds", type=float, default=4.0, metavar="S", help="measured window per run")
     _add_knobs(b)
@@ -79,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scenario", default=DEFAULT_SCENARIO, metavar="NAME")
     r.add_argument("--seconds", type=float, default=5.0, metavar="S")
     _add_knobs(r)
+    _add_network(r)
     return p
 
 
@@ -156,15 +174,19 @@ def _bench(args: argparse.Namespace) -> int:
         raise UsageError(f"--seconds must be between 0.5 and 600, not {args.seconds:g}")
     overrides = knob_overrides(args)
     pin_to_one_cpu()
-    results = run_bench(scenarios, engines=engines, seconds=args.seconds, together=args.together,
-                        record=not args.no_record, **overrides)
+    results = run_bench(
+        scenarios, engines=engines, seconds=args.seconds, together=args.together, record=not args.no_record, **overrides
+    )
     if args.json:
         json.dump({"results": results}, sys.stdout)
         sys.stdout.write("\n")
     else:
         from rich.console import Console
 
-        Console().print(table(results))
+        console = Console()
+        if not console.is_terminal:
+            console.width = max(console.width, 150)
+        console.print(table(results))
     return 0
 
 
@@ -176,7 +198,7 @@ def _record(args: argparse.Namespace) -> int:
     get_scenario(args.scenario)
     if not 0.5 <= args.seconds <= 600:
         raise UsageError(f"--seconds must be between 0.5 and 600, not {args.seconds:g}")
-    with ChildHost(scenario=args.scenario, **knob_overrides(args)) as source:
+    with ChildHost(scenario=args.scenario, host=args.host, port=args.port, **knob_overrides(args)) as source:
         batches = record(source, args.seconds)
         info = source.info
     count = write_recording(args.file, info, batches)

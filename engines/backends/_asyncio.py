@@ -10,6 +10,7 @@ held); in ``offload`` it runs the blocking handler on anyio's worker threads (la
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import socket
 import threading
@@ -223,6 +224,7 @@ class AsyncioEngine(Engine):
         period = int(LAG_TICK_S * 1e9)
         while True:
             t0 = now_ns()
+            self._tick_due = t0 + period
             await asyncio.sleep(LAG_TICK_S)
             t1 = now_ns()
             if self.recorder.enabled:
@@ -277,9 +279,7 @@ class AsyncioEngine(Engine):
             work.emit(rid, LOOP, Phase.FAILED)
             if settings.chunks > 1:
                 raise ConnectionAbortedError("handler failed mid-stream") from None
-            await conn.write(
-                INTERNAL_ERROR if req.keep_alive else response(500, b"failed\n", False), rid, work
-            )
+            await conn.write(INTERNAL_ERROR if req.keep_alive else response(500, b"failed\n", False), rid, work)
             return
         work.emit(rid, LOOP, Phase.DONE)
 
@@ -316,10 +316,8 @@ class AsyncioEngine(Engine):
             return
         self.native.stopping = self.blocking.stopping = True
         loop = self._loop
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop already closed
             loop.call_soon_threadsafe(lambda: self._stop.done() or self._stop.set_result(None))
-        except RuntimeError:
-            pass  # the loop already closed
         deadline = now_ns() + int(timeout * 1e9)
         thread.join(timeout)
         for worker in list(self._offload_threads):  # anyio's workers exit once the loop's main task ends

@@ -87,6 +87,7 @@ class GeventEngine(Engine):
         period = int(LAG_TICK_S * 1e9)
         while True:
             t0 = now_ns()
+            self._tick_due = t0 + period
             gevent.sleep(LAG_TICK_S)
             t1 = now_ns()
             if self.recorder.enabled:

@@ -66,9 +66,7 @@ class ThreadedEngine(Engine):
         for lane in range(self._target):
             thread = self._workers.get(lane)
             if thread is None or not thread.is_alive():
-                thread = threading.Thread(
-                    target=self._worker, args=(lane,), name=f"threaded-{lane}", daemon=True
-                )
+                thread = threading.Thread(target=self._worker, args=(lane,), name=f"threaded-{lane}", daemon=True)
                 self._workers[lane] = thread
                 thread.start()
 

@@ -1,0 +1,79 @@
+"""Test helpers: a tiny blocking HTTP client and resource probes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+
+def connect(port: int, timeout: float = 5.0) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.settimeout(timeout)
+    return sock
+
+
+_leftover: dict[int, bytes] = {}  # bytes read past a response, per socket (pipelining)
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One whole response (fixed length or chunked): status, headers, body."""
+    key = id(sock)
+    buf = _leftover.pop(key, b"")
+
+    def more() -> bytes:
+        data = sock.recv(65536)
+        if not data:
+            raise ConnectionError("closed mid-response")
+        return data
+
+    while b"\r\n\r\n" not in buf:
+        buf += more()
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    body = b""
+    if headers.get("transfer-encoding") == "chunked":
+        while True:
+            while b"\r\n" not in rest:
+                rest += more()
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line, 16)
+            while len(rest) < size + 2:
+                rest += more()
+            body, rest = body + rest[:size], rest[size + 2 :]
+            if size == 0:
+                break
+    else:
+        length = int(headers.get("content-length", "0"))
+        while len(rest) < length:
+            rest += more()
+        body, rest = rest[:length], rest[length:]
+    if rest:
+        _leftover[key] = rest
+    return status, headers, body
+
+
+def get(port: int, path: str = "/", extra: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+    with connect(port) as sock:
+        sock.sendall(b"GET %s HTTP/1.1\r\nHost: t\r\n%s\r\n" % (path.encode(), extra))
+        return read_response(sock)
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def wait_for(predicate, timeout: float = 3.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def thread_names() -> list[str]:
+    return sorted(t.name for t in threading.enumerate())

@@ -1,0 +1,53 @@
+"""The engine host in a child process: the stream over the pipe, commands, a clean exit."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from support import wait_for
+from syncviz.engines.base import EngineError
+from syncviz.engines.child import ChildHost
+from syncviz.engines.recording import Replay, read_recording, record, write_recording
+from syncviz.engines.stats import StreamStats
+
+
+def test_child_streams_takes_commands_and_exits(tmp_path) -> None:
+    child = ChildHost(scenario="io-bound", clients=10, io_ms=20).start()
+    pid = child._proc.pid  # type: ignore[union-attr]
+    try:
+        assert child.info["scenario"] == "io-bound" and set(child.info["ports"]) == {"threaded", "asyncio", "gevent"}
+        stats = StreamStats()
+        assert wait_for(lambda: stats.feed(child.drain()) or stats.counters()["gevent"].completed > 20)
+        child.apply(pool=2)
+        assert wait_for(
+            lambda: (
+                (child.drain().info or {}).get("settings", {}).get("pool") == 2 or child.info["settings"]["pool"] == 2
+            )
+        )
+        batches = record(child, 0.5)
+        assert sum(len(b.transitions) for b in batches) > 0
+        path = tmp_path / "io.rec.gz"
+        write_recording(path, child.info, batches)
+        info, again = read_recording(path)
+        assert info["scenario"] == "io-bound" and len(again) == len(batches)
+        replay = Replay(info, again)
+        assert len(replay.drain().transitions) == len(batches[0].transitions)
+    finally:
+        t0 = time.monotonic()
+        child.close()
+        assert time.monotonic() - t0 < 3.0
+    assert not _alive(pid)
+
+
+def test_child_start_errors_come_back_as_one_line() -> None:
+    with pytest.raises(EngineError, match="unknown engine"):
+        ChildHost(engines=["nope"]).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "zombie" not in f.read()
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,97 @@
+"""The command line as a user meets it: bad input is one line and exit 2; bench --json's shape."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from syncviz.engines.base import listen
+
+SYNCVIZ = [sys.executable, "-m", "syncviz.tui.cli"]
+
+
+def syncviz(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*SYNCVIZ, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["bench", "--clients", "-3"], "clients must be between"),
+        (["bench", "--scenario", "nope"], "unknown scenario 'nope'"),
+        (["bench", "--engines", "threaded,tornado"], "unknown engine 'tornado'"),
+        (["bench", "--seconds", "0"], "--seconds"),
+        (["bench", "--io-ms", "nan"], "io-ms must be a number"),
+        (["--scenario", "nope"], "unknown scenario"),
+        (["--pool", "0"], "pool must be between"),
+        (["--bogus"], "unrecognized arguments"),
+        (["--replay", "/nonexistent/file.rec"], "cannot read recording"),
+        (["claims", "--id", "no-such-claim"], "no-such-claim"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], words: str) -> None:
+    proc = syncviz(*args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_port_in_use_is_one_line_and_exit_2() -> None:
+    taken = listen("127.0.0.1", 0)
+    try:
+        port = taken.getsockname()[1] - 1  # threaded gets P, asyncio P+1: the taken one
+        proc = syncviz("record", "/tmp/never.rec", "--seconds", "1", "--port", str(port))
+        assert proc.returncode == 2
+        assert "cannot listen on 127.0.0.1" in proc.stderr and "Traceback" not in proc.stderr
+    finally:
+        taken.close()
+
+
+def test_scenarios_lists_every_scenario() -> None:
+    proc = syncviz("scenarios")
+    assert proc.returncode == 0
+    for name in ("io-bound", "cpu-bound", "mixed", "blocking-call", "streaming", "burst", "offload"):
+        assert name in proc.stdout
+
+
+def test_bench_json_is_one_object_in_the_documented_shape() -> None:
+    proc = syncviz(
+        "bench",
+        "--scenario",
+        "io-bound",
+        "--engines",
+        "asyncio,gevent",
+        "--seconds",
+        "1",
+        "--clients",
+        "10",
+        "--io-ms",
+        "20",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert list(doc) == ["results"] and len(doc["results"]) == 2
+    for r in doc["results"]:
+        assert r["scenario"] == "io-bound" and r["engine"] in ("asyncio", "gevent")
+        assert r["params"] == {
+            "clients": 10,
+            "pool": 8,
+            "io_ms": 20.0,
+            "cpu_ms": 0.0,
+            "rate": None,
+            "seconds": 1.0,
+            "together": False,
+        }
+        assert r["completed"] > 50 and r["failed"] == 0
+        assert 0 < r["throughput_rps"] <= r["bound_rps"] * 1.05
+        assert set(r["latency_ms"]) == {"p50", "p95", "p99", "max"}
+        assert r["latency_ms"]["p50"] >= 20.0
+        assert set(r["loop_lag_ms"]) == {"p50", "p99"}
+        assert set(r["phase_ms"]) == {"queued", "running", "blocked", "awaiting", "yielded", "ready"}
+    own = {"asyncio": "awaiting", "gevent": "yielded"}
+    for r in doc["results"]:
+        assert r["phase_ms"][own[r["engine"]]] >= 19.0

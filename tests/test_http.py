@@ -1,0 +1,112 @@
+"""HTTP/1.1 correctness, the same tests against every engine."""
+
+from __future__ import annotations
+
+import socket
+
+from support import connect, get, read_response, wait_for
+from syncviz.engines.base import Engine
+from syncviz.engines.events import Phase
+
+
+def test_get_root(engine: Engine) -> None:
+    status, headers, body = get(engine.port)
+    assert status == 200
+    assert body == b"hello from syncviz\n"
+    assert headers["content-length"] == str(len(body))
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(engine: Engine) -> None:
+    with connect(engine.port) as sock:
+        for _ in range(5):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert read_response(sock)[0] == 200
+
+
+def test_pipelined_requests_are_answered_in_order(engine: Engine) -> None:
+    with connect(engine.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET /nope HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(sock)[0] == 200
+        assert read_response(sock)[0] == 404
+
+
+def test_http10_closes_after_the_response(engine: Engine) -> None:
+    with connect(engine.port) as sock:
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert read_response(sock)[0] == 200
+        assert sock.recv(10) == b""
+
+
+def test_unknown_path_is_404_and_bad_method_405(engine: Engine) -> None:
+    assert get(engine.port, "/missing")[0] == 404
+    with connect(engine.port) as sock:
+        sock.sendall(b"DELETE / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(sock)[0] == 405
+
+
+def test_post_body_is_read_and_the_connection_reused(engine: Engine) -> None:
+    with connect(engine.port) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n")
+        assert read_response(sock)[0] == 200
+        assert read_response(sock)[0] == 200
+
+
+def test_malformed_requests_get_400_and_the_server_keeps_serving(engine: Engine) -> None:
+    bad = [
+        b"garbage\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"GET / HTTP/1.1\r\nno-colon-here\r\n\r\n",
+        b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 20000 + b"\r\n\r\n",
+        b"\x00\xff\xfe binary \r\n\r\n",
+    ]
+    for payload in bad:
+        with connect(engine.port) as sock:
+            sock.sendall(payload)
+            status, _, _ = read_response(sock)
+            assert status == 400, payload[:30]
+            assert sock.recv(10) == b""  # and it closed the connection
+    assert get(engine.port)[0] == 200
+
+
+def test_handler_exception_is_500_and_the_connection_survives(engine: Engine, recorder) -> None:
+    with connect(engine.port) as sock:
+        sock.sendall(b"GET /boom HTTP/1.1\r\nHost: t\r\nX-Req-Id: 77\r\n\r\n")
+        assert read_response(sock)[0] == 500
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(sock)[0] == 200
+    phases = [p for _, _, rid, _, p in recorder.drain().transitions if rid == 77]
+    assert phases[-1] == Phase.FAILED
+
+
+def test_client_vanishing_mid_request_does_not_hurt(engine: Engine) -> None:
+    for _ in range(3):
+        sock = connect(engine.port)
+        sock.sendall(b"GET / HTTP/1.1\r\nHo")
+        sock.close()
+        sock = connect(engine.port)
+        sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()  # reset while the handler sleeps
+    assert get(engine.port)[0] == 200
+
+
+def test_upstream_io_and_streaming_responses(engine: Engine) -> None:
+    engine.apply(engine.settings.with_changes(io="upstream", chunks=3, io_ms=6))
+    status, headers, body = get(engine.port)
+    assert status == 200
+    assert headers["transfer-encoding"] == "chunked"
+    assert body == b"chunk 0\nchunk 1\nchunk 2\n"
+
+
+def test_requests_carry_the_clients_id_into_the_stream(engine: Engine, recorder) -> None:
+    get(engine.port, extra=b"X-Req-Id: 4242\r\n")
+    steps: list[tuple[int, int]] = []
+
+    def finished() -> bool:  # DONE is recorded just after the response is written
+        steps.extend((p, lane) for _, _, rid, lane, p in recorder.drain().transitions if rid == 4242)
+        return bool(steps) and steps[-1][0] == Phase.DONE
+
+    assert wait_for(finished)
+    assert steps[0][0] in (Phase.RUNNING, Phase.READY)

@@ -1,0 +1,53 @@
+"""The engine layer stays headless: no module of it imports textual (harlequin's rule)."""
+
+from __future__ import annotations
+
+import ast
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import syncviz.engines
+
+ENGINES_DIR = Path(syncviz.engines.__file__).parent
+
+
+def test_no_engine_module_imports_textual_statically() -> None:
+    offenders = []
+    for path in ENGINES_DIR.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [
+                f"{path.name}: {n}"
+                for n in names
+                if n.split(".")[0] in ("textual", "syncviz") and not n.startswith("syncviz.engines")
+            ]
+    assert offenders == []
+
+
+def test_importing_every_engine_module_loads_no_textual() -> None:
+    modules = [m.name for m in pkgutil.walk_packages([str(ENGINES_DIR)], "syncviz.engines.")]
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in modules)
+        + (
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'textual' or m.startswith('syncviz.tui'))\n"
+            "print(len(sys.modules)); sys.exit(1 if bad else 0)\n"
+        )
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert len(modules) >= 10
+
+
+def test_nothing_patches_the_world_or_binds_everywhere() -> None:
+    root = ENGINES_DIR.parent
+    for path in [*ENGINES_DIR.rglob("*.py"), *(root / "tui").rglob("*.py")]:
+        text = path.read_text()
+        assert "patch_all(" not in text, path
+        assert "0.0.0.0" not in text, path

@@ -1,0 +1,73 @@
+"""The one interpreter of the stream: counters and tracks from hand-made batches."""
+
+from __future__ import annotations
+
+import pytest
+from syncviz.engines.events import ENGINE_IDS, Batch, Phase
+from syncviz.engines.stats import StreamStats, percentile
+
+MS = 1_000_000
+T, A = ENGINE_IDS["threaded"], ENGINE_IDS["asyncio"]
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = list(range(1, 101))
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    assert percentile([7], 99) == 7
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_phase_means_busy_workers_and_latency() -> None:
+    b = Batch(t_ns=100 * MS)
+    # request 1 on the threaded engine: queued 2 ms, running 1, blocked 10, ready 1, running 1 -> done
+    for t, ph, lane in [
+        (0, Phase.QUEUED, -1),
+        (2, Phase.RUNNING, 0),
+        (3, Phase.BLOCKED, 0),
+        (13, Phase.READY, 0),
+        (14, Phase.RUNNING, 0),
+        (15, Phase.DONE, 0),
+    ]:
+        b.transitions.append((t * MS, T, 1, lane, ph))
+    # request 2 still blocked on thread 1, request 3 queued
+    b.transitions += [
+        (10 * MS, T, 2, -1, Phase.QUEUED),
+        (11 * MS, T, 2, 1, Phase.RUNNING),
+        (12 * MS, T, 2, 1, Phase.BLOCKED),
+        (20 * MS, T, 3, -1, Phase.QUEUED),
+    ]
+    # asyncio: one awaiting, one ready on the loop (does not hold it)
+    b.transitions += [
+        (5 * MS, A, 9, 0, Phase.RUNNING),
+        (6 * MS, A, 9, 0, Phase.AWAITING),
+        (7 * MS, A, 8, 0, Phase.READY),
+    ]
+    b.latencies += [(15 * MS, T, 1, 15 * MS, True), (16 * MS, T, 5, 3 * MS, False)]
+    b.lags += [(50 * MS, A, 2 * MS), (60 * MS, A, 4 * MS)]
+    stats = StreamStats()
+    stats.feed(b)
+    c = stats.counters()
+    t = c["threaded"]
+    assert (t.completed, t.failed, t.in_flight, t.queued, t.busy) == (1, 1, 2, 1, 1)
+    assert t.p50_ms == t.p99_ms == 15.0
+    assert t.phase_ms["queued"] == 2.0 and t.phase_ms["running"] == 2.0
+    assert t.phase_ms["blocked"] == 10.0 and t.phase_ms["ready"] == 1.0
+    a = c["asyncio"]
+    assert a.busy == 0 and a.by_phase["awaiting"] == 1 and a.by_phase["ready"] == 1
+    assert a.lag_p50_ms == 2.0 and a.lag_max_ms == 4.0
+    assert c["gevent"].p50_ms is None and c["gevent"].lag_p99_ms is None
+    assert [s[1] for s in stats["threaded"].recent[0].steps][-1] == Phase.DONE
+
+
+def test_rates_and_windows_forget_old_samples() -> None:
+    stats = StreamStats(window_s=1.0, rate_window_s=1.0)
+    b = Batch(t_ns=3_000 * MS)
+    b.latencies += [(t * MS, A, i, MS, True) for i, t in enumerate(range(0, 3000, 10))]
+    stats.feed(b)
+    c = stats.counters()["asyncio"]
+    assert c.rps == pytest.approx(100, abs=2)
+    assert c.samples == pytest.approx(100, abs=2)
+    assert c.completed == 300
