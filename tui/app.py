@@ -1,0 +1,245 @@
+"""The live Textual app: three engine panels on one time axis, fed by an event source.
+
+The app pulls ``source.drain()`` on a timer (no thread hands it anything), feeds the
+:class:`~syncviz.tui.board.Board`, and redraws the time axes at a modest frame rate and
+the counters a few times a second. Its "now" is the stream's time (the last batch's
+``t_ns``), so a recording replays to the same picture every time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from syncviz.engines.events import ENGINES
+from syncviz.engines.host import EventSource
+from syncviz.engines.recording import Replay
+from syncviz.engines.scenarios import SCENARIOS
+from syncviz.tui.board import Board
+from syncviz.tui.commands import ScenarioCommands
+from syncviz.tui.knobs import KNOBS, next_slow
+from syncviz.tui.widgets.bars import GIL_NOTE, Bar, caption_text, legend_text, status_text
+from syncviz.tui.widgets.help import HelpScreen
+from syncviz.tui.widgets.panel import EnginePanel
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, Vertical
+from textual.widgets import Footer, Static
+
+PUMP_HZ = 30  # drains per second (the child sends ~30 batches a second)
+FPS = 12  # time-axis frames per second
+COUNTER_EVERY = 3  # frames between counter refreshes (~4 Hz)
+MIN_W, MIN_H = 80, 24
+WIDE = 150
+
+KNOB_KEYS = {"c": "clients", "w": "pool", "i": "io_ms", "u": "cpu_ms", "r": "rate"}
+
+
+def _knob_bindings() -> list[Binding]:
+    out = []
+    for key, name in KNOB_KEYS.items():
+        group = Binding.Group(KNOBS[name].label, compact=True)
+        out.append(Binding(key, f"knob('{name}', -1)", f"{KNOBS[name].label}-", group=group))
+        out.append(Binding(key.upper(), f"knob('{name}', 1)", f"{KNOBS[name].label}+", group=group))
+    return out
+
+
+SCENARIO_GROUP = Binding.Group("scenario", compact=True)
+ZOOM_GROUP = Binding.Group("zoom", compact=True)
+
+
+class SyncvizApp(App[int]):
+    """``SyncvizApp(source)``: the source is already started; the caller closes it."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "syncviz"
+    COMMANDS = App.COMMANDS | {ScenarioCommands}
+    HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (MIN_W, "-narrow"), (WIDE, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (MIN_H, "-tall")]
+    BINDINGS = [
+        *(
+            Binding(str(i + 1), f"scenario({i})", name, show=i in (0, len(SCENARIOS) - 1), group=SCENARIO_GROUP)
+            for i, name in enumerate(SCENARIOS)
+        ),
+        *_knob_bindings(),
+        Binding("m", "slow", "slow-mo"),
+        Binding("minus", "zoom(1)", "zoom out", group=ZOOM_GROUP),
+        Binding("plus,equals_sign", "zoom(-1)", "zoom in", group=ZOOM_GROUP),
+        Binding("space", "pause", "pause"),
+        Binding("s", "shot", "screenshot"),
+        Binding("question_mark", "help", "help"),
+        Binding("q", "quit", "quit"),
+    ]
+
+    def __init__(
+        self,
+        source: EventSource,
+        *,
+        in_process: bool = False,
+        clock: Callable[[], int] | None = None,
+        start_info: dict[str, Any] | None = None,
+        live: bool = True,
+        screenshot_dir: str | Path = ".",
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.in_process = in_process
+        self.clock = clock
+        self.live = live
+        self.screenshot_dir = Path(screenshot_dir)
+        info = dict(start_info or getattr(source, "info", None) or {})
+        self.board = Board(info)
+        self.paused = False
+        self.replay = isinstance(source, Replay)
+        self._frames = 0
+        self.frame_ms: list[float] = []  # CPU time of recent frames, for the benchmark
+
+    # -- layout --------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with Vertical(id="main"):
+            yield Bar(id="status")
+            if self.in_process:
+                yield Static(GIL_NOTE, id="gil-note")
+            yield Bar(id="caption")
+            with Container(id="panels"):
+                for name in self.board.engines:
+                    yield EnginePanel(name)
+            yield Bar(id="legend")
+        yield Static("", id="too-small")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#legend", Bar).set(legend_text())
+        self._show_status()
+        if self.live:
+            self.set_interval(1 / PUMP_HZ, self.pump)
+            self.set_interval(1 / FPS, self.draw)
+
+    def on_resize(self) -> None:
+        w, h = self.size
+        self.query_one("#too-small", Static).update(
+            f"syncviz needs a terminal of at least {MIN_W}x{MIN_H}; this one is {w}x{h}.\n\n"
+            "Enlarge the window (or make the font smaller).  q quits."
+        )
+        self.call_after_refresh(self.draw, force=True)
+
+    @property
+    def stacked(self) -> bool:
+        return not self.screen.has_class("-wide")
+
+    @property
+    def now_ns(self) -> int:
+        return self.clock() if self.clock is not None else self.board.now_ns
+
+    # -- the loop ------------------------------------------------------------------------
+    def pump(self) -> None:
+        """Drain the source once and feed the board."""
+        batch = self.source.drain()
+        restarted = self.board.feed(batch)
+        if batch.info is not None or restarted:
+            self._show_status()
+
+    def draw(self, force: bool = False) -> None:
+        """One frame: time axes always, counters every few frames."""
+        if self.paused and not force:
+            return
+        t0 = time.thread_time()
+        now = self.now_ns
+        self._frames += 1
+        counters = force or self._frames % COUNTER_EVERY == 1
+        if counters:
+            self.board.refresh_counters()
+        for panel in self.query(EnginePanel):
+            if counters:
+                panel.draw_counters(self.board, self.stacked)
+            panel.draw_timeline(self.board, now)
+        self.frame_ms.append((time.thread_time() - t0) * 1000)
+        del self.frame_ms[:-200]
+
+    def _show_status(self) -> None:
+        board = self.board
+        self.query_one("#status", Bar).set(
+            status_text(board.scenario, board.settings, board.zoom_ms, self.paused, self.replay)
+        )
+        self.query_one("#caption", Bar).set(caption_text(board.scenario))
+        for panel in self.query(EnginePanel):
+            panel.set_info(board.engine_info(panel.engine))
+
+    # -- actions -------------------------------------------------------------------------
+    def switch_scenario(self, name: str) -> None:
+        self.source.set_scenario(name)
+        self.notify(f"restarting the engines on {name}…", timeout=2)
+
+    def action_scenario(self, index: int) -> None:
+        self.switch_scenario(list(SCENARIOS)[index])
+
+    def action_knob(self, name: str, direction: int) -> None:
+        knob = KNOBS[name]
+        current = getattr(self.board.settings, name)
+        value = knob.step(current, direction)
+        if value == current:
+            self.notify(f"{knob.label} stays at {knob.show(current)}", timeout=1.5)
+            return
+        self.source.apply(**{name: value})
+        self._optimistic(**{name: value})
+
+    def action_slow(self) -> None:
+        old = self.board.settings.slow
+        new = next_slow(old)
+        self.source.apply(slow=new)
+        self._optimistic(slow=new)
+        self.board.set_zoom(self.board.zoom_ms * new / old)
+        self._show_status()
+
+    def _optimistic(self, **changes: Any) -> None:
+        """Show the new setting at once; the stream's next status confirms it."""
+        settings = dict(self.board.info.get("settings") or self.board.settings.as_dict())
+        settings.update(changes)
+        self.board.info["settings"] = settings
+        self._show_status()
+
+    def action_zoom(self, direction: int) -> None:
+        self.board.zoom_step(direction)
+        self._show_status()
+        self.draw(force=True)
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        self._show_status()
+        if not self.paused:
+            self.draw(force=True)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.board.scenario))
+
+    def action_shot(self) -> None:
+        name = f"syncviz-{self.board.scenario}-{time.strftime('%H%M%S')}.svg"
+        path = self.save_screenshot(filename=name, path=str(self.screenshot_dir))
+        self.notify(f"saved {path}", timeout=3)
+
+    async def action_quit(self) -> None:
+        self.exit(0)
+
+
+def _pin_away_from_engines() -> None:
+    """Keep the UI off the CPU the engine child pinned itself to (the last one)."""
+    with contextlib.suppress(AttributeError, OSError):
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) >= 2:
+            os.sched_setaffinity(0, set(cpus[:-1]))
+
+
+def run_app(source: EventSource, *, in_process: bool, start_info: dict[str, Any]) -> int:
+    """Run the app on a started source until the user quits; the caller closes the source."""
+    if not in_process:
+        _pin_away_from_engines()
+    app = SyncvizApp(source, in_process=in_process, start_info=start_info)
+    code = app.run()
+    return int(code or 0)
+
+
+__all__ = ["ENGINES", "SyncvizApp", "run_app"]

@@ -1,0 +1,149 @@
+"""The app's state, without widgets: the stream's stats, lanes, rows, history and status.
+
+:class:`Board` is fed every batch (``feed``) and answers what each panel should draw.
+A scenario switch restarts the engines, so the board starts afresh when the stream's
+``info`` names a new scenario: the old requests will never finish.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from syncviz.engines.base import engine_class
+from syncviz.engines.events import ENGINES, Batch
+from syncviz.engines.scenarios import DEFAULT_SCENARIO, SCENARIOS, io_line
+from syncviz.engines.settings import OFFLOAD_LIMIT, Settings, bound_rps
+from syncviz.engines.stats import Counters, StreamStats
+from syncviz.tui.history import History
+from syncviz.tui.lanes import LaneModel
+from syncviz.tui.rows import RequestRows
+
+ZOOMS_MS = (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+DEFAULT_ZOOM_MS = 10
+KEEP_TRACKS = 6000  # finished requests the stats remember (for repainting after a zoom)
+
+
+@dataclass
+class EngineInfo:
+    name: str
+    model: str
+    mode: str
+    io_line: str
+    bound: float | None
+    lanes: list[tuple[int, str]]  # (lane, name) of every worker lane, in order
+    worker_word: str
+    has_lag: bool
+
+
+class Board:
+    def __init__(self, info: dict[str, Any] | None = None, zoom_ms: float = DEFAULT_ZOOM_MS) -> None:
+        self.info: dict[str, Any] = dict(info or {})
+        self.zoom_ms = zoom_ms
+        self.batches = 0
+        self.dropped = 0
+        self._rows_wanted: dict[str, int] = {}
+        self._reset()
+
+    # -- status --------------------------------------------------------------------------
+    @property
+    def scenario(self) -> str:
+        return self.info.get("scenario", DEFAULT_SCENARIO)
+
+    @property
+    def settings(self) -> Settings:
+        raw = self.info.get("settings")
+        if raw:
+            return Settings(**raw)
+        return SCENARIOS[self.scenario].settings
+
+    @property
+    def engines(self) -> list[str]:
+        return list(self.info.get("engines") or ENGINES)
+
+    @property
+    def now_ns(self) -> int:
+        return self.stats.last_t_ns
+
+    @property
+    def ns_per_col(self) -> int:
+        return max(1, round(self.zoom_ms * 1_000_000))
+
+    def engine_info(self, name: str) -> EngineInfo:
+        settings = self.settings
+        mode = self.info.get("modes", {}).get(name) or SCENARIOS[self.scenario].mode(name)
+        if name == "threaded":
+            lanes = [(i, f"w{i}") for i in range(settings.pool)]
+            word = "threads"
+        elif name == "asyncio":
+            lanes = [(0, "loop")]
+            word = "loop"
+            if mode == "offload":
+                lanes += [(i, f"t{i}") for i in range(1, OFFLOAD_LIMIT + 1)]
+                word = f"loop+{OFFLOAD_LIMIT} thr"
+        else:
+            lanes = [(0, "hub")]
+            word = "hub"
+        return EngineInfo(
+            name=name,
+            model=engine_class(name).model,
+            mode=mode,
+            io_line=io_line(name, mode, settings),
+            bound=bound_rps(name, mode, settings),
+            lanes=lanes,
+            worker_word=word,
+            has_lag=name != "threaded",
+        )
+
+    # -- feeding -------------------------------------------------------------------------
+    def _reset(self) -> None:
+        self.stats = StreamStats(keep=KEEP_TRACKS)
+        self.history = History()
+        ns = self.ns_per_col
+        self.lanes = {e.engine: LaneModel(e, ns) for e in self.stats.engines}
+        self.rows = {e.engine: RequestRows(e, self._rows_wanted.get(e.engine, 12)) for e in self.stats.engines}
+        self.counters: dict[str, Counters] = {}
+
+    def feed(self, batch: Batch) -> bool:
+        """Take one batch; True when the scenario changed (the board started afresh)."""
+        self.batches += 1
+        self.dropped += batch.dropped
+        if batch.info is not None:
+            old = self.info.get("scenario")
+            self.info = {**self.info, **batch.info}
+            if old is not None and batch.info.get("scenario", old) != old:
+                # The batch holds the old engines' last transitions and the new ones' first:
+                # drop it and start afresh; the new requests' later transitions still end well.
+                last = max(self.stats.last_t_ns, batch.t_ns)
+                self._reset()
+                self.stats.last_t_ns = last
+                return True
+        self.stats.feed(batch)
+        now = self.stats.last_t_ns
+        for name, model in self.lanes.items():
+            model.consume(now)
+            self.rows[name].consume(now, self.ns_per_col, self.ns_per_col * 400)
+        sampled = self.history.observe(self.stats, now)
+        if sampled is not None:
+            self.counters = sampled
+        return False
+
+    def refresh_counters(self) -> dict[str, Counters]:
+        self.counters = self.stats.counters(self.now_ns)
+        return self.counters
+
+    def set_rows(self, engine: str, rows: int) -> None:
+        self._rows_wanted[engine] = rows
+        self.rows[engine].resize(rows)
+
+    def set_zoom(self, zoom_ms: float) -> None:
+        self.zoom_ms = zoom_ms
+        for model in self.lanes.values():
+            model.rezoom(self.ns_per_col, self.now_ns)
+
+    def zoom_step(self, direction: int) -> float:
+        """One step finer (-1) or coarser (+1) on the ms-per-column scale."""
+        levels = list(ZOOMS_MS)
+        near = min(range(len(levels)), key=lambda i: abs(levels[i] - self.zoom_ms))
+        self.set_zoom(levels[max(0, min(len(levels) - 1, near + direction))])
+        return self.zoom_ms

@@ -1,0 +1,82 @@
+"""The thin bars around the panels: status and knobs, the in-process note, caption, legend."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from syncviz.engines.scenarios import SCENARIOS
+from syncviz.engines.settings import Settings
+from syncviz.tui.knobs import knob_line
+from syncviz.tui.phases import EIGHTHS, IDLE_GLYPH, LEGEND_PHASES, LOOKS
+from textual.widgets import Static
+
+KEY = "#8b93a7"
+
+
+def status_text(scenario: str, settings: Settings, zoom_ms: float, paused: bool, replay: bool) -> Text:
+    t = Text(no_wrap=True, overflow="ellipsis")
+    t.append(" syncviz ", "bold #1b1e28 on #56b4e9")
+    t.append(f" {scenario} ", "bold")
+    names = list(SCENARIOS)
+    if scenario in names:
+        t.append(f"({names.index(scenario) + 1}/{len(names)})  ", KEY)
+    for label, value in knob_line(settings):
+        t.append(f"{label} ", KEY)
+        t.append(f"{value}  ", "bold")
+    if settings.slow != 1:
+        t.append(" slow motion x", "bold #1b1e28 on #e69f00")
+        t.append(f"{settings.slow:g} ", "bold #1b1e28 on #e69f00")
+        t.append("  ")
+    t.append("zoom ", KEY)
+    t.append(f"{zoom_ms:g} ms/col  ", "bold")
+    if paused:
+        t.append(" ❚❚ PAUSED ", "bold #1b1e28 on #f0e442")
+    elif replay:
+        t.append(" ▶ replay ", "bold #1b1e28 on #cc79a7")
+    else:
+        t.append(" ● live ", "bold #1b1e28 on #009e73")
+    return t
+
+
+def caption_text(scenario: str) -> Text:
+    sc = SCENARIOS.get(scenario)
+    t = Text()
+    if sc is None:
+        return t
+    t.append(sc.description, "bold")
+    for line in sc.caption:
+        t.append("\n▸ ", "#56b4e9")
+        t.append(line)
+    return t
+
+
+def legend_text() -> Text:
+    t = Text(no_wrap=True, overflow="ellipsis")
+    for phase in LEGEND_PHASES:
+        look = LOOKS[phase]
+        t.append(f" {look.glyph * 2}", look.color)
+        t.append(f" {look.name} ")
+    t.append(f"  {IDLE_GLYPH} idle", KEY)
+    t.append(f"  {EIGHTHS[2]}{EIGHTHS[5]}{EIGHTHS[8]}", KEY)
+    t.append(" part of a column / queue depth", KEY)
+    t.append("   ? help", "bold")
+    return t
+
+
+GIL_NOTE = (
+    "⚠ in-process: this app's own drawing shares the GIL with the three servers, "
+    "so their figures here are lower than in the default child-process mode."
+)
+
+
+class Bar(Static):
+    """A Static that skips identical updates."""
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__("", id=id, classes=classes)
+        self._last: str | None = None
+
+    def set(self, text: Text | str) -> None:
+        key = text.markup if isinstance(text, Text) else text
+        if key != self._last:
+            self._last = key
+            self.update(text)

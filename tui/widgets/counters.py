@@ -1,0 +1,118 @@
+"""An engine's numbers: throughput against its Little's-law bound, queue, workers, latency.
+
+Everything comes from :class:`~syncviz.engines.stats.Counters`; the bound from
+:func:`~syncviz.engines.settings.bound_rps`; the sparklines from :mod:`syncviz.tui.history`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from syncviz.engines.stats import Counters
+from syncviz.tui.history import sparkline
+from syncviz.tui.phases import LOOKS, Phase
+from textual.widgets import Static
+
+KEY = "#8b93a7"
+VALUE = "bold #e8ebf2"
+RPS = "#009e73"
+P99 = "#e69f00"
+QUEUE_GLYPH = "■"
+
+
+@dataclass
+class CounterView:
+    """What the counters widget needs besides the counters themselves."""
+
+    counters: Counters | None
+    bound: float | None
+    workers: int  # lanes that can hold a request (pool threads; 1 loop or hub; +offload)
+    worker_word: str  # "threads", "loop", "hub", "loop + 40 threads"
+    has_lag: bool
+    rps_history: list[float | None]
+    p99_history: list[float | None]
+    not_shown: int  # requests in flight without a row
+
+
+def fmt_n(x: float | None) -> str:
+    return "—" if x is None else f"{x:,.0f}"
+
+
+def fmt_ms(x: float | None) -> str:
+    if x is None:
+        return "—"
+    return f"{x:,.1f}" if x < 10 else f"{x:,.0f}"
+
+
+def counter_text(v: CounterView, width: int, stacked: bool) -> Text:
+    c = v.counters
+    t = Text(no_wrap=True, overflow="ellipsis")
+
+    def kv(key: str, value: str, style: str = VALUE, sep: str = "  ") -> None:
+        t.append(key + " ", KEY)
+        t.append(value, style)
+        t.append(sep)
+
+    if c is None:
+        t.append("waiting for the first requests…", KEY)
+        return t
+    kv("req/s", fmt_n(c.rps), f"bold {RPS}", " ")
+    bound = "∞" if v.bound is None else fmt_n(v.bound)
+    kv("of bound", bound, KEY, "  ")
+    if stacked:
+        t.append("\n")
+    kv("done", fmt_n(c.completed))
+    kv("failed", fmt_n(c.failed), "bold #ff4d4d" if c.failed else VALUE, "")
+    t.append("\n")
+    kv("in flight", fmt_n(c.in_flight))
+    kv("queued", fmt_n(c.queued), f"bold {LOOKS[Phase.QUEUED].color}")
+    if stacked:
+        t.append("\n")
+    ready = c.by_phase.get("ready", 0)
+    kv("ready", fmt_n(ready), f"bold {LOOKS[Phase.READY].color}")
+    kv("busy", f"{c.busy}/{v.workers} {v.worker_word}", VALUE, "")
+    t.append("\n")
+    kv("p50", fmt_ms(c.p50_ms), VALUE, " ")
+    kv("p95", fmt_ms(c.p95_ms), VALUE, " ")
+    kv("p99", fmt_ms(c.p99_ms) + " ms", f"bold {P99}", "  ")
+    if stacked:
+        t.append("\n")
+    lag = fmt_ms(c.lag_p99_ms) + " ms" if v.has_lag else "n/a (no loop)"
+    kv("lag p99", lag, VALUE if v.has_lag else KEY, "")
+    t.append("\n")
+    spark_w = max(8, width - 8)
+    t.append("req/s ", KEY)
+    t.append(sparkline(v.rps_history, spark_w), RPS)
+    t.append("\n")
+    t.append("p99   ", KEY)
+    t.append(sparkline(v.p99_history, spark_w), P99)
+    t.append("\n")
+    t.append("queue ", KEY)
+    room = max(4, width - 14)
+    shown = min(c.queued, room)
+    t.append(QUEUE_GLYPH * shown, LOOKS[Phase.QUEUED].color)
+    if c.queued > shown:
+        t.append(f" +{c.queued - shown:,}", KEY)
+    elif c.queued == 0:
+        t.append("empty", KEY)
+    return t
+
+
+class CountersView(Static):
+    """Re-renders only when its text changes."""
+
+    DEFAULT_CSS = """
+    CountersView { height: auto; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self._last: str | None = None
+
+    def show(self, view: CounterView, stacked: bool) -> None:
+        text = counter_text(view, self.size.width or 60, stacked)
+        key = text.markup
+        if key != self._last:
+            self._last = key
+            self.update(text)

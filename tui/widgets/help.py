@@ -1,0 +1,92 @@
+"""The help screen: what each phase means, what the current scenario shows, every key."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from syncviz.engines.events import Phase
+from syncviz.engines.scenarios import SCENARIOS
+from syncviz.tui.phases import EIGHTHS, IDLE_GLYPH, LOOKS
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS: tuple[tuple[str, str], ...] = (
+    ("1 … 7", "switch scenario (also ctrl+p, the command palette); the engines restart"),
+    ("c / C", "fewer / more clients per engine"),
+    ("w / W", "smaller / larger thread pool (threaded engine)"),
+    ("i / I", "less / more I/O wait per request (ms)"),
+    ("u / U", "less / more CPU per request (ms)"),
+    ("r / R", "lower / higher open-loop arrival rate (lowest: closed loop)"),
+    ("m", "slow motion: workloads x10, x40, back to x1 (the zoom follows)"),
+    ("- / +", "zoom the time axis: more / fewer ms per column"),
+    ("space", "pause the picture (the engines keep running; resume jumps to now)"),
+    ("s", "save an SVG screenshot in the current directory"),
+    ("?", "this help"),
+    ("q", "quit (stops the engines, leaves nothing running)"),
+)
+
+
+def help_text(scenario: str) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    grid.add_row(Text("Phases", "bold underline"), "")
+    for phase in Phase:
+        look = LOOKS[phase]
+        grid.add_row(Text(f"{look.glyph * 3} {look.name}", look.color), look.meaning)
+    grid.add_row(Text(f"{IDLE_GLYPH * 3} idle", "#4b5063"), "no request holds this worker lane")
+    grid.add_row(
+        Text(f"{EIGHTHS[2]}{EIGHTHS[5]}{EIGHTHS[8]} partial", "#8b93a7"),
+        "lanes: held for that part of the column (colour: the main phase); "
+        "queued / ready lanes: mean depth over the column, full height = all clients",
+    )
+    grid.add_row("", "")
+    grid.add_row(Text("Reading it", "bold underline"), "")
+    grid.add_row(
+        "worker lanes",
+        "one row per pool thread (w0…), the event loop (loop), the gevent hub (hub), anyio's threads (t1…); "
+        "#n is the request holding it",
+    )
+    grid.add_row(
+        "request rows",
+        "recent and in-flight requests, each a run of its measured phases; a row hosts one request after another",
+    )
+    grid.add_row("time axis", "shared by the three panels; now is the right edge")
+    grid.add_row("bound", "Little's law: concurrency / time per request (and one core for CPU work)")
+    grid.add_row("", "")
+    sc = SCENARIOS.get(scenario)
+    if sc is not None:
+        grid.add_row(Text(f"Scenario {sc.name}", "bold underline"), "")
+        grid.add_row("", Text(sc.description, "bold"))
+        for line in sc.caption:
+            grid.add_row("", f"▸ {line}")
+        if sc.claims:
+            grid.add_row("", Text("claims: " + ", ".join(sc.claims), "#8b93a7"))
+        grid.add_row("", "")
+    grid.add_row(Text("Keys", "bold underline"), "")
+    for key, what in KEYS:
+        grid.add_row(Text(key, "bold #56b4e9"), what)
+    return grid
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape,question_mark,q", "dismiss", "close help"),
+    ]
+
+    def __init__(self, scenario: str) -> None:
+        super().__init__()
+        self.scenario = scenario
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-box"):
+            yield Static(help_text(self.scenario), id="help-text")
+
+    def on_mount(self) -> None:
+        self.query_one("#help-box").border_title = "syncviz help  (esc closes)"
+
+    async def action_dismiss(self, result: None = None) -> None:
+        self.dismiss(result)

@@ -1,0 +1,80 @@
+"""One engine's panel: its title and I/O line, its counters, its time axis."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from syncviz.engines.events import Phase
+from syncviz.tui.board import Board, EngineInfo
+from syncviz.tui.widgets.counters import CountersView, CounterView
+from syncviz.tui.widgets.timeline import TimelineView
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static
+
+
+class EnginePanel(Vertical):
+    """Draws what the :class:`Board` knows about one engine."""
+
+    def __init__(self, engine: str) -> None:
+        super().__init__(id=f"panel-{engine}", classes="engine-panel")
+        self.engine = engine
+        self._info: EngineInfo | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="side"):
+            yield Static("", classes="io-line")
+            yield CountersView()
+        yield TimelineView()
+
+    def set_info(self, info: EngineInfo) -> None:
+        if info == self._info:
+            return
+        self._info = info
+        self.border_title = f"[b]{info.name}[/b] · {info.model}"
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append("handler ", "#8b93a7")
+        line.append(f" {info.io_line} ", "bold #f0f0f0 on #2b3042")
+        if info.mode != "native":
+            line.append(f"  ({info.mode})", "#e69f00")
+        self.query_one(".io-line", Static).update(line)
+
+    def draw_counters(self, board: Board, stacked: bool) -> None:
+        info = self._info
+        if info is None:
+            return
+        counters = board.counters.get(self.engine)
+        rows = board.rows[self.engine]
+        history = board.history
+        view = CounterView(
+            counters=counters,
+            bound=info.bound,
+            workers=len(info.lanes),
+            worker_word=info.worker_word,
+            has_lag=info.has_lag,
+            rps_history=list(history.rps.get(self.engine, ())),
+            p99_history=list(history.p99.get(self.engine, ())),
+            not_shown=max(0, (counters.in_flight if counters else 0) - rows.shown_in_flight()),
+        )
+        self.query_one(CountersView).show(view, stacked)
+
+    def draw_timeline(self, board: Board, now_ns: int) -> None:
+        info = self._info
+        if info is None:
+            return
+        view = self.query_one(TimelineView)
+        if view.size.height <= 0:
+            return
+        waits_wanted = 1 if self.engine == "threaded" else 2
+        shown, rows = view.plan(len(info.lanes), waits_wanted)
+        board.set_rows(self.engine, rows)
+        lanes = info.lanes[:shown]
+        model = board.lanes[self.engine]
+        frame = model.frame(now_ns, view.cols, [lane for lane, _ in lanes])
+        scale = float(max(1, board.settings.clients))
+        waits = [("queued", frame.queued, Phase.QUEUED, scale)]
+        if waits_wanted == 2:
+            waits.append(("ready", frame.ready, Phase.READY, scale))
+        row_model = board.rows[self.engine]
+        in_flight = len(board.stats[self.engine].inflight)
+        header = f"requests · {row_model.shown_in_flight()} of {in_flight:,} in flight have a row"
+        view.draw(frame, lanes, len(info.lanes) - shown, waits, row_model, header, now_ns)
