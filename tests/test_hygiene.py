@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import syncviz.engines
 
 ENGINES_DIR = Path(syncviz.engines.__file__).parent
@@ -51,3 +52,17 @@ def test_nothing_patches_the_world_or_binds_everywhere() -> None:
         text = path.read_text()
         assert "patch_all(" not in text, path
         assert "0.0.0.0" not in text, path
+
+
+def test_every_source_package_is_installed() -> None:
+    """pyproject's package list misses no folder of code (a wheel would lack it)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    root = ENGINES_DIR.parent
+    listed = set(
+        tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    for top, name in (("engines", "syncviz.engines"), ("tui", "syncviz.tui")):
+        for init in (Path(__file__).parent.parent / top).rglob("__init__.py"):
+            rel = init.parent.relative_to(Path(__file__).parent.parent / top)
+            assert ".".join([name, *rel.parts]) in listed, init
+    assert root.exists()
