@@ -18,7 +18,7 @@ from syncviz.engines.recording import RecordingError
 from syncviz.engines.scenarios import DEFAULT_SCENARIO, SCENARIOS
 from syncviz.engines.settings import SettingsError
 
-KNOBS = ("clients", "pool", "io_ms", "cpu_ms", "rate")
+KNOBS = ("clients", "pool", "io_ms", "cpu_ms", "rate", "think_ms")
 
 
 class UsageError(Exception):
@@ -37,6 +37,7 @@ def _add_knobs(p: argparse.ArgumentParser) -> None:
     g.add_argument("--io-ms", type=float, metavar="X", help="I/O wait per request, ms")
     g.add_argument("--cpu-ms", type=float, metavar="Y", help="pure-Python CPU per request, ms")
     g.add_argument("--rate", type=float, metavar="R", help="open loop: Poisson arrivals per second per engine")
+    g.add_argument("--think-ms", type=float, metavar="T", help="closed loop: pause between answer and next request")
 
 
 def _add_network(p: argparse.ArgumentParser) -> None:
