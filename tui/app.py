@@ -8,8 +8,6 @@ the counters a few times a second. Its "now" is the stream's time (the last batc
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +17,7 @@ from syncviz.engines.events import ENGINES
 from syncviz.engines.host import EventSource
 from syncviz.engines.recording import Replay
 from syncviz.engines.scenarios import SCENARIOS
-from syncviz.tui.board import Board
+from syncviz.tui.board import DEFAULT_ZOOM_MS, Board
 from syncviz.tui.commands import ScenarioCommands
 from syncviz.tui.knobs import KNOBS, next_slow
 from syncviz.tui.widgets.bars import GIL_NOTE, Bar, caption_text, legend_text, status_text
@@ -31,8 +29,8 @@ from textual.containers import Container, Vertical
 from textual.widgets import Footer, Static
 
 PUMP_HZ = 30  # drains per second (the child sends ~30 batches a second)
-FPS = 12  # time-axis frames per second
-COUNTER_EVERY = 3  # frames between counter refreshes (~4 Hz)
+FPS = 10  # time-axis frames per second (a full frame costs ~20 ms of CPU; see NOTES)
+COUNTER_EVERY = 4  # frames between counter refreshes (2.5 Hz: counters() sorts every latency)
 MIN_W, MIN_H = 80, 24
 WIDE = 150
 
@@ -48,8 +46,15 @@ def _knob_bindings() -> list[Binding]:
     return out
 
 
-SCENARIO_GROUP = Binding.Group("scenario", compact=True)
 ZOOM_GROUP = Binding.Group("zoom", compact=True)
+
+
+SCENARIO_ZOOM_MS = {"blocking-call": 50, "streaming": 20, "burst": 20, "cpu-bound": 5}
+"""Where the default 10 ms per column would hide the story (a 3 s queue, a 200 ms stream)."""
+
+
+def scenario_zoom(name: str) -> float:
+    return SCENARIO_ZOOM_MS.get(name, DEFAULT_ZOOM_MS)
 
 
 class SyncvizApp(App[int]):
@@ -61,10 +66,8 @@ class SyncvizApp(App[int]):
     HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (MIN_W, "-narrow"), (WIDE, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (MIN_H, "-tall")]
     BINDINGS = [
-        *(
-            Binding(str(i + 1), f"scenario({i})", name, show=i in (0, len(SCENARIOS) - 1), group=SCENARIO_GROUP)
-            for i, name in enumerate(SCENARIOS)
-        ),
+        Binding("1", "scenario(0)", "scenario", key_display=f"1…{len(SCENARIOS)}"),
+        *(Binding(str(i + 1), f"scenario({i})", name, show=False) for i, name in enumerate(SCENARIOS) if i),
         *_knob_bindings(),
         Binding("m", "slow", "slow-mo"),
         Binding("minus", "zoom(1)", "zoom out", group=ZOOM_GROUP),
@@ -92,7 +95,7 @@ class SyncvizApp(App[int]):
         self.live = live
         self.screenshot_dir = Path(screenshot_dir)
         info = dict(start_info or getattr(source, "info", None) or {})
-        self.board = Board(info)
+        self.board = Board(info, zoom_ms=scenario_zoom(info.get("scenario", "")))
         self.paused = False
         self.replay = isinstance(source, Replay)
         self._frames = 0
@@ -110,7 +113,7 @@ class SyncvizApp(App[int]):
                     yield EnginePanel(name)
             yield Bar(id="legend")
         yield Static("", id="too-small")
-        yield Footer(compact=True)
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#legend", Bar).set(legend_text())
@@ -122,8 +125,8 @@ class SyncvizApp(App[int]):
     def on_resize(self) -> None:
         w, h = self.size
         self.query_one("#too-small", Static).update(
-            f"syncviz needs a terminal of at least {MIN_W}x{MIN_H}; this one is {w}x{h}.\n\n"
-            "Enlarge the window (or make the font smaller).  q quits."
+            f"syncviz needs at least {MIN_W}x{MIN_H}\nthis terminal is {w}x{h}\n\n"
+            "enlarge the window\nor make the font smaller\n\nq quits"
         )
         self.call_after_refresh(self.draw, force=True)
 
@@ -172,6 +175,7 @@ class SyncvizApp(App[int]):
     # -- actions -------------------------------------------------------------------------
     def switch_scenario(self, name: str) -> None:
         self.source.set_scenario(name)
+        self.board.set_zoom(scenario_zoom(name))
         self.notify(f"restarting the engines on {name}…", timeout=2)
 
     def action_scenario(self, index: int) -> None:
@@ -225,18 +229,12 @@ class SyncvizApp(App[int]):
         self.exit(0)
 
 
-def _pin_away_from_engines() -> None:
-    """Keep the UI off the CPU the engine child pinned itself to (the last one)."""
-    with contextlib.suppress(AttributeError, OSError):
-        cpus = sorted(os.sched_getaffinity(0))
-        if len(cpus) >= 2:
-            os.sched_setaffinity(0, set(cpus[:-1]))
+def run_app(source: EventSource, *, in_process: bool, start_info: dict[str, Any], present: bool = False) -> int:
+    """Run the app on a started source until the user quits; the caller closes the source.
 
-
-def run_app(source: EventSource, *, in_process: bool, start_info: dict[str, Any]) -> int:
-    """Run the app on a started source until the user quits; the caller closes the source."""
-    if not in_process:
-        _pin_away_from_engines()
+    ``present`` is accepted for the launcher; presenter mode is not built yet.
+    """
+    del present
     app = SyncvizApp(source, in_process=in_process, start_info=start_info)
     code = app.run()
     return int(code or 0)

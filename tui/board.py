@@ -122,7 +122,7 @@ class Board:
         now = self.stats.last_t_ns
         for name, model in self.lanes.items():
             model.consume(now)
-            self.rows[name].consume(now, self.ns_per_col, self.ns_per_col * 400)
+            self.rows[name].consume(now, self.ns_per_col)
         sampled = self.history.observe(self.stats, now)
         if sampled is not None:
             self.counters = sampled

@@ -35,28 +35,37 @@ class RequestRows:
         self.stats = stats
         self.rows: list[deque[RequestTrack]] = [deque() for _ in range(MAX_ROWS)]
         self.visible = rows
+        self.cols = 400  # the window's width, as last drawn
         self._seen: set[int] = set()
+        self._cache: dict[int, tuple[int, int, list[int]]] = {}  # rid -> (ns, first col, phases)
         self._swept_at = 0
 
     def resize(self, rows: int) -> None:
         self.visible = max(0, min(MAX_ROWS, rows))
 
-    def consume(self, now_ns: int, gap_ns: int, horizon_ns: int) -> None:
-        """Seat new in-flight requests; drop requests that left the window ``horizon_ns`` ago."""
+    def consume(self, now_ns: int, ns_per_col: int) -> None:
+        """Seat new in-flight requests (one column apart); drop requests left of the window."""
+        gap_ns = ns_per_col
+        horizon_ns = ns_per_col * (self.cols + 2)
         seen = self._seen
         rows = self.rows[: self.visible]
         for row in rows:
             while row and row[0].phase in TERMINAL and row[0].since < now_ns - horizon_ns:
-                row.popleft()
+                self._cache.pop(row.popleft().rid, None)
         for rid, track in self.stats.inflight.items():
             if rid in seen:
                 continue
             seen.add(rid)
             start = track.steps[0][0]
-            for row in rows:
+            seat = None
+            for row in rows:  # the first row free for a column, else the first free at all
                 if not row or (row[-1].phase in TERMINAL and row[-1].since + gap_ns <= start):
-                    row.append(track)
+                    seat = row
                     break
+                if seat is None and row[-1].phase in TERMINAL and row[-1].since <= start:
+                    seat = row
+            if seat is not None:
+                seat.append(track)
         if now_ns - self._swept_at > 1_000_000_000:
             self._swept_at = now_ns
             self._seen = {rid for rid in seen if rid in self.stats.inflight}
@@ -66,39 +75,67 @@ class RequestRows:
 
     def cells(self, index: int, first_col: int, cols: int, ns: int, now_ns: int) -> RowCells:
         """Row ``index`` over columns ``first_col .. first_col + cols - 1`` (absolute)."""
-        acc: list[list[int] | None] = [None] * cols
+        self.cols = cols
+        phases = [-1] * cols
         labels: list[tuple[int, int, int]] = []
         ends: list[tuple[int, int]] = []
         first_ns = first_col * ns
+        last_col = first_col + cols
         for track in self.rows[index]:
             steps = track.steps
             terminal = track.phase in TERMINAL
             end = steps[-1][0] if terminal else now_ns
             if end < first_ns or steps[0][0] > now_ns:
                 continue
-            for i, (t0, phase, _lane) in enumerate(steps):
-                t1 = steps[i + 1][0] if i + 1 < len(steps) else end
-                if t1 <= t0 or phase in TERMINAL:
-                    continue
-                _spread_into(acc, t0, t1, ns, first_col, phase)
+            if terminal:
+                cached = self._cache.get(track.rid)
+                if cached is None or cached[0] != ns:
+                    cached = self._cache[track.rid] = (ns, *track_columns(steps, end, ns, first_col - cols))
+                _, start, cells = cached
+            else:
+                start, cells = track_columns(steps, end, ns, first_col)
+            lo, hi = max(start, first_col), min(start + len(cells), last_col)
+            if hi > lo:
+                phases[lo - first_col : hi - first_col] = cells[lo - start : hi - start]
             c0 = max(0, steps[0][0] // ns - first_col)
             c1 = min(cols - 1, end // ns - first_col)
             labels.append((c0, c1, track.rid))
             if terminal and 0 <= end // ns - first_col < cols:
                 ends.append((end // ns - first_col, track.phase))
-        phases = [-1 if a is None else max(range(NPHASES), key=a.__getitem__) for a in acc]
         return RowCells(phases, labels, ends)
 
 
-def _spread_into(acc: list[list[int] | None], t0: int, t1: int, ns: int, first: int, phase: int) -> None:
-    cols = len(acc)
-    c0, c1 = t0 // ns - first, (t1 - 1) // ns - first
-    if c1 < 0 or c0 >= cols:
-        return
-    for j in range(max(c0, 0), min(c1, cols - 1) + 1):
-        lo = max(t0, (first + j) * ns)
-        hi = min(t1, (first + j + 1) * ns)
-        a = acc[j]
-        if a is None:
-            a = acc[j] = [0] * NPHASES
-        a[phase] += hi - lo
+def track_columns(steps: list[tuple[int, int, int]], end: int, ns: int, floor: int) -> tuple[int, list[int]]:
+    """(first column, dominant phase per column) of a request's life, from column ``floor`` on.
+
+    A column wholly inside one phase takes it; a column shared by several takes the one
+    that lasted longest in it.
+    """
+    start = max(steps[0][0] // ns, floor)
+    size = (end - 1) // ns - start + 1
+    if size <= 0:
+        return start, []
+    out = [-1] * size
+    edges: dict[int, list[int]] = {}
+    n = len(steps)
+    for i in range(n):
+        t0, phase, _ = steps[i]
+        t1 = steps[i + 1][0] if i + 1 < n else end
+        if t1 <= t0 or phase in TERMINAL:
+            continue
+        c0, c1 = t0 // ns - start, (t1 - 1) // ns - start
+        if c1 < 0:
+            continue
+        if c1 - c0 >= 2:
+            out[max(c0 + 1, 0) : c1] = [phase] * (c1 - max(c0 + 1, 0))
+        for c in {c0, c1}:
+            if 0 <= c < size:
+                lo = max(t0, (start + c) * ns)
+                hi = min(t1, (start + c + 1) * ns)
+                acc = edges.get(c)
+                if acc is None:
+                    acc = edges[c] = [0] * NPHASES
+                acc[phase] += hi - lo
+    for c, acc in edges.items():
+        out[c] = max(range(NPHASES), key=acc.__getitem__)
+    return start, out

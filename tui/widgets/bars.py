@@ -51,6 +51,7 @@ def caption_text(scenario: str) -> Text:
 
 def legend_text() -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
+    t.append(" ? help ", "bold")
     for phase in LEGEND_PHASES:
         look = LOOKS[phase]
         t.append(f" {look.glyph * 2}", look.color)
@@ -58,7 +59,6 @@ def legend_text() -> Text:
     t.append(f"  {IDLE_GLYPH} idle", KEY)
     t.append(f"  {EIGHTHS[2]}{EIGHTHS[5]}{EIGHTHS[8]}", KEY)
     t.append(" part of a column / queue depth", KEY)
-    t.append("   ? help", "bold")
     return t
 
 

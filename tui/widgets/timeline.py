@@ -1,10 +1,13 @@
 """One engine's time axis: ruler, worker lanes, waiting depth and request rows.
 
-A line-API widget: every row is turned into a :class:`~textual.strip.Strip` once per
-frame, compared with the last one, and only rows that changed are sent to the screen.
+A line-API widget: every row is built as a string and a style index per cell, compared
+with the last frame's, and only rows that changed become new
+:class:`~textual.strip.Strip` s and are sent to the screen.
 """
 
 from __future__ import annotations
+
+from itertools import groupby
 
 from rich.segment import Segment
 from rich.style import Style
@@ -26,45 +29,74 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 GUTTER = 7  # lane names on the left
-HEAD_STYLE = Style(color="#7f8699", italic=True)
-NAME_STYLE = Style(color="#c0c6d6")
 FULL = 0.75  # a lane held this much of a column shows its phase's glyph; less, a partial block
-Cell = tuple[str, Style | None]
+LABEL_MARGIN = 3  # a run shows its request number only with this many cells of its glyph left
+
+# Style palette: a cell's style is an index into this list.
+NPH = len(Phase)
+LABEL0 = NPH  # LABEL0 + phase: a request number written on its phase
+IDLE, RULER, NOW, HEAD, NAME, PLAIN = range(2 * NPH, 2 * NPH + 6)
+PALETTE: list[Style | None] = [
+    *STYLES,
+    *LABEL_STYLES,
+    IDLE_STYLE,
+    RULER_STYLE,
+    NOW_STYLE,
+    Style(color="#8b93a7", italic=True),
+    Style(color="#c0c6d6"),
+    None,
+]
+HOLD_PHASES = (Phase.RUNNING, Phase.BLOCKED, Phase.READY)
 
 
-def cells_to_strip(cells: list[Cell]) -> Strip:
-    """Merge runs of one style into segments."""
-    segments: list[Segment] = []
-    text: list[str] = []
-    style: Style | None = None
-    for ch, st in cells:
-        if st is not style and text:
-            segments.append(Segment("".join(text), style))
-            text = []
-        style = st
-        text.append(ch)
-    if text:
-        segments.append(Segment("".join(text), style))
-    return Strip(segments, len(cells))
+class Line:
+    """A row being built: characters and palette indices, one per cell."""
+
+    __slots__ = ("chars", "styles")
+
+    def __init__(self, name: str = "", style: int = NAME) -> None:
+        name = name[: GUTTER - 1].ljust(GUTTER - 1)
+        self.chars: list[str] = [*name, "│"]
+        self.styles: list[int] = [style] * (GUTTER - 1) + [RULER]
+
+    def add(self, text: str, style: int) -> None:
+        self.chars.extend(text)
+        self.styles.extend([style] * len(text))
+
+    def label(self, c0: int, c1: int, rid: int) -> None:
+        """Write ``#rid`` at the start of a run over window columns c0..c1 when it fits."""
+        text = f"#{rid}"
+        if c0 < 0 or c1 - c0 + 1 < len(text) + LABEL_MARGIN:
+            return
+        at = GUTTER + c0
+        if at + len(text) > len(self.chars):
+            return
+        style = self.styles[at]
+        if style >= NPH:
+            return
+        self.chars[at : at + len(text)] = text
+        self.styles[at : at + len(text)] = [LABEL0 + style] * len(text)
+
+    def key(self) -> tuple[str, bytes]:
+        return "".join(self.chars), bytes(self.styles)
+
+    def strip(self, width: int) -> Strip:
+        """One Strip of exactly ``width`` cells (every glyph used is one cell wide)."""
+        chars, styles = self.chars[:width], self.styles[:width]
+        if len(chars) < width:
+            chars = chars + [" "] * (width - len(chars))
+            styles = styles + [PLAIN] * (width - len(styles))
+        segments = []
+        pos = 0
+        text = "".join(chars)
+        for style, run in groupby(styles):
+            n = len(list(run))
+            segments.append(Segment(text[pos : pos + n], PALETTE[style]))
+            pos += n
+        return Strip(segments, width)
 
 
-def gutter(name: str, style: Style = NAME_STYLE) -> list[Cell]:
-    name = name[: GUTTER - 1].ljust(GUTTER - 1)
-    return [(ch, style) for ch in name] + [("│", RULER_STYLE)]
-
-
-def write_label(cells: list[Cell], c0: int, c1: int, rid: int, phase: int) -> None:
-    """Write ``#rid`` at the start of a run spanning columns c0..c1 when it fits."""
-    text = f"#{rid}"
-    if c1 - c0 + 1 < len(text) + 1 or c0 < 0:
-        return
-    style = LABEL_STYLES[phase]
-    for k, ch in enumerate(text):
-        if GUTTER + c0 + k < len(cells):
-            cells[GUTTER + c0 + k] = (ch, style)
-
-
-def tick_step_ns(ns_per_col: int, cols: int) -> int:
+def tick_step_ns(ns_per_col: int) -> int:
     """A round time between ruler ticks, about every 12 columns."""
     target = ns_per_col * 12
     for step_ms in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000):
@@ -73,25 +105,22 @@ def tick_step_ns(ns_per_col: int, cols: int) -> int:
     return 60_000_000_000
 
 
-def ruler(cols: int, ns_per_col: int) -> list[Cell]:
-    cells: list[Cell] = gutter(f"{_ms(ns_per_col)}/c", HEAD_STYLE)
-    line: list[Cell] = [("─", RULER_STYLE)] * cols
-    step = tick_step_ns(ns_per_col, cols)
+def ruler(cols: int, ns_per_col: int) -> Line:
+    line = Line(_ms(ns_per_col) + "/c", HEAD)
+    chars = ["─"] * cols
+    step = tick_step_ns(ns_per_col)
     k = 1
     while True:
         j = cols - 1 - round(k * step / ns_per_col)
         label = f"-{_secs(k * step)}"
         if j - len(label) < 0:
             break
-        line[j] = ("┴", RULER_STYLE)
-        for n, ch in enumerate(label):
-            line[j - len(label) + n] = (ch, RULER_STYLE)
+        chars[j] = "┴"
+        chars[j - len(label) : j] = label
         k += 1
-    line[-1] = ("▕", NOW_STYLE)
-    if cols >= 4:
-        for n, ch in enumerate("now"):
-            line[cols - 4 + n] = (ch, NOW_STYLE)
-    return cells + line
+    line.add("".join(chars[: max(0, cols - 4)]), RULER)
+    line.add(" now"[-min(4, cols) :], NOW)
+    return line
 
 
 def _ms(ns: int) -> str:
@@ -104,17 +133,71 @@ def _secs(ns: int) -> str:
     return f"{s:g}s" if s >= 1 else f"{s * 1000:g}ms"
 
 
+def lane_line(name: str, per_col: list[list[int]], ns: int, labels) -> Line:
+    line = Line(name)
+    chars, styles = line.chars, line.styles
+    for acc in per_col:
+        run, blocked, ready = acc
+        total = run + blocked + ready
+        if total <= 0:
+            chars.append(IDLE_GLYPH)
+            styles.append(IDLE)
+            continue
+        phase = _dominant(run, blocked, ready)
+        chars.append(GLYPHS[phase] if total >= FULL * ns else eighth(total / ns))
+        styles.append(phase)
+    for c0, c1, rid in labels:
+        c0 = max(0, c0)
+        st = styles[GUTTER + c0] if c1 >= c0 else IDLE
+        if st < NPH and chars[GUTTER + c0] == GLYPHS[st]:
+            line.label(c0, min(c1, len(per_col) - 1), rid)
+    return line
+
+
+def _dominant(run: int, blocked: int, ready: int) -> Phase:
+    if run >= blocked and run >= ready:
+        return Phase.RUNNING
+    return Phase.BLOCKED if blocked >= ready else Phase.READY
+
+
+def depth_line(name: str, depth: list[float], phase: Phase, scale: float) -> Line:
+    line = Line(name)
+    for d in depth:
+        if d > 0:
+            line.chars.append(eighth(d / scale))
+            line.styles.append(phase)
+        else:
+            line.chars.append(IDLE_GLYPH)
+            line.styles.append(IDLE)
+    return line
+
+
+def row_line(rows: RequestRows, i: int, first: int, cols: int, ns: int, now_ns: int) -> Line:
+    rc = rows.cells(i, first, cols, ns, now_ns)
+    line = Line("")
+    line.chars.extend(" " if ph < 0 else GLYPHS[ph] for ph in rc.phases)
+    line.styles.extend(PLAIN if ph < 0 else ph for ph in rc.phases)
+    for col, ph in rc.ends:
+        if ph == Phase.FAILED:
+            line.chars[GUTTER + col] = GLYPHS[ph]
+            line.styles[GUTTER + col] = ph
+    for c0, c1, rid in rc.labels:
+        if 0 <= c0 < cols and rc.phases[c0] >= 0:
+            line.label(c0, c1, rid)
+    return line
+
+
 class TimelineView(Widget):
     """Draws a :class:`LaneFrame` and the request rows for one engine."""
 
     DEFAULT_CSS = """
-    TimelineView { height: 1fr; min-height: 4; }
+    TimelineView { width: 1fr; height: 1fr; min-height: 4; }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._strips: list[Strip] = []
-        self._keys: list[tuple] = []
+        self._keys: list[tuple[str, bytes]] = []
 
     @property
     def cols(self) -> int:
@@ -140,80 +223,44 @@ class TimelineView(Widget):
         now_ns: int,
     ) -> None:
         """Build every row; refresh the ones that changed."""
-        cols = frame.cols
-        ns = frame.ns_per_col
-        lines: list[list[Cell]] = [ruler(cols, ns)]
-        by_lane = {}
+        cols, ns = frame.cols, frame.ns_per_col
+        lines = [ruler(cols, ns)]
+        by_lane: dict[int, list[tuple[int, int, int]]] = {}
         for lane, c0, c1, rid in frame.labels:
             by_lane.setdefault(lane, []).append((c0, c1, rid))
         for lane, name in lanes:
-            lines.append(self._lane(name, frame.hold[lane], ns, by_lane.get(lane, ())))
+            lines.append(lane_line(name, frame.hold[lane], ns, by_lane.get(lane, ())))
         if hidden_lanes:
-            lines.append(gutter("") + [(ch, HEAD_STYLE) for ch in f"… {hidden_lanes} more lanes"])
+            more = Line("")
+            more.add(f"… {hidden_lanes} more lanes", HEAD)
+            lines.append(more)
         for name, depth, phase, scale in waits:
-            lines.append(self._depth(name, depth, phase, scale))
-        lines.append(gutter("") + [(ch, HEAD_STYLE) for ch in header[:cols]])
+            lines.append(depth_line(name, depth, phase, scale))
+        head = Line("")
+        head.add(header[:cols], HEAD)
+        lines.append(head)
         for i in range(rows.visible):
-            lines.append(self._row(rows, i, frame.first_col, cols, ns, now_ns))
+            lines.append(row_line(rows, i, frame.first_col, cols, ns, now_ns))
         self._swap(lines)
 
-    def _lane(self, name: str, per_col: list[list[int]], ns: int, labels) -> list[Cell]:
-        cells = gutter(name)
-        for acc in per_col:
-            total = acc[0] + acc[1] + acc[2]
-            if total <= 0:
-                cells.append((IDLE_GLYPH, IDLE_STYLE))
-                continue
-            idx = 0 if acc[0] >= acc[1] and acc[0] >= acc[2] else (1 if acc[1] >= acc[2] else 2)
-            phase = (Phase.RUNNING, Phase.BLOCKED, Phase.READY)[idx]
-            frac = total / ns
-            cells.append((GLYPHS[phase] if frac >= FULL else eighth(frac), STYLES[phase]))
-        for c0, c1, rid in labels:
-            c0c, c1c = max(0, c0), min(len(per_col) - 1, c1)
-            if c1c >= c0c:
-                phase = _phase_at(cells[GUTTER + c0c][0])
-                if phase is not None:
-                    write_label(cells, c0c, c1c, rid, phase)
-        return cells
-
-    def _depth(self, name: str, depth: list[float], phase: Phase, scale: float) -> list[Cell]:
-        cells = gutter(name)
-        style = STYLES[phase]
-        for d in depth:
-            cells.append((eighth(d / scale) if d > 0 else IDLE_GLYPH, style if d > 0 else IDLE_STYLE))
-        return cells
-
-    def _row(self, rows: RequestRows, i: int, first: int, cols: int, ns: int, now_ns: int) -> list[Cell]:
-        rc = rows.cells(i, first, cols, ns, now_ns)
-        cells = gutter("")
-        for ph in rc.phases:
-            cells.append((" ", None) if ph < 0 else (GLYPHS[ph], STYLES[ph]))
-        for col, ph in rc.ends:
-            if ph == Phase.FAILED:
-                cells[GUTTER + col] = (GLYPHS[ph], STYLES[ph])
-        for c0, c1, rid in rc.labels:
-            if 0 <= c0 < cols and rc.phases[c0] >= 0:
-                write_label(cells, c0, c1, rid, rc.phases[c0])
-        return cells
-
-    def _swap(self, lines: list[list[Cell]]) -> None:
-        width = self.size.width
-        height = self.size.height
+    def _swap(self, lines: list[Line]) -> None:
+        width, height = self.size
+        fresh = len(self._keys) != height
         strips: list[Strip] = []
-        keys: list[tuple] = []
+        keys: list[tuple[str, bytes]] = []
         for y in range(height):
-            cells = lines[y] if y < len(lines) else []
-            key = tuple(cells)
-            if y < len(self._keys) and self._keys[y] == key:
+            line = lines[y] if y < len(lines) else Line("")
+            key = line.key()
+            if not fresh and self._keys[y] == key:
                 strips.append(self._strips[y])
             else:
-                strips.append(cells_to_strip(cells).extend_cell_length(width).crop(0, width))
-                if y < len(self._keys) or not self._keys:
+                strips.append(line.strip(width))
+                if not fresh:
                     self.refresh(Region(0, y, width, 1))
             keys.append(key)
-        if len(keys) != len(self._keys):
-            self.refresh()
         self._strips, self._keys = strips, keys
+        if fresh:
+            self.refresh()
 
     def render_line(self, y: int) -> Strip:
         if y < len(self._strips):
@@ -222,11 +269,3 @@ class TimelineView(Widget):
 
     def on_resize(self) -> None:
         self._keys = []
-        self.refresh()
-
-
-_GLYPH_PHASE = {GLYPHS[p]: p for p in (Phase.RUNNING, Phase.BLOCKED, Phase.READY)}
-
-
-def _phase_at(glyph: str) -> int | None:
-    return _GLYPH_PHASE.get(glyph)

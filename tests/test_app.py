@@ -1,0 +1,171 @@
+"""The app under Pilot: keys reach the source, scenario switches restart the engines,
+quitting leaves nothing behind, and a replay draws the same picture every time."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from syncviz.engines.child import ChildHost
+from syncviz.engines.host import EngineHost
+from syncviz.engines.recording import Replay
+from syncviz.tui.app import SyncvizApp
+from syncviz.tui.widgets.help import HelpScreen
+
+DATA = Path(__file__).parent / "data"
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def replay(name: str = "io-bound") -> Replay:
+    return Replay.from_file(DATA / f"{name}.rec.gz")
+
+
+async def play_all(app: SyncvizApp, pilot) -> None:
+    """Feed every recorded batch, then draw one frame (what the snapshot tests do too)."""
+    source = app.source
+    assert isinstance(source, Replay)
+    await pilot.pause()
+    app.draw(force=True)  # the first frame sizes the request rows
+    while not source.finished:
+        app.pump()
+    app.draw(force=True)
+    await pilot.pause()
+
+
+async def test_knob_keys_reach_the_source() -> None:
+    source = replay()
+    app = SyncvizApp(source, live=False)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await play_all(app, pilot)
+        await pilot.press("C", "w", "I", "U", "R", "m")
+        await pilot.pause()
+    applied = [cmd[1] for cmd in source.commands if cmd[0] == "apply"]
+    assert applied == [
+        {"clients": 50},  # the recording ran 20 clients; the next rung up is 50
+        {"pool": 4},
+        {"io_ms": 100},
+        {"cpu_ms": 0.5},
+        {"rate": 10},
+        {"slow": 10.0},
+    ]
+
+
+async def test_scenario_keys_and_palette_switch_scenario() -> None:
+    source = replay()
+    app = SyncvizApp(source, live=False)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.press("4")
+        await pilot.pause()
+        assert source.commands[-1] == ("scenario", "blocking-call", {})
+        assert app.board.zoom_ms == 50  # that scenario's story needs a wider window
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Scenario: offload", "enter")
+        await pilot.pause()
+        assert source.commands[-1] == ("scenario", "offload", {})
+
+
+async def test_pause_zoom_help_and_screenshot(tmp_path: Path) -> None:
+    source = replay()
+    app = SyncvizApp(source, live=False, screenshot_dir=tmp_path)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await play_all(app, pilot)
+        zoom = app.board.zoom_ms
+        await pilot.press("minus")
+        assert app.board.zoom_ms > zoom
+        await pilot.press("plus", "plus")
+        assert app.board.zoom_ms < zoom
+        await pilot.press("space")
+        assert app.paused
+        await pilot.press("space")
+        assert not app.paused
+        await pilot.press("s")
+        await pilot.pause()
+        assert len(list(tmp_path.glob("syncviz-io-bound-*.svg"))) == 1
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_a_replay_draws_the_same_picture_every_time() -> None:
+    pictures = []
+    for _ in range(2):
+        app = SyncvizApp(replay("blocking-call"), live=False)
+        async with app.run_test(size=(200, 50)) as pilot:
+            await play_all(app, pilot)
+            pictures.append(app.export_screenshot())
+    assert pictures[0] == pictures[1]
+
+
+async def test_too_small_says_so() -> None:
+    app = SyncvizApp(replay(), live=False)
+    async with app.run_test(size=(60, 15)) as pilot:
+        await pilot.pause()
+        message = app.query_one("#too-small")
+        assert message.display and message.region.width > 0
+        assert "at least 80x24" in str(message.render())
+        assert app.query_one("#main").region.width == 0
+
+
+async def test_in_process_says_it_shares_the_gil() -> None:
+    app = SyncvizApp(replay(), live=False, in_process=True)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.pause()
+        assert "shares the GIL" in str(app.query_one("#gil-note").render())
+
+
+async def test_scenario_switch_restarts_real_engines() -> None:
+    host = EngineHost(clients=5, pool=4, io_ms=20).start()
+    try:
+        app = SyncvizApp(host, in_process=True, start_info=host.info())
+        async with app.run_test(size=(200, 50)) as pilot:
+            ports = dict(host.info()["ports"])
+            await _until(pilot, lambda: app.board.counters.get("asyncio") and app.board.counters["asyncio"].completed)
+            await pilot.press("C")  # clients 5 -> 10, applied to the running host
+            await pilot.pause()
+            assert host.settings.clients == 10
+            await pilot.press("4")
+            await _until(pilot, lambda: app.board.scenario == "blocking-call")
+            assert host.info()["ports"] != ports  # new servers
+            assert host.info()["modes"]["asyncio"] == "blocking"
+            await _until(pilot, lambda: app.board.stats["threaded"].completed > 0)
+    finally:
+        host.close()
+
+
+async def test_quit_leaves_no_thread_or_process() -> None:
+    before = {t.ident for t in threading.enumerate()}
+    child = ChildHost(clients=5, pool=4, io_ms=20).start()
+    proc = child._proc
+    assert proc is not None
+    app = SyncvizApp(child, start_info=child.info)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await _until(pilot, lambda: app.board.stats["gevent"].completed > 0)
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0
+    t0 = time.monotonic()
+    child.close()
+    assert time.monotonic() - t0 < 2.0
+    assert proc.poll() is not None
+    leftover = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+    assert not leftover, leftover
+
+
+async def _until(pilot, predicate, timeout: float = 8.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    pytest.fail("condition not reached in time")

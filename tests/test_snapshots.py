@@ -1,0 +1,45 @@
+"""Pictures of the app fed by committed recordings (pytest-textual-snapshot).
+
+Regenerate after an intended change: ``pytest tests/test_snapshots.py --snapshot-update``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from syncviz.engines.recording import Replay
+from syncviz.tui.app import SyncvizApp
+
+DATA = Path(__file__).parent / "data"
+
+
+def make_app(name: str) -> SyncvizApp:
+    return SyncvizApp(Replay.from_file(DATA / f"{name}.rec.gz"), live=False)
+
+
+async def play_all(pilot) -> None:
+    app: SyncvizApp = pilot.app
+    await pilot.pause()
+    app.draw(force=True)  # the first frame sizes the request rows
+    while not app.source.finished:  # type: ignore[attr-defined]
+        app.pump()
+    app.draw(force=True)
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("scenario", ["io-bound", "blocking-call"])
+def test_wide(snap_compare, scenario: str) -> None:
+    assert snap_compare(make_app(scenario), terminal_size=(200, 50), run_before=play_all)
+
+
+def test_stacked(snap_compare) -> None:
+    assert snap_compare(make_app("io-bound"), terminal_size=(100, 30), run_before=play_all)
+
+
+def test_too_small(snap_compare) -> None:
+    assert snap_compare(make_app("io-bound"), terminal_size=(60, 15), run_before=play_all)
+
+
+def test_help(snap_compare) -> None:
+    assert snap_compare(make_app("blocking-call"), terminal_size=(140, 45), press=["question_mark"])
