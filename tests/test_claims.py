@@ -1,0 +1,124 @@
+"""The claims: catalogue, pure verdicts on recorded and made-up figures, and a short real run.
+
+``tests/data/claims_quick.json`` is the output of a real ``syncviz claims --quick --json``
+on the 2-core development machine; every verdict in it is recomputed from its figures.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from syncviz.engines import claims_verdicts as v
+from syncviz.engines.claims import CLAIMS, get_claims
+from syncviz.engines.scenarios import SCENARIOS
+from syncviz.engines.settings import Settings, SettingsError
+from syncviz.tui.claims_cli import format_figures, table
+
+IDS = ["io-throughput", "not-faster", "cpu-bound", "threads-needed", "thousands",
+       "blocking-call", "greenlets", "high-load-only", "offload", "memory"]
+RECORDED = json.loads((Path(__file__).parent / "data" / "claims_quick.json").read_text())["claims"]
+KEYS = {"id", "claim", "criterion", "verdict", "figures", "settings"}
+
+
+def _is_verdict(text: str) -> bool:
+    return text == v.HOLDS or text.startswith((v.NOT + ":", v.ONLY + " "))
+
+
+def test_the_catalogue_has_the_ten_claims_each_with_a_live_scene() -> None:
+    assert list(CLAIMS) == IDS
+    for claim in CLAIMS.values():
+        assert claim.claim and claim.criterion and claim.experiment
+        assert claim.scene in SCENARIOS
+        SCENARIOS[claim.scene].settings.with_changes(**claim.scene_settings)  # valid knobs for the app
+        Settings().with_changes(**claim.scene_settings)
+
+
+def test_unknown_ids_raise_a_one_line_settings_error() -> None:
+    assert [c.id for c in get_claims(["memory", "not-faster"])] == ["not-faster", "memory"]
+    with pytest.raises(SettingsError, match="unknown claim 'nope'") as err:
+        get_claims(["memory", "nope"])
+    assert "\n" not in str(err.value)
+
+
+def test_recorded_run_has_every_claim_and_each_verdict_follows_from_its_figures() -> None:
+    assert [r["id"] for r in RECORDED] == IDS
+    for r in RECORDED:
+        assert set(r) == KEYS
+        assert r["figures"] and r["settings"] and r["criterion"] == CLAIMS[r["id"]].criterion
+        assert CLAIMS[r["id"]].verdict(r["figures"]) == r["verdict"], r["id"]
+        assert _is_verdict(r["verdict"])
+
+
+def test_the_measured_factor_beats_the_articles_two_to_four() -> None:
+    io = next(r for r in RECORDED if r["id"] == "io-throughput")
+    assert io["figures"]["speedup"]["8"] > 4  # a small pool: async is far more than 4x
+    assert io["verdict"].startswith(v.ONLY)
+
+
+def _figures(claim_id: str) -> dict:
+    return json.loads(json.dumps(next(r["figures"] for r in RECORDED if r["id"] == claim_id)))
+
+
+@pytest.mark.parametrize(
+    ("claim_id", "change", "expected"),
+    [
+        ("io-throughput", {"speedup": {"8": 3.0, "64": 2.5}}, "holds"),
+        ("io-throughput", {"speedup": {"8": 20.0, "200": 1.0}}, "does not hold:"),
+        ("not-faster", {"p50_ms": {"threaded": 10.5, "asyncio": 14.0, "gevent": 10.4}}, "does not hold:"),
+        ("cpu-bound", {"rps": {"threaded": 100.0, "asyncio": 180.0, "gevent": 100.0}}, "does not hold:"),
+        ("cpu-bound", {"loop_lag_p99_ms": {"asyncio": 1.0, "gevent": 1.0}}, "holds only when"),
+        ("threads-needed", {"share_of_bound": {"10": 0.1, "50": 0.95, "100": 1.0}}, "does not hold:"),
+        ("blocking-call", {"blocking_rps": 900.0}, "does not hold:"),
+        ("greenlets", {"gevent_blocking_rps": 1500.0}, "holds only when"),
+        ("high-load-only", {"ratio": {"4": 2.0, "16": 1.0, "64": 3.0}}, "does not hold:"),
+        ("high-load-only", {"ratio": {"4": 1.0, "16": 1.0, "64": 1.2}}, "holds only when"),
+        ("offload", {"offload_rps": 1700.0}, "does not hold:"),
+        ("memory", {"rss_kb_per_conn": {"threaded": 6.0, "asyncio": 6.0, "gevent": 10.0}}, "does not hold:"),
+    ],
+)
+def test_verdicts_follow_the_figures_whatever_the_claim_says(claim_id: str, change: dict, expected: str) -> None:
+    figures = {**_figures(claim_id), **change}
+    verdict = CLAIMS[claim_id].verdict(figures)
+    assert verdict.startswith(expected) and _is_verdict(verdict), verdict
+
+
+def test_thousands_holds_when_latency_and_memory_both_do() -> None:
+    f = _figures("thousands")
+    f["busy"]["p50_ms"] = 12.0
+    f["rss_kb_per_conn"] = {"threaded": 30.0, "asyncio": 5.0}
+    assert v.thousands(f) == "holds"
+    f["busy"]["failed"] = 3
+    assert v.thousands(f).startswith("does not hold:")
+
+
+def test_the_table_shows_claim_figures_and_verdict() -> None:
+    from rich.console import Console
+
+    console = Console(width=160, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(table(RECORDED, quick=True))
+    text = console.export_text()
+    for r in RECORDED:
+        assert r["id"] in text
+    assert "threaded_rps: 8 " in format_figures(_figures("io-throughput"))
+
+
+@pytest.mark.timing
+def test_a_quick_run_of_two_claims_prints_one_json_object_with_verdicts_from_figures() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "syncviz.tui.cli", "claims", "--quick", "--json",
+         "--id", "blocking-call", "--id", "not-faster"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert list(doc) == ["claims"]
+    assert [r["id"] for r in doc["claims"]] == ["not-faster", "blocking-call"]
+    for r in doc["claims"]:
+        assert set(r) == KEYS
+        assert CLAIMS[r["id"]].verdict(r["figures"]) == r["verdict"]
+    blocking = doc["claims"][1]["figures"]
+    assert blocking["blocking_rps"] <= 1.5 * blocking["one_at_a_time_rps"] < blocking["native_rps"]
