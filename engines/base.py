@@ -71,6 +71,19 @@ class Engine(ABC):
         with self._ids_lock:
             return next(self._external_ids)
 
+    def _start_loop_thread(self, name: str, timeout: float = 5.0) -> None:
+        """Run ``self._run`` (which sets ``self._ready`` once serving) in the engine's own thread."""
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+        self._ready.wait(timeout)
+        if self._error is not None:
+            raise EngineError(f"{self.name} engine failed to start: {self._error}")
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
     @abstractmethod
     def start(self) -> int:
         """Bind, start serving in the engine's own thread(s), return the port."""

@@ -224,12 +224,21 @@ def run_plan(
             work.cpu(rid, lane, arg)  # type: ignore[arg-type]
 
 
-def early_response(req: Request) -> bytes | None:
-    """The answer for a request that never reaches the handler (404, 405, health)."""
+def early_response(req: Request) -> tuple[bytes, int] | None:
+    """The answer and final phase for a request that never reaches the handler (404, 405, health)."""
     status = route(req)
     if status == 200 and req.path != HEALTH_PATH:
         return None
-    return response(status, b"ok\n" if status == 200 else b"no such path\n", req.keep_alive)
+    if status == 200:
+        return response(200, b"ok\n", req.keep_alive), Phase.DONE
+    return response(status, b"no such path\n", req.keep_alive), Phase.FAILED
+
+
+def error_response(req: Request, settings: Settings) -> bytes:
+    """The 500 for a failed handler; mid-stream there is no way to say it but to hang up."""
+    if settings.chunks > 1:
+        raise ConnectionAbortedError("handler failed mid-stream")
+    return INTERNAL_ERROR if req.keep_alive else response(500, b"handler failed\n", False)
 
 
 def serve_sync(req: Request, rid: int, lane: int, work: Work, settings: Settings, send: Send) -> None:
@@ -240,8 +249,8 @@ def serve_sync(req: Request, rid: int, lane: int, work: Work, settings: Settings
     """
     early = early_response(req)
     if early is not None:
-        send(early)
-        work.emit(rid, lane, Phase.DONE if early.startswith(b"HTTP/1.1 200") else Phase.FAILED)
+        send(early[0])
+        work.emit(rid, lane, early[1])
         return
     try:
         run_plan(handler_plan(req, settings), rid, lane, work, settings.io == "upstream", send)
@@ -250,9 +259,7 @@ def serve_sync(req: Request, rid: int, lane: int, work: Work, settings: Settings
         raise
     except Exception:
         work.emit(rid, lane, Phase.FAILED)
-        if settings.chunks > 1:
-            raise ConnectionAbortedError("handler failed mid-stream") from None
-        send(INTERNAL_ERROR if req.keep_alive else response(500, b"handler failed\n", False))
+        send(error_response(req, settings))
         return
     work.emit(rid, lane, Phase.DONE)
 

@@ -18,12 +18,11 @@ from collections import deque
 
 import anyio.to_thread
 
-from ..base import LAG_TICK_S, STOP_TIMEOUT_S, Engine, EngineError, listen
+from ..base import LAG_TICK_S, STOP_TIMEOUT_S, Engine, listen
 from ..events import Phase, now_ns
-from ..http import BAD_REQUEST, BadRequest, Request, parse_request, response
+from ..http import BAD_REQUEST, BadRequest, Request, parse_request
 from ..work import (
     CPU,
-    INTERNAL_ERROR,
     IO,
     SEND,
     UPSTREAM_REQUEST,
@@ -31,6 +30,7 @@ from ..work import (
     UpstreamError,
     Work,
     early_response,
+    error_response,
     handler_plan,
     parse_sent_ns,
     run_plan,
@@ -174,13 +174,7 @@ class AsyncioEngine(Engine):
         self._thread_lanes: dict[int, int] = {}
         self._offload_threads: list[threading.Thread] = []
         self._next_lane = itertools.count(1)
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="asyncio-engine", daemon=True)
-        self._thread.start()
-        self._ready.wait(5)
-        if self._error is not None:
-            raise EngineError(f"asyncio engine failed to start: {self._error}")
+        self._start_loop_thread("asyncio-engine")
         return self.port
 
     # -- the loop thread -----------------------------------------------------------------
@@ -253,8 +247,8 @@ class AsyncioEngine(Engine):
         work = self.native
         early = early_response(req)
         if early is not None:
-            await conn.write(early, rid, work)
-            work.emit(rid, LOOP, Phase.DONE if early.startswith(b"HTTP/1.1 200") else Phase.FAILED)
+            await conn.write(early[0], rid, work)
+            work.emit(rid, LOOP, early[1])
             return
         settings = self.settings
         upstream = settings.io == "upstream"
@@ -277,9 +271,7 @@ class AsyncioEngine(Engine):
             raise
         except Exception:
             work.emit(rid, LOOP, Phase.FAILED)
-            if settings.chunks > 1:
-                raise ConnectionAbortedError("handler failed mid-stream") from None
-            await conn.write(INTERNAL_ERROR if req.keep_alive else response(500, b"failed\n", False), rid, work)
+            await conn.write(error_response(req, settings), rid, work)
             return
         work.emit(rid, LOOP, Phase.DONE)
 

@@ -11,14 +11,13 @@ through ``hub.loop.run_callback_threadsafe`` and destroyed when ``serve_forever`
 from __future__ import annotations
 
 import contextlib
-import threading
 
 import gevent
 import gevent.pool
 import gevent.server
 import gevent.socket
 
-from ..base import LAG_TICK_S, STOP_TIMEOUT_S, Engine, EngineError, listen
+from ..base import LAG_TICK_S, STOP_TIMEOUT_S, Engine, listen
 from ..events import Phase, now_ns
 from ..http import BAD_REQUEST, BadRequest, parse_request
 from ..settings import GEVENT_POOL
@@ -45,13 +44,7 @@ class GeventEngine(Engine):
         self.port = self._lsock.getsockname()[1]
         self.native = GeventWork(self.recorder, self.engine_id, self.upstream_port)
         self.blocking = BlockingWork(self.recorder, self.engine_id, self.upstream_port)
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="gevent-hub", daemon=True)
-        self._thread.start()
-        self._ready.wait(5)
-        if self._error is not None:
-            raise EngineError(f"gevent engine failed to start: {self._error}")
+        self._start_loop_thread("gevent-hub")
         return self.port
 
     def _run(self) -> None:
