@@ -110,7 +110,9 @@ def main() -> int:
         print(json.dumps(summary))
     else:
         print(f"{args.scenario}, {args.seconds:g} s; app headless {SIZE[0]}x{SIZE[1]}")
-        print(f"{'engine':9} {'bench rps':>10} {'app rps':>9} {'ratio':>6} {'bench p99':>10} {'app p99':>8} {'ratio':>6}")
+        print(
+            f"{'engine':9} {'bench rps':>10} {'app rps':>9} {'ratio':>6} {'bench p99':>10} {'app p99':>8} {'ratio':>6}"
+        )
         for r in rows:
             print(
                 f"{r['engine']:9} {r['bench_rps']:>10,.0f} {r['app_rps']:>9,.0f} {r['rps_ratio']:>6.2f} "

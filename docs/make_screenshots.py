@@ -1,6 +1,6 @@
 """Make the README's screenshots: record each scenario live, replay it through the app, save SVG + PNG.
 
-    python docs/make_screenshots.py            # io-bound and blocking-call, 200x50
+python docs/make_screenshots.py            # io-bound and blocking-call, 200x50
 """
 
 from __future__ import annotations

@@ -169,3 +169,13 @@ async def _until(pilot, predicate, timeout: float = 8.0) -> None:
             return
         await pilot.pause(0.05)
     pytest.fail("condition not reached in time")
+
+
+async def test_no_color_draws_with_glyphs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = SyncvizApp(replay("blocking-call"), live=False)
+    async with app.run_test(size=(200, 50)) as pilot:
+        assert app.no_color
+        await play_all(app, pilot)
+        picture = app.export_screenshot()
+    assert "▓" in picture and "▒" in picture and "░" in picture

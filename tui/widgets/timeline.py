@@ -36,7 +36,7 @@ LABEL_MARGIN = 3  # a run shows its request number only with this many cells of 
 NPH = len(Phase)
 LABEL0 = NPH  # LABEL0 + phase: a request number written on its phase
 IDLE, RULER, NOW, HEAD, NAME, PLAIN = range(2 * NPH, 2 * NPH + 6)
-PALETTE: list[Style | None] = [
+PALETTE: list[Style] = [
     *STYLES,
     *LABEL_STYLES,
     IDLE_STYLE,
@@ -44,7 +44,7 @@ PALETTE: list[Style | None] = [
     NOW_STYLE,
     Style(color="#8b93a7", italic=True),
     Style(color="#c0c6d6"),
-    None,
+    Style(),  # plain (a None style breaks the NO_COLOR filter)
 ]
 HOLD_PHASES = (Phase.RUNNING, Phase.BLOCKED, Phase.READY)
 
@@ -265,7 +265,7 @@ class TimelineView(Widget):
     def render_line(self, y: int) -> Strip:
         if y < len(self._strips):
             return self._strips[y]
-        return Strip.blank(self.size.width)
+        return Strip.blank(self.size.width, self.rich_style)
 
     def on_resize(self) -> None:
         self._keys = []
