@@ -35,6 +35,8 @@ async def shoot(scenario: str, seconds: float = 4.0) -> Path:
         svg = Path(app.save_screenshot(filename=f"{scenario}.svg", path=str(HERE)))
     if shutil.which("rsvg-convert"):
         subprocess.run(["rsvg-convert", str(svg), "-o", str(svg.with_suffix(".png"))], check=True)
+        svg.unlink()  # the README shows the PNG
+        return svg.with_suffix(".png")
     return svg
 
 
