@@ -87,7 +87,8 @@ class EngineStats:
         self.recent: deque[RequestTrack] = deque(maxlen=keep)  # finished, newest last
         self.completed = 0
         self.failed = 0
-        self._lat: deque[tuple[int, int]] = deque()  # (t_done, latency_ns) ok samples
+        self._lat: deque[tuple[int, int]] = deque()  # (t_done, latency_ns) ok samples, window
+        self._rate: deque[int] = deque()  # t_done of ok samples, rate window (rps = its length)
         self._lags: deque[tuple[int, int]] = deque()
         self._phases: deque[tuple[int, list[int]]] = deque()  # (t_done, totals)
         self._last_t = 0
@@ -115,6 +116,7 @@ class EngineStats:
         if ok:
             self.completed += 1
             self._lat.append((t_done, latency_ns))
+            self._rate.append(t_done)
         else:
             self.failed += 1
 
@@ -145,8 +147,10 @@ class EngineStats:
         _trim(self._lags, now - self.window_ns)
         _trim(self._phases, now - self.window_ns)
         c = Counters(self.engine, completed=self.completed, failed=self.failed)
-        rate_from = now - self.rate_window_ns
-        c.rps = sum(1 for t, _ in self._lat if t >= rate_from) / (self.rate_window_ns / 1e9)
+        rate, rate_from = self._rate, now - self.rate_window_ns
+        while rate and rate[0] < rate_from:
+            rate.popleft()
+        c.rps = len(rate) / (self.rate_window_ns / 1e9)
         by_phase = dict.fromkeys((p.name.lower() for p in WAITING_PHASES), 0)
         for track in self.inflight.values():
             by_phase[Phase(track.phase).name.lower()] += 1
