@@ -17,7 +17,6 @@ import statistics
 
 from rich.console import Console
 from rich.table import Table
-
 from syncviz.engines.bench import run_scenario, table
 from syncviz.engines.events import ENGINES
 from syncviz.engines.host import pin_to_one_cpu
