@@ -76,8 +76,8 @@ def io_throughput(plan: Plan) -> Result:
         "clients": clients,
         "asyncio_rps": asyncio_rps,
         "gevent_rps": plan.rps("io-bound", "gevent", clients=clients, io_ms=io_ms),
-        "threaded_rps": threaded,
-        "speedup": {p: round(asyncio_rps / max(r, 0.1), 2) for p, r in threaded.items()},
+        "threaded_rps_by_pool": threaded,
+        "speedup_by_pool": {p: round(asyncio_rps / max(r, 0.1), 2) for p, r in threaded.items()},
     }
     return figures, plan.settings("io-bound", clients=clients, io_ms=io_ms, pool=list(pools))
 
@@ -113,8 +113,8 @@ def threads_needed(plan: Plan) -> Result:
     figures = {
         "users": users,
         "bound_rps": bound,
-        "threaded_rps": threaded,
-        "share_of_bound": {p: round(r / bound, 2) for p, r in threaded.items()},
+        "threaded_rps_by_pool": threaded,
+        "share_of_bound_by_pool": {p: round(r / bound, 2) for p, r in threaded.items()},
         "asyncio_rps": plan.rps("io-bound", "asyncio", clients=users, io_ms=io_ms),
         "asyncio_threads": 1,
     }
@@ -170,7 +170,7 @@ def greenlets(plan: Plan) -> Result:
         "io_ms": knobs["io_ms"],
         "gevent_rps": plan.rps("io-bound", "gevent", **knobs),
         "asyncio_rps": plan.rps("io-bound", "asyncio", **knobs),
-        "threaded_rps": plan.rps("io-bound", "threaded", pool=8, **knobs),
+        "threaded_pool8_rps": plan.rps("io-bound", "threaded", pool=8, **knobs),
         "gevent_blocking_rps": blocking["throughput_rps"],
         "one_at_a_time_rps": 1000 / knobs["io_ms"],
         "hub_lag_p99_ms": _lag_p99(blocking),
@@ -184,9 +184,9 @@ def high_load_only(plan: Plan) -> Result:
     asyncio_rps = {str(c): plan.rps("io-bound", "asyncio", clients=c, io_ms=io_ms) for c in sweep}
     figures = {
         "pool": pool,
-        "threaded_rps": threaded,
-        "asyncio_rps": asyncio_rps,
-        "ratio": {c: round(asyncio_rps[c] / max(threaded[c], 0.1), 2) for c in threaded},
+        "threaded_rps_by_clients": threaded,
+        "asyncio_rps_by_clients": asyncio_rps,
+        "ratio_by_clients": {c: round(asyncio_rps[c] / max(threaded[c], 0.1), 2) for c in threaded},
     }
     return figures, plan.settings("io-bound", pool=pool, io_ms=io_ms, clients=list(sweep))
 
@@ -194,15 +194,15 @@ def high_load_only(plan: Plan) -> Result:
 def offload(plan: Plan) -> Result:
     from .settings import OFFLOAD_LIMIT
 
-    knobs = {"clients": 100, "io_ms": 50.0}
+    io_ms, sweep = 50.0, (100, 200)
     figures = {
         "limit": OFFLOAD_LIMIT,
-        "cap_rps": OFFLOAD_LIMIT / (knobs["io_ms"] / 1000),
-        "offload_rps": plan.rps("offload", "asyncio", **knobs),
-        "native_rps": plan.rps("io-bound", "asyncio", **knobs),
-        "threaded_pool40_rps": plan.rps("io-bound", "threaded", pool=OFFLOAD_LIMIT, **knobs),
+        "cap_rps": OFFLOAD_LIMIT / (io_ms / 1000),
+        "offload_rps_by_clients": {str(c): plan.rps("offload", "asyncio", clients=c, io_ms=io_ms) for c in sweep},
+        "native_rps": plan.rps("io-bound", "asyncio", clients=100, io_ms=io_ms),
+        "threaded_pool40_rps": plan.rps("io-bound", "threaded", pool=OFFLOAD_LIMIT, clients=100, io_ms=io_ms),
     }
-    return figures, plan.settings("offload", **knobs, compared_with="io-bound")
+    return figures, plan.settings("offload", io_ms=io_ms, clients=list(sweep), compared_with="io-bound")
 
 
 def memory(plan: Plan) -> Result:

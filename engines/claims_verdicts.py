@@ -25,6 +25,7 @@ NO_GAIN = 1.10  # cpu-bound / high-load-only: "no difference" is a ratio within 
 LEAD = 1.5  # high-load-only: "outperforms" is a lead of at least 1.5x
 REACHES = 0.85  # a throughput "reaches" a bound at 85% of it
 CAPPED = 1.20  # a throughput is "capped" at a bound when it stays under 1.2x of it
+FAR_BELOW = 0.5  # offload: under half the cap, something else is what binds
 HALF = 0.60  # threads-needed: half the threads give at most 60% of the bound
 CLOSE = 0.80  # greenlets: gevent "scales like async" at 80% of asyncio's throughput
 LATENCY_STRETCH = 2.0  # thousands: latency within 2x of one request's own time
@@ -41,8 +42,8 @@ def _ms(value: float) -> str:
 
 
 def io_throughput(f: Figures) -> str:
-    """Reads ``speedup`` (pool -> asyncio req/s / threaded req/s) and ``clients``."""
-    speedup = {int(p): x for p, x in f["speedup"].items()}
+    """Reads ``speedup_by_pool`` (pool -> asyncio req/s / threaded req/s) and ``clients``."""
+    speedup = {int(p): x for p, x in f["speedup_by_pool"].items()}
     inside = [p for p, x in speedup.items() if 2.0 <= x <= 4.0]
     if len(inside) == len(speedup):
         return HOLDS
@@ -76,8 +77,8 @@ def cpu_bound(f: Figures) -> str:
 
 
 def threads_needed(f: Figures) -> str:
-    """Reads ``share_of_bound`` (pool -> threaded req/s / (users / request time)) and ``users``."""
-    share = {int(p): s for p, s in f["share_of_bound"].items()}
+    """Reads ``share_of_bound_by_pool`` (pool -> threaded req/s / (users / request time)) and ``users``."""
+    share = {int(p): s for p, s in f["share_of_bound_by_pool"].items()}
     users = f["users"]
     full, half = share.get(users), share.get(users // 2)
     if full is None or half is None:
@@ -125,9 +126,9 @@ def blocking_call(f: Figures) -> str:
 
 
 def greenlets(f: Figures) -> str:
-    """Reads ``gevent_rps``, ``asyncio_rps``, ``threaded_rps``, ``gevent_blocking_rps``,
+    """Reads ``gevent_rps``, ``asyncio_rps``, ``threaded_pool8_rps``, ``gevent_blocking_rps``,
     ``one_at_a_time_rps``, ``hub_lag_p99_ms``, ``io_ms``."""
-    scales = f["gevent_rps"] >= CLOSE * f["asyncio_rps"] and f["gevent_rps"] > LEAD * f["threaded_rps"]
+    scales = f["gevent_rps"] >= CLOSE * f["asyncio_rps"] and f["gevent_rps"] > LEAD * f["threaded_pool8_rps"]
     blocks = _one_at_a_time(f, "gevent_blocking_rps", "hub_lag_p99_ms")
     if scales and blocks:
         return HOLDS
@@ -137,9 +138,9 @@ def greenlets(f: Figures) -> str:
 
 
 def high_load_only(f: Figures) -> str:
-    """Reads ``pool`` and ``ratio`` (clients -> asyncio req/s / threaded req/s)."""
+    """Reads ``pool`` and ``ratio_by_clients`` (clients -> asyncio req/s / threaded req/s)."""
     pool = f["pool"]
-    ratio = {int(c): x for c, x in f["ratio"].items()}
+    ratio = {int(c): x for c, x in f["ratio_by_clients"].items()}
     below = {c: x for c, x in ratio.items() if c <= pool}
     above = {c: x for c, x in ratio.items() if c > pool}
     same = all(1 / NO_GAIN <= x <= NO_GAIN for x in below.values())
@@ -154,15 +155,22 @@ def high_load_only(f: Figures) -> str:
 
 
 def offload(f: Figures) -> str:
-    """Reads ``offload_rps``, ``cap_rps`` (limit / request time), ``native_rps``."""
-    capped = REACHES * f["cap_rps"] <= f["offload_rps"] <= CAPPED * f["cap_rps"]
-    if capped and f["native_rps"] > CAPPED * f["cap_rps"]:
-        return HOLDS
-    if f["offload_rps"] > CAPPED * f["cap_rps"]:
-        return f"{NOT}: offloaded handlers served {f['offload_rps']:,.0f} req/s, over the {f['cap_rps']:,.0f} cap"
-    if not capped:
-        return f"{NOT}: offloaded handlers served only {f['offload_rps']:,.0f} of a {f['cap_rps']:,.0f} cap"
-    return f"{ONLY} the clients outnumber the limit: native asyncio was no faster here"
+    """Reads ``offload_rps_by_clients`` (clients -> req/s, clients above the limit), ``cap_rps``
+    (limit / request time) and ``native_rps``."""
+    cap, native = f["cap_rps"], f["native_rps"]
+    by_clients = sorted((int(c), r) for c, r in f["offload_rps_by_clients"].items())
+    rates = [r for _, r in by_clients]
+    peak = max(rates)
+    flat = rates[-1] <= NO_GAIN * rates[0]
+    if peak > CAPPED * cap:
+        return f"{NOT}: offloaded handlers served {peak:,.0f} req/s, over the {cap:,.0f} cap"
+    if peak < FAR_BELOW * cap:
+        return f"{NOT}: offloaded handlers served only {peak:,.0f} req/s: something below the {cap:,.0f} cap binds"
+    if not flat:
+        return f"{NOT}: offloaded throughput still grew with clients ({rates[0]:,.0f} -> {rates[-1]:,.0f} req/s)"
+    if native <= CAPPED * cap:
+        return f"{ONLY} compared with nothing faster: native asyncio ({native:,.0f} req/s) did not pass the cap"
+    return HOLDS
 
 
 def memory(f: Figures) -> str:

@@ -55,7 +55,7 @@ def test_recorded_run_has_every_claim_and_each_verdict_follows_from_its_figures(
 
 def test_the_measured_factor_beats_the_articles_two_to_four() -> None:
     io = next(r for r in RECORDED if r["id"] == "io-throughput")
-    assert io["figures"]["speedup"]["8"] > 4  # a small pool: async is far more than 4x
+    assert io["figures"]["speedup_by_pool"]["8"] > 4  # a small pool: async is far more than 4x
     assert io["verdict"].startswith(v.ONLY)
 
 
@@ -66,17 +66,20 @@ def _figures(claim_id: str) -> dict:
 @pytest.mark.parametrize(
     ("claim_id", "change", "expected"),
     [
-        ("io-throughput", {"speedup": {"8": 3.0, "64": 2.5}}, "holds"),
-        ("io-throughput", {"speedup": {"8": 20.0, "200": 1.0}}, "does not hold:"),
+        ("io-throughput", {"speedup_by_pool": {"8": 3.0, "64": 2.5}}, "holds"),
+        ("io-throughput", {"speedup_by_pool": {"8": 20.0, "200": 1.0}}, "does not hold:"),
         ("not-faster", {"p50_ms": {"threaded": 10.5, "asyncio": 14.0, "gevent": 10.4}}, "does not hold:"),
         ("cpu-bound", {"rps": {"threaded": 100.0, "asyncio": 180.0, "gevent": 100.0}}, "does not hold:"),
         ("cpu-bound", {"loop_lag_p99_ms": {"asyncio": 1.0, "gevent": 1.0}}, "holds only when"),
-        ("threads-needed", {"share_of_bound": {"10": 0.1, "50": 0.95, "100": 1.0}}, "does not hold:"),
+        ("threads-needed", {"share_of_bound_by_pool": {"10": 0.1, "50": 0.95, "100": 1.0}}, "does not hold:"),
         ("blocking-call", {"blocking_rps": 900.0}, "does not hold:"),
         ("greenlets", {"gevent_blocking_rps": 1500.0}, "holds only when"),
-        ("high-load-only", {"ratio": {"4": 2.0, "16": 1.0, "64": 3.0}}, "does not hold:"),
-        ("high-load-only", {"ratio": {"4": 1.0, "16": 1.0, "64": 1.2}}, "holds only when"),
-        ("offload", {"offload_rps": 1700.0}, "does not hold:"),
+        ("high-load-only", {"ratio_by_clients": {"4": 2.0, "16": 1.0, "64": 3.0}}, "does not hold:"),
+        ("high-load-only", {"ratio_by_clients": {"4": 1.0, "16": 1.0, "64": 1.2}}, "holds only when"),
+        ("offload", {"offload_rps_by_clients": {"100": 1700.0, "200": 1800.0}}, "does not hold:"),
+        ("offload", {"offload_rps_by_clients": {"100": 500.0, "200": 790.0}}, "does not hold:"),
+        ("offload", {"offload_rps_by_clients": {"100": 300.0, "200": 310.0}}, "does not hold:"),
+        ("offload", {"native_rps": 800.0}, "holds only when"),
         ("memory", {"rss_kb_per_conn": {"threaded": 6.0, "asyncio": 6.0, "gevent": 10.0}}, "does not hold:"),
     ],
 )
@@ -103,7 +106,7 @@ def test_the_table_shows_claim_figures_and_verdict() -> None:
     text = console.export_text()
     for r in RECORDED:
         assert r["id"] in text
-    assert "threaded_rps: 8 " in format_figures(_figures("io-throughput"))
+    assert "threaded_rps_by_pool: 8=160" in format_figures(_figures("io-throughput"))
 
 
 @pytest.mark.timing

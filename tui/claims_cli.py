@@ -53,17 +53,17 @@ def table(results: list[dict[str, Any]], quick: bool = False) -> Table:
 
 
 def format_figures(figures: dict[str, Any]) -> str:
-    """One line a figure; sweeps and per-engine dicts on one line as ``key value, ...``."""
+    """One line a figure; sweeps and per-engine dicts on one line as ``key=value, ...``."""
     lines = []
     for key, value in figures.items():
-        text = ", ".join(f"{k} {_num(v)}" for k, v in value.items()) if isinstance(value, dict) else _num(value)
+        text = ", ".join(f"{k}={_num(v)}" for k, v in value.items()) if isinstance(value, dict) else _num(value)
         lines.append(f"{key}: {text}")
     return "\n".join(lines)
 
 
 def _num(value: Any) -> str:
     if isinstance(value, dict):
-        return "(" + ", ".join(f"{k} {_num(v)}" for k, v in value.items()) + ")"
+        return "(" + ", ".join(f"{k}={_num(v)}" for k, v in value.items()) + ")"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return "-" if value is None else str(value)
     if abs(value) >= 100:
