@@ -9,6 +9,7 @@ the same :class:`~syncviz.engines.stats.StreamStats` the app uses.
 
 from __future__ import annotations
 
+import gc
 import time
 from typing import Any
 
@@ -58,10 +59,16 @@ def _measure(
         warm.extend(host.drain())
         t_start = time.monotonic_ns()
         deadline = t_start + int(seconds * 1e9)
-        while (left := deadline - time.monotonic_ns()) > 0:
-            time.sleep(min(0.1, left / 1e9))
-            window.extend(host.drain())  # drained every 100 ms: the bounded buffers never fill
-        t_end = time.monotonic_ns()
+        try:
+            while (left := deadline - time.monotonic_ns()) > 0:
+                time.sleep(min(0.1, left / 1e9))
+                window.extend(host.drain())  # drained every 100 ms: the bounded buffers never fill
+                # What is kept is only read after the run: keep the collector from rescanning it
+                # (otherwise its full collections stall the servers' GIL as the window grows).
+                gc.freeze()
+            t_end = time.monotonic_ns()
+        finally:
+            gc.unfreeze()
         settings, scen = host.settings, host.scenario
     stats = StreamStats(window_s=seconds, rate_window_s=seconds, keep=1)
     stats.feed(warm)
