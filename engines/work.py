@@ -217,7 +217,14 @@ def run_plan(
     """Run a plan on the calling thread or greenlet."""
     for op, arg in plan:
         if op == SEND:
+            # A small write on loopback takes microseconds, but it releases the GIL: a long one
+            # means the thread waited to get it back (runnable, not running): record that as READY.
+            t0 = now_ns()
             send(arg)  # type: ignore[arg-type]
+            t1 = now_ns()
+            if t1 - t0 > GIL_GAP_NS:
+                work.emit_at(t0, rid, lane, Phase.READY)
+                work.emit_at(t1, rid, lane, Phase.RUNNING)
         elif op == IO:
             work.io(rid, lane, arg, upstream)  # type: ignore[arg-type]
         else:

@@ -23,3 +23,12 @@ def test_a_blocking_call_caps_the_async_engines_at_one_request_at_a_time() -> No
     for engine in ("asyncio", "gevent"):
         assert rows[engine]["throughput_rps"] <= 1.5 * 1000 / 20, rows
     assert rows["threaded"]["throughput_rps"] >= 3 * rows["asyncio"]["throughput_rps"]
+
+
+def test_threads_share_one_gil_their_waits_show_as_ready_not_running() -> None:
+    (row,) = run_scenario(
+        "cpu-bound", engines=["threaded"], seconds=1.5, clients=20, pool=8, cpu_ms=5, io_ms=0, warmup_s=0.5
+    )
+    phases = row["phase_ms"]
+    assert phases["running"] < 2.5 * 5.0, phases  # about the 5 ms of CPU, not 8 threads' worth
+    assert phases["ready"] > phases["running"], phases  # 8 threads, one GIL: mostly waiting for it
