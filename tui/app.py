@@ -139,12 +139,13 @@ class SyncvizApp(App[int]):
         return self.clock() if self.clock is not None else self.board.now_ns
 
     # -- the loop ------------------------------------------------------------------------
-    def pump(self) -> None:
-        """Drain the source once and feed the board."""
+    def pump(self) -> bool:
+        """Drain the source once and feed the board; True when the engines restarted."""
         batch = self.source.drain()
         restarted = self.board.feed(batch)
         if batch.info is not None or restarted:
             self._show_status()
+        return restarted
 
     def draw(self, force: bool = False) -> None:
         """One frame: time axes always, counters every few frames."""
@@ -232,10 +233,14 @@ class SyncvizApp(App[int]):
 def run_app(source: EventSource, *, in_process: bool, start_info: dict[str, Any], present: bool = False) -> int:
     """Run the app on a started source until the user quits; the caller closes the source.
 
-    ``present`` is accepted for the launcher; presenter mode is not built yet.
+    ``present``: presenter mode, every claim a scene (:mod:`syncviz.tui.present`).
     """
-    del present
-    app = SyncvizApp(source, in_process=in_process, start_info=start_info)
+    app_class = SyncvizApp
+    if present:
+        from syncviz.tui.present import PresenterApp
+
+        app_class = PresenterApp
+    app = app_class(source, in_process=in_process, start_info=start_info)
     code = app.run()
     return int(code or 0)
 

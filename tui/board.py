@@ -43,6 +43,7 @@ class Board:
         self.batches = 0
         self.dropped = 0
         self._rows_wanted: dict[str, int] = {}
+        self.restart_expected: tuple[str, dict[str, Any]] | None = None  # see :meth:`expect_restart`
         self._reset()
 
     # -- status --------------------------------------------------------------------------
@@ -105,13 +106,23 @@ class Board:
         self.counters: dict[str, Counters] = {}
 
     def feed(self, batch: Batch) -> bool:
-        """Take one batch; True when the scenario changed (the board started afresh)."""
+        """Take one batch; True when the engines restarted (the board started afresh).
+
+        A new scenario in the status means a restart; so does the status :meth:`expect_restart`
+        waits for (the same scenario restarted, perhaps with other knobs).
+        """
         self.batches += 1
         self.dropped += batch.dropped
         if batch.info is not None:
             old = self.info.get("scenario")
             self.info = {**self.info, **batch.info}
-            if old is not None and batch.info.get("scenario", old) != old:
+            expected = self.restart_expected is not None and self.restart_expected == (
+                batch.info.get("scenario"),
+                batch.info.get("settings"),
+            )
+            if expected:
+                self.restart_expected = None
+            if expected or (old is not None and batch.info.get("scenario", old) != old):
                 # The batch holds the old engines' last transitions and the new ones' first:
                 # drop it and start afresh; the new requests' later transitions still end well.
                 last = max(self.stats.last_t_ns, batch.t_ns)
@@ -127,6 +138,10 @@ class Board:
         if sampled is not None:
             self.counters = sampled
         return False
+
+    def expect_restart(self, scenario: str, settings: dict[str, Any]) -> None:
+        """The engines were told to restart on ``scenario`` with ``settings``: start afresh when they say so."""
+        self.restart_expected = (scenario, settings)
 
     def refresh_counters(self) -> dict[str, Counters]:
         self.counters = self.stats.counters(self.now_ns)

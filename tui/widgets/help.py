@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 from rich.text import Text
+from syncviz.engines.claims import CLAIMS
 from syncviz.engines.events import Phase
 from syncviz.engines.scenarios import SCENARIOS
 from syncviz.tui.phases import EIGHTHS, IDLE_GLYPH, LOOKS
@@ -13,6 +14,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+MUTED = "#8b93a7"
 KEYS: tuple[tuple[str, str], ...] = (
     ("1 … 7", "switch scenario (also ctrl+p, the command palette); the engines restart"),
     ("c / C", "fewer / more clients per engine"),
@@ -29,7 +31,20 @@ KEYS: tuple[tuple[str, str], ...] = (
 )
 
 
-def help_text(scenario: str) -> Table:
+def claims_rows(grid: Table, scenario: str) -> None:
+    """The claims this scenario shows (each sentence), then every scenario's claims by id."""
+    own = [CLAIMS[c] for c in SCENARIOS[scenario].claims if c in CLAIMS]
+    grid.add_row(Text("Claims it shows", "bold underline"), "" if own else Text("none of the catalogue's", MUTED))
+    for claim in own:
+        grid.add_row(Text(claim.id, "bold"), f"“{claim.claim}”")
+    for i, sc in enumerate(SCENARIOS.values()):
+        if sc.name != scenario and sc.claims:
+            grid.add_row(Text(f"{i + 1} {sc.name}", MUTED), Text(", ".join(sc.claims), MUTED))
+    grid.add_row("", Text("measure one: syncviz claims --id ID · see each as a scene: syncviz --present", MUTED))
+    grid.add_row("", "")
+
+
+def help_text(scenario: str, keys: tuple[tuple[str, str], ...] = KEYS) -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(no_wrap=True)
     grid.add_column()
@@ -63,11 +78,10 @@ def help_text(scenario: str) -> Table:
         grid.add_row("", Text(sc.description, "bold"))
         for line in sc.caption:
             grid.add_row("", f"▸ {line}")
-        if sc.claims:
-            grid.add_row("", Text("claims: " + ", ".join(sc.claims), "#8b93a7"))
         grid.add_row("", "")
+        claims_rows(grid, sc.name)
     grid.add_row(Text("Keys", "bold underline"), "")
-    for key, what in KEYS:
+    for key, what in keys:
         grid.add_row(Text(key, "bold #56b4e9"), what)
     return grid
 
@@ -77,13 +91,14 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,question_mark,q", "dismiss", "close help"),
     ]
 
-    def __init__(self, scenario: str) -> None:
+    def __init__(self, scenario: str, keys: tuple[tuple[str, str], ...] = KEYS) -> None:
         super().__init__()
         self.scenario = scenario
+        self.keys = keys
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box"):
-            yield Static(help_text(self.scenario), id="help-text")
+            yield Static(help_text(self.scenario, self.keys), id="help-text")
 
     def on_mount(self) -> None:
         self.query_one("#help-box").border_title = "syncviz help  (esc closes)"
