@@ -108,6 +108,8 @@ def _run_command(host: EngineHost, cmd: tuple) -> str | None:
             host.set_scenario(cmd[1], **cmd[2])
     except (EngineError, SettingsError) as exc:
         return str(exc)
+    except Exception as exc:  # a bad command must never take the engines down silently
+        return f"{cmd[0]} failed: {type(exc).__name__}: {exc}"
     return None
 
 

@@ -159,7 +159,7 @@ class EngineHost(EventSource):
 
     def set_scenario(self, name: str, **overrides: Any) -> None:
         scenario = get_scenario(name)
-        settings = scenario.settings.with_changes(slow=self.settings.slow, **overrides)
+        settings = scenario.settings.with_changes(**{"slow": self.settings.slow, **overrides})
         self._stop_engines()
         self.scenario, self.settings = scenario, settings
         self._start_engines()

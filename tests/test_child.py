@@ -51,3 +51,13 @@ def _alive(pid: int) -> bool:
             return "zombie" not in f.read()
     except FileNotFoundError:
         return False
+
+
+def test_a_failing_command_is_reported_and_the_engines_keep_running() -> None:
+    with ChildHost(scenario="io-bound", clients=5, io_ms=10) as child:
+        child.set_scenario("io-bound", slow=2.0)  # once crashed the child (slow passed twice)
+        child.apply(pool=0)  # out of range: an error, not a crash
+        assert wait_for(lambda: bool(child.drain().transitions) and len(child.errors) >= 1, timeout=5)
+        assert "pool must be between" in child.errors[-1]
+        assert child.alive
+        assert wait_for(lambda: child.drain().info is not None or child.info["settings"]["slow"] == 2.0)

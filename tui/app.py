@@ -99,6 +99,7 @@ class SyncvizApp(App[int]):
         self.paused = False
         self.replay = isinstance(source, Replay)
         self._frames = 0
+        self._source_dead = False
         self.frame_ms: list[float] = []  # CPU time of recent frames, for the benchmark
 
     # -- layout --------------------------------------------------------------------------
@@ -121,6 +122,7 @@ class SyncvizApp(App[int]):
         if self.live:
             self.set_interval(1 / PUMP_HZ, self.pump)
             self.set_interval(1 / FPS, self.draw)
+            self.set_interval(1.0, self.check_source)
 
     def on_resize(self) -> None:
         w, h = self.size
@@ -146,6 +148,17 @@ class SyncvizApp(App[int]):
         if batch.info is not None or restarted:
             self._show_status()
         return restarted
+
+    def check_source(self) -> None:
+        """Say so when the engine process reports an error or has died (never keep showing 'live')."""
+        errors = getattr(self.source, "errors", None)
+        while errors:
+            self.notify(errors.popleft(), title="engines", severity="error", timeout=8)
+        if getattr(self.source, "alive", True) is False and not self._source_dead:
+            self._source_dead = True
+            self.notify("the engine process has stopped; press q to quit", title="engines",
+                        severity="error", timeout=30)
+            self.sub_title = "engines stopped"
 
     def draw(self, force: bool = False) -> None:
         """One frame: time axes always, counters every few frames."""

@@ -42,7 +42,7 @@ WATCH: dict[str, str] = {
     "all 64 awaiting.",
     "offload": "asyncio's loop stays free, but its 40 anyio threads (t1…) are all held: the rest queue, a "
     "thread pool after all.",
-    "memory": "1,000 pool threads each hold one 1 s request; the loop and the hub hold 1,000 each on one thread.",
+    "memory": "200 pool threads each hold one 1 s request; the loop and the hub hold 200 each on one thread.",
 }
 
 KEYS: tuple[tuple[str, str], ...] = (
