@@ -23,6 +23,7 @@ from syncviz.tui.knobs import KNOBS, next_slow
 from syncviz.tui.widgets.bars import GIL_NOTE, Bar, caption_text, legend_text, status_text
 from syncviz.tui.widgets.help import HelpScreen
 from syncviz.tui.widgets.panel import EnginePanel
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Vertical
@@ -124,8 +125,8 @@ class SyncvizApp(App[int]):
             self.set_interval(1 / FPS, self.draw)
             self.set_interval(1.0, self.check_source)
 
-    def on_resize(self) -> None:
-        w, h = self.size
+    def on_resize(self, event: events.Resize) -> None:
+        w, h = event.size  # self.size still holds the previous size here
         self.query_one("#too-small", Static).update(
             f"syncviz needs at least {MIN_W}x{MIN_H}\nthis terminal is {w}x{h}\n\n"
             "enlarge the window\nor make the font smaller\n\nq quits"
