@@ -26,6 +26,11 @@ class EnginePanel(Vertical):
             yield CountersView()
         yield TimelineView()
 
+    def on_mount(self) -> None:
+        if self._info is not None:  # set before the children existed: write the title again
+            info, self._info = self._info, None
+            self.set_info(info)
+
     def set_info(self, info: EngineInfo) -> None:
         if info == self._info:
             return
@@ -36,7 +41,8 @@ class EnginePanel(Vertical):
         line.append(f" {info.io_line} ", "bold #f0f0f0 on #2b3042")
         if info.mode != "native":
             line.append(f"  ({info.mode})", "#e69f00")
-        self.query_one(".io-line", Static).update(line)
+        for io_line in self.query(".io-line").results(Static):
+            io_line.update(line)
 
     def draw_counters(self, board: Board, stacked: bool) -> None:
         info = self._info
@@ -55,13 +61,17 @@ class EnginePanel(Vertical):
             p99_history=list(history.p99.get(self.engine, ())),
             not_shown=max(0, (counters.in_flight if counters else 0) - rows.shown_in_flight()),
         )
-        self.query_one(CountersView).show(view, stacked)
+        for counters_view in self.query(CountersView):  # none while mounting or shutting down
+            counters_view.show(view, stacked)
 
     def draw_timeline(self, board: Board, now_ns: int) -> None:
         info = self._info
         if info is None:
             return
-        view = self.query_one(TimelineView)
+        views = self.query(TimelineView)
+        if not views:  # a timer can fire while the panel mounts or the app shuts down
+            return
+        view = views.first()
         if view.size.height <= 0:
             return
         waits_wanted = 1 if self.engine == "threaded" else 2
