@@ -93,6 +93,7 @@ class EngineHost(EventSource):
         self.engines: dict[str, Engine] = {}
         self.upstream: Upstream | None = None
         self.loadgen: LoadGen | None = None
+        self.run = 0  # how many times the engines have started: a consumer starts afresh when it changes
         self._info_changed = True
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -108,6 +109,7 @@ class EngineHost(EventSource):
         return self
 
     def _start_engines(self) -> None:
+        self.run += 1
         for i, name in enumerate(self.engine_names):
             port = self.base_port + ENGINE_IDS[name] if self.base_port else 0
             engine = engine_class(name)(
@@ -179,6 +181,7 @@ class EngineHost(EventSource):
 
     def info(self) -> dict[str, Any]:
         return {
+            "run": self.run,
             "scenario": self.scenario.name,
             "settings": self.settings.as_dict(),
             "modes": {name: self.scenario.mode(name) for name in self.engine_names},

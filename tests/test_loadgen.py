@@ -48,3 +48,12 @@ def test_pool_and_clients_change_while_running() -> None:
         batch = collect(host, 0.8)
         lanes = {lane for _, e, _, lane, p in batch.transitions if e == T and p == Phase.RUNNING}
         assert len(lanes) == 6
+
+
+def test_each_start_of_the_engines_is_a_new_run_even_on_the_same_scenario() -> None:
+    with EngineHost("io-bound", engines=["asyncio"], clients=2, io_ms=5) as host:
+        first = host.info()["run"]
+        host.apply(clients=3)  # knobs change the running engines: the same run
+        assert host.info()["run"] == first
+        host.set_scenario("io-bound")  # the same scenario, restarted: a new run
+        assert host.info()["run"] == first + 1

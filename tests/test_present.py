@@ -45,6 +45,7 @@ def synthetic_scene(seconds: float, rps: dict[str, int]) -> Replay:
             for j in range(n // 10)
         ]
         batches.append(Batch(latencies=lat, t_ns=t))
+    batches[0].info = {**info, "run": 2}  # the engines restarted on the scene, as a live host reports it
     return Replay(info, batches)
 
 
@@ -106,15 +107,18 @@ async def test_verdict_appears_once_enough_data_is_in() -> None:
 def test_a_same_scenario_restart_starts_the_board_afresh() -> None:
     claim = CLAIMS["not-faster"]
     settings = scene_settings(claim).as_dict()
-    board = Board({"scenario": "io-bound", "settings": scene_settings(CLAIM_LIST[0]).as_dict()})
+    board = Board({"run": 1, "scenario": "io-bound", "settings": scene_settings(CLAIM_LIST[0]).as_dict()})
     old = Batch(transitions=[(1, 0, 7, 0, 0)], t_ns=1)
     assert not board.feed(old)
     assert board.stats["threaded"].inflight
-    board.expect_restart(claim.scene, settings)
-    assert not board.feed(Batch(t_ns=2, info={"scenario": "io-bound", "settings": {**settings, "clients": 5}}))
-    assert board.feed(Batch(t_ns=3, info={"scenario": "io-bound", "settings": settings}))
+    # knobs applied to the running engines: the same run, nothing starts afresh
+    assert not board.feed(
+        Batch(t_ns=2, info={"run": 1, "scenario": "io-bound", "settings": {**settings, "clients": 5}})
+    )
+    # the engines restarted on the same scenario (the next scene): a new run
+    assert board.feed(Batch(t_ns=3, info={"run": 2, "scenario": "io-bound", "settings": settings}))
     assert not board.stats["threaded"].inflight  # the old engines' request will never finish
-    assert board.restart_expected is None
+    assert board.info["run"] == 2 and not board.feed(Batch(t_ns=4))  # the restart was taken once
 
 
 def test_help_links_the_scenario_to_its_claims() -> None:

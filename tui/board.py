@@ -2,7 +2,7 @@
 
 :class:`Board` is fed every batch (``feed``) and answers what each panel should draw.
 A scenario switch restarts the engines, so the board starts afresh when the stream's
-``info`` names a new scenario: the old requests will never finish.
+``info`` reports a new run of them: the old requests will never finish.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ class Board:
         self.batches = 0
         self.dropped = 0
         self._rows_wanted: dict[str, int] = {}
-        self.restart_expected: tuple[str, dict[str, Any]] | None = None  # see :meth:`expect_restart`
         self._reset()
 
     # -- status --------------------------------------------------------------------------
@@ -108,23 +107,18 @@ class Board:
     def feed(self, batch: Batch) -> bool:
         """Take one batch; True when the engines restarted (the board started afresh).
 
-        A new scenario in the status means a restart; so does the status :meth:`expect_restart`
-        waits for (the same scenario restarted, perhaps with other knobs).
+        The host numbers each start of its engines (``info["run"]``): a new number is a restart,
+        whatever the scenario. Recordings made before that field existed restart on a new scenario.
         """
         self.batches += 1
         self.dropped += batch.dropped
         if batch.info is not None:
-            old = self.info.get("scenario")
+            old = _run_key(self.info)
             self.info = {**self.info, **batch.info}
-            expected = self.restart_expected is not None and self.restart_expected == (
-                batch.info.get("scenario"),
-                batch.info.get("settings"),
-            )
-            if expected:
-                self.restart_expected = None
-            if expected or (old is not None and batch.info.get("scenario", old) != old):
-                # The batch holds the old engines' last transitions and the new ones' first:
-                # drop it and start afresh; the new requests' later transitions still end well.
+            if _run_key(self.info) != old:
+                # The engines (re)started (the first run seen counts too: an empty board loses nothing).
+                # The batch holds the old engines' last transitions and the new ones' first: drop it
+                # and start afresh; the new requests' later transitions still end well.
                 last = max(self.stats.last_t_ns, batch.t_ns)
                 self._reset()
                 self.stats.last_t_ns = last
@@ -138,10 +132,6 @@ class Board:
         if sampled is not None:
             self.counters = sampled
         return False
-
-    def expect_restart(self, scenario: str, settings: dict[str, Any]) -> None:
-        """The engines were told to restart on ``scenario`` with ``settings``: start afresh when they say so."""
-        self.restart_expected = (scenario, settings)
 
     def refresh_counters(self) -> dict[str, Counters]:
         self.counters = self.stats.counters(self.now_ns)
@@ -162,3 +152,10 @@ class Board:
         near = min(range(len(levels)), key=lambda i: abs(levels[i] - self.zoom_ms))
         self.set_zoom(levels[max(0, min(len(levels) - 1, near + direction))])
         return self.zoom_ms
+
+
+def _run_key(info: dict[str, Any]) -> object:
+    """What identifies one run of the engines in a status dict (``None``: no status yet)."""
+    if "run" in info:
+        return info["run"]
+    return info.get("scenario")

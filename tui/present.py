@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from syncviz.engines.claims import CLAIMS, Claim
-from syncviz.engines.claims_live import judge_live, min_seconds, scene_knobs, scene_matches, scene_settings
+from syncviz.engines.claims_live import judge_live, min_seconds, scene_knobs, scene_matches
 from syncviz.engines.host import EventSource
 from syncviz.tui.app import COUNTER_EVERY, ZOOM_GROUP, SyncvizApp, scenario_zoom
 from syncviz.tui.widgets.help import HelpScreen
@@ -89,7 +89,6 @@ class PresenterApp(SyncvizApp, inherit_bindings=False):
     # -- scenes --------------------------------------------------------------------------
     def show_scene(self) -> None:
         claim = self.claim
-        self.board.expect_restart(claim.scene, scene_settings(claim).as_dict())
         self.scene_start_ns = None
         self.source.set_scenario(claim.scene, **scene_knobs(claim))
         self.board.set_zoom(SCENE_ZOOM_MS.get(claim.id, scenario_zoom(claim.scene)))
