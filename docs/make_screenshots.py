@@ -13,6 +13,7 @@ from pathlib import Path
 
 from syncviz.engines.child import ChildHost
 from syncviz.engines.recording import Replay, record
+from syncviz.engines.scenarios import SCENARIOS
 from syncviz.tui.app import SyncvizApp
 
 HERE = Path(__file__).parent
@@ -27,10 +28,7 @@ async def shoot(scenario: str, seconds: float = 4.0) -> Path:
     app = SyncvizApp(source, live=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        app.draw(force=True)  # the first frame sizes the request rows
-        while not source.finished:
-            app.pump()
-        app.draw(force=True)
+        app.play_to_end()
         await pilot.pause()
         svg = Path(app.save_screenshot(filename=f"{scenario}.svg", path=str(HERE)))
     if shutil.which("rsvg-convert"):
@@ -41,7 +39,12 @@ async def shoot(scenario: str, seconds: float = 4.0) -> Path:
 
 
 def main() -> int:
-    for scenario in sys.argv[1:] or ["io-bound", "blocking-call"]:
+    scenarios = sys.argv[1:] or ["io-bound", "blocking-call"]
+    for scenario in scenarios:
+        if scenario not in SCENARIOS:
+            print(f"make_screenshots: unknown scenario {scenario!r} (known: {', '.join(SCENARIOS)})", file=sys.stderr)
+            return 2
+    for scenario in scenarios:
         print(asyncio.run(shoot(scenario)))
     return 0
 

@@ -29,13 +29,9 @@ def replay(name: str = "io-bound") -> Replay:
 
 async def play_all(app: SyncvizApp, pilot) -> None:
     """Feed every recorded batch, then draw one frame (what the snapshot tests do too)."""
-    source = app.source
-    assert isinstance(source, Replay)
+    assert isinstance(app.source, Replay)
     await pilot.pause()
-    app.draw(force=True)  # the first frame sizes the request rows
-    while not source.finished:
-        app.pump()
-    app.draw(force=True)
+    app.play_to_end()
     await pilot.pause()
 
 

@@ -70,10 +70,7 @@ async def test_opens_on_the_first_scene_next_and_previous() -> None:
         await pilot.pause()
         assert len(source.commands) == 8
         # a recording of something else is never judged
-        app.draw(force=True)
-        while not source.finished:
-            app.pump()
-        app.draw(force=True)
+        app.play_to_end()
         assert not app.query_one("#scene-verdict").display
         assert "waiting for the engines" in str(app.query_one("#scene-wait").render())
         await pilot.press("question_mark")
@@ -93,9 +90,7 @@ async def test_verdict_appears_once_enough_data_is_in() -> None:
         assert app.scene_start_ns is not None
         assert not verdict.display and wait.display
         assert "measuring" in str(wait.render())
-        while not source.finished:
-            app.pump()
-        app.draw(force=True)
+        app.play_to_end()
         await pilot.pause()
         assert verdict.display and not wait.display
         text = str(verdict.render())

@@ -21,10 +21,7 @@ def make_app(name: str) -> SyncvizApp:
 async def play_all(pilot) -> None:
     app: SyncvizApp = pilot.app
     await pilot.pause()
-    app.draw(force=True)  # the first frame sizes the request rows
-    while not app.source.finished:  # type: ignore[attr-defined]
-        app.pump()
-    app.draw(force=True)
+    app.play_to_end()
     await pilot.pause()
 
 

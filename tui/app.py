@@ -150,6 +150,13 @@ class SyncvizApp(App[int]):
             self._show_status()
         return restarted
 
+    def play_to_end(self) -> None:
+        """Feed a whole recording at once and draw its last frame (snapshots, screenshots, tests)."""
+        self.draw(force=True)  # the first frame sizes the request rows
+        while not getattr(self.source, "finished", True):
+            self.pump()
+        self.draw(force=True)
+
     def check_source(self) -> None:
         """Say so when the engine process reports an error or has died (never keep showing 'live')."""
         errors = getattr(self.source, "errors", None)
