@@ -128,18 +128,19 @@ class EngineStats:
         self.inflight.clear()
 
     # -- reading -------------------------------------------------------------------------
+    def holds_worker(self, phase: int, lane: int) -> bool:
+        """Whether a request in ``phase`` on ``lane`` keeps that worker from anyone else.
+
+        A pool or offload thread stays its request's while it waits for the GIL (READY); the
+        loop or hub (lane 0 of asyncio and gevent) is free for others while a request is READY.
+        """
+        if lane < 0:
+            return False
+        return phase in _HOLDING or (phase == READY and (self.threaded or lane > 0))
+
     def busy_workers(self) -> int:
-        lanes = set()
-        for track in self.inflight.values():
-            ph, lane = track.phase, track.lane
-            if lane < 0:
-                continue
-            # A pool or offload thread stays its request's while it waits for the GIL (READY);
-            # the loop or hub (lane 0 of asyncio and gevent) is free while a request is READY.
-            dedicated = self.threaded or lane > 0
-            if ph in _HOLDING or (dedicated and ph == READY):
-                lanes.add(lane)
-        return len(lanes)
+        holds = self.holds_worker
+        return len({t.lane for t in self.inflight.values() if holds(t.phase, t.lane)})
 
     def counters(self, now_ns: int | None = None) -> Counters:
         now = self._last_t if now_ns is None else now_ns

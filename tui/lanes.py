@@ -46,7 +46,7 @@ class LaneModel:
 
     def __init__(self, stats: EngineStats, ns_per_col: int) -> None:
         self.stats = stats
-        self.threaded = stats.threaded
+        self.holds_worker = stats.holds_worker  # the one rule for who holds a worker
         self.ns = ns_per_col
         self._hold: dict[int, dict[int, list[int]]] = {}
         self._wait: dict[int, list[int]] = {}
@@ -118,8 +118,8 @@ class LaneModel:
         span: list[int] | None = None  # [lane, t0, t1] of the current stretch holding a lane
         for i, (t0, phase, lane) in enumerate(steps):
             t1 = steps[i + 1][0] if i + 1 < len(steps) else end_ns
-            holds = phase in (RUNNING, BLOCKED) or (phase == READY and (self.threaded or lane > 0))
-            if holds and lane >= 0:
+            holds = self.holds_worker(phase, lane)
+            if holds:
                 self.lanes_seen.add(lane)
                 if span is not None and span[0] == lane:
                     span[2] = t1
@@ -133,7 +133,7 @@ class LaneModel:
                 span = None
             if t1 <= t0:
                 continue
-            if holds and lane >= 0:
+            if holds:
                 idx = HOLD_INDEX[phase]
                 _spread(t0, t1, ns, floor, lambda c, v, lane=lane, idx=idx: hold(lane, c, idx, v))
             elif phase == QUEUED:
@@ -211,7 +211,7 @@ class LaneModel:
             t1 = steps[i + 1][0] if i + 1 < n else now_ns
             if phase == QUEUED:
                 wait_span(t0, t1, 0)
-            elif phase == READY and not (self.threaded or lane > 0):
+            elif phase == READY and not self.holds_worker(phase, lane):
                 wait_span(t0, t1, 1)
         self._paint(track, now_ns, first, hold, lambda *a: None, labels)
 
