@@ -110,7 +110,7 @@ class EngineHost(EventSource):
 
     def _start_engines(self) -> None:
         self.run += 1
-        for i, name in enumerate(self.engine_names):
+        for name in self.engine_names:
             port = self.base_port + ENGINE_IDS[name] if self.base_port else 0
             engine = engine_class(name)(
                 self.recorder,
@@ -122,7 +122,6 @@ class EngineHost(EventSource):
             )
             self.engines[name] = engine
             engine.start()
-            del i
         if self.load:
             ports = {ENGINE_IDS[n]: e.port for n, e in self.engines.items()}
             self.loadgen = LoadGen(self.recorder, ports, self.settings)

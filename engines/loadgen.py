@@ -54,8 +54,7 @@ class _Response:
             del self.buf[: end + 4]
             self.status = int(head[9:12])
             self.chunked = b"transfer-encoding: chunked" in head
-            pos = head.find(b"content-length:")
-            self.need = 0 if pos < 0 else int(head[pos + 15 : head.find(b"\r\n", pos) % (len(head) + 1)])
+            self.need = _content_length(head)
         if self.chunked:
             return self._chunks()
         if len(self.buf) >= self.need:
@@ -78,6 +77,15 @@ class _Response:
     def _finish(self) -> int:
         status, self.need, self.chunked = self.status, -1, False
         return status
+
+
+def _content_length(head: bytes) -> int:
+    """The Content-Length of a lower-cased response head (0 when absent)."""
+    start = head.find(b"content-length:")
+    if start < 0:
+        return 0
+    end = head.find(b"\r\n", start)
+    return int(head[start + len(b"content-length:") : end if end >= 0 else len(head)])
 
 
 class _Client(asyncio.Protocol):
