@@ -103,7 +103,7 @@ def result(
 
     lat = Counters(engine)
     fill_latency(lat, latencies_ns)
-    has_loop = engine != "threaded"
+    has_loop = counters.has_loop
     return {
         "scenario": scenario,
         "engine": engine,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .registry import engine_spec
 from .settings import Mode, Settings, SettingsError
 
 
@@ -115,17 +116,4 @@ def get_scenario(name: str) -> Scenario:
 def io_line(engine: str, mode: Mode, settings: Settings) -> str:
     """The handler's I/O line as code, for the panel titles (e.g. ``await anyio.sleep(0.05)``)."""
     secs = f"{settings.io_s / max(settings.chunks, 1):g}"
-    if settings.io == "upstream":
-        call = {"blocking": "sock.recv(...)", "native": "sock.recv(...)", "offload": "sock.recv(...)"}[mode]
-        if engine == "asyncio" and mode == "native":
-            return "await reader.read(...)  # upstream"
-        if engine == "gevent" and mode == "native":
-            return "gevent.socket recv  # upstream"
-        return f"{call}  # upstream, blocking"
-    if engine == "asyncio" and mode == "native":
-        return f"await asyncio.sleep({secs})"
-    if engine == "asyncio" and mode == "offload":
-        return f"await anyio.to_thread.run_sync(time.sleep, {secs})"
-    if engine == "gevent" and mode == "native":
-        return f"gevent.sleep({secs})"
-    return f"time.sleep({secs})"
+    return engine_spec(engine).io_line(mode, settings.io == "upstream", secs)

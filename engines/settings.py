@@ -11,14 +11,15 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
+from .registry import GEVENT_POOL as GEVENT_POOL  # re-exported: per-engine facts live in the registry
+from .registry import OFFLOAD_LIMIT as OFFLOAD_LIMIT
+from .registry import engine_spec
+
 IoKind = Literal["sleep", "upstream"]
 Mode = Literal["native", "blocking", "offload"]
 """How an engine runs the handler: its own way (blocking on threads, awaiting on asyncio,
 yielding on gevent), the blocking version on purpose, or blocking code offloaded to a
 thread pool (anyio.to_thread, asyncio only)."""
-
-OFFLOAD_LIMIT = 40  # anyio's default thread limiter, the FastAPI ``def`` endpoint model
-GEVENT_POOL = 1000  # gunicorn's default worker_connections
 
 
 class SettingsError(ValueError):
@@ -90,13 +91,7 @@ def _check_num(name: str, value: object, low: float, high: float) -> None:
 
 def capacity(engine: str, mode: Mode, settings: Settings) -> int:
     """How many requests the engine can have in their I/O wait at once."""
-    if engine == "threaded":
-        return settings.pool
-    if mode == "blocking":
-        return 1  # the one loop or hub thread is parked in the call
-    if mode == "offload":
-        return OFFLOAD_LIMIT
-    return GEVENT_POOL if engine == "gevent" else 10**9
+    return engine_spec(engine).capacity(mode, settings)
 
 
 def bound_rps(engine: str, mode: Mode, settings: Settings) -> float | None:

@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .events import ENGINES, TERMINAL, WAITING_PHASES, Batch, Phase
+from .registry import engine_spec
 
 RUNNING, BLOCKED, READY, QUEUED = Phase.RUNNING, Phase.BLOCKED, Phase.READY, Phase.QUEUED
 _HOLDING = (RUNNING, BLOCKED)
@@ -40,6 +41,11 @@ class Counters:
     lag_max_ms: float | None = None
     phase_ms: dict[str, float] = field(default_factory=dict)  # mean per finished request, window
     samples: int = 0  # latency samples in the window
+
+    @property
+    def has_loop(self) -> bool:
+        """Whether the engine runs on one loop or hub (its loop-lag figures mean something)."""
+        return engine_spec(self.engine).has_loop
 
 
 def percentile(sorted_values: list[int] | list[float], q: float) -> float:
@@ -80,7 +86,7 @@ class EngineStats:
 
     def __init__(self, engine: str, window_s: float = 5.0, rate_window_s: float = 2.0, keep: int = 400):
         self.engine = engine
-        self.threaded = engine == "threaded"
+        self.has_loop = engine_spec(engine).has_loop  # one loop or hub thread (lane 0) runs every request
         self.window_ns = int(window_s * 1e9)
         self.rate_window_ns = int(rate_window_s * 1e9)
         self.inflight: dict[int, RequestTrack] = {}
@@ -136,7 +142,7 @@ class EngineStats:
         """
         if lane < 0:
             return False
-        return phase in _HOLDING or (phase == READY and (self.threaded or lane > 0))
+        return phase in _HOLDING or (phase == READY and (not self.has_loop or lane > 0))
 
     def busy_workers(self) -> int:
         holds = self.holds_worker

@@ -13,6 +13,7 @@ send time) and ``running`` when the code really runs again.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Callable
@@ -50,14 +51,17 @@ def emitters(recorder: Recorder, engine: int) -> tuple[Emit, EmitAt]:
     return emit, emit_at
 
 
-def burn_cpu(seconds: float, rid: int, lane: int, emit_at: EmitAt) -> None:
-    """Spend ``seconds`` of this thread's CPU time in pure Python.
+def burn_cpu(seconds: float, rid: int, lane: int, work: Work) -> None:
+    """Spend ``seconds`` of this thread's CPU time in pure Python, recording through ``work``.
 
     Between checks it compares wall time with thread CPU time: a gap means the thread was
     not running (it waited for the GIL or the OS), and that interval is recorded as READY.
+    It ends early, raising :class:`Stopping`, when the engine stops: a loop or hub thread
+    burning CPU when the interpreter exits would crash it.
     """
     cpu_ns = time.thread_time_ns
     wall = now_ns
+    emit_at = work.emit_at
     target = cpu_ns() + int(seconds * 1e9)
     last_w, last_c = wall(), cpu_ns()
     x = 0
@@ -70,6 +74,8 @@ def burn_cpu(seconds: float, rid: int, lane: int, emit_at: EmitAt) -> None:
             emit_at(w, rid, lane, Phase.RUNNING)
         if c >= target:
             return
+        if work.stopping:
+            raise Stopping("the engine is stopping")
         last_w, last_c = w, c
 
 
@@ -81,11 +87,11 @@ class Work:
     def __init__(self, recorder: Recorder, engine: int, upstream_port: int | None) -> None:
         self.emit, self.emit_at = emitters(recorder, engine)
         self.upstream_port = upstream_port
-        self.stopping = False  # set by the engine's stop(): waits end early so threads can go
+        self.stopping = False  # set by the engine's stop(): waits and CPU steps end early so threads can go
 
     def cpu(self, rid: int, lane: int, seconds: float) -> None:
         if seconds > 0:
-            burn_cpu(seconds, rid, lane, self.emit_at)
+            burn_cpu(seconds, rid, lane, self)
 
     def io(self, rid: int, lane: int, seconds: float, upstream: bool) -> None:
         t0 = now_ns()
@@ -139,6 +145,8 @@ class BlockingWork(Work):
                 raise UpstreamError(str(exc)) from None
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._all.append(sock)
+        if self.stopping:  # checked once the socket is in _all: abort() sees it or this sees the flag
+            raise Stopping("the engine is stopping")
         try:
             sock.sendall(UPSTREAM_REQUEST % int(seconds * 1e6))
             sent = read_upstream_reply(sock.recv)
@@ -147,6 +155,16 @@ class BlockingWork(Work):
             raise UpstreamError(str(exc)) from None
         self._idle.append(sock)
         return sent
+
+    def abort(self) -> None:
+        """Wake every thread parked on an upstream reply (called by stop(), from another thread).
+
+        Only for stdlib sockets: a gevent socket belongs to its hub (the gevent engine's stop
+        kills its greenlets instead).
+        """
+        for sock in list(self._all):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         """Close the pooled upstream connections (the engine is stopping)."""

@@ -1,4 +1,5 @@
-"""The engine layer stays headless: no module of it imports textual (harlequin's rule)."""
+"""The engine layer stays headless (no module of it imports textual, harlequin's rule), the app
+describes the engines without importing gevent, and no engine thread outlives its stop."""
 
 from __future__ import annotations
 
@@ -44,6 +45,48 @@ def test_importing_every_engine_module_loads_no_textual() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert len(modules) >= 10
+
+
+def test_the_registry_and_the_board_import_no_engine_backend() -> None:
+    """The UI reads what it shows about gevent from the registry, without importing gevent."""
+    code = (
+        "import sys\n"
+        "import syncviz.engines.registry, syncviz.tui.board\n"
+        "from syncviz.tui.board import Board\n"
+        "for name in ('threaded', 'asyncio', 'gevent'):\n"
+        "    Board().engine_info(name)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('gevent', 'anyio') or '.backends.' in m)\n"
+        "print(' '.join(bad)); sys.exit(1 if bad else 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+STOP_UNDER_CPU = """
+import socket, sys, threading
+from syncviz.engines.events import Recorder
+from syncviz.engines.registry import load
+from syncviz.engines.settings import Settings
+
+engine = load(sys.argv[1])(Recorder(), Settings(io_ms=0, cpu_ms=100, pool=4))
+port = engine.start()
+clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(60)]
+for sock in clients:
+    sock.sendall(b"GET / HTTP/1.1\\r\\n\\r\\n")
+clients[0].recv(1)  # a first response: the handlers are computing, 6 s of CPU queued behind it
+engine.stop()
+alive = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+print(" ".join(alive))
+sys.exit(3 if alive else 0)
+"""
+
+
+def test_stop_ends_every_thread_even_mid_cpu_step(engine_name: str) -> None:
+    """A loop or hub still computing when the interpreter exits crashed it (exit 139)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", STOP_UNDER_CPU, engine_name], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}; still running: {proc.stdout} {proc.stderr}"
 
 
 def test_nothing_patches_the_world_or_binds_everywhere() -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from syncviz.engines.base import engine_class
 from syncviz.engines.events import ENGINES, Batch
+from syncviz.engines.registry import engine_spec
 from syncviz.engines.scenarios import DEFAULT_SCENARIO, SCENARIOS, io_line
-from syncviz.engines.settings import OFFLOAD_LIMIT, Settings, bound_rps
+from syncviz.engines.settings import Settings, bound_rps
 from syncviz.engines.stats import Counters, StreamStats
 from syncviz.tui.history import History
 from syncviz.tui.lanes import LaneModel
@@ -72,27 +72,16 @@ class Board:
     def engine_info(self, name: str) -> EngineInfo:
         settings = self.settings
         mode = self.info.get("modes", {}).get(name) or SCENARIOS[self.scenario].mode(name)
-        if name == "threaded":
-            lanes = [(i, f"w{i}") for i in range(settings.pool)]
-            word = "threads"
-        elif name == "asyncio":
-            lanes = [(0, "loop")]
-            word = "loop"
-            if mode == "offload":
-                lanes += [(i, f"t{i}") for i in range(1, OFFLOAD_LIMIT + 1)]
-                word = f"loop+{OFFLOAD_LIMIT} thr"
-        else:
-            lanes = [(0, "hub")]
-            word = "hub"
+        spec = engine_spec(name)
         return EngineInfo(
             name=name,
-            model=engine_class(name).model,
+            model=spec.model,
             mode=mode,
             io_line=io_line(name, mode, settings),
             bound=bound_rps(name, mode, settings),
-            lanes=lanes,
-            worker_word=word,
-            has_lag=name != "threaded",
+            lanes=spec.lanes(mode, settings),
+            worker_word=spec.worker_word(mode),
+            has_lag=spec.has_loop,
         )
 
     # -- feeding -------------------------------------------------------------------------

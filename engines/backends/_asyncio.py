@@ -18,7 +18,6 @@ from collections import deque
 
 import anyio.to_thread
 
-from ..base import LAG_TICK_S, STOP_TIMEOUT_S, Engine, listen
 from ..events import Phase, now_ns
 from ..http import BAD_REQUEST, BadRequest, Request, parse_request
 from ..work import (
@@ -26,7 +25,6 @@ from ..work import (
     IO,
     SEND,
     UPSTREAM_REQUEST,
-    BlockingWork,
     UpstreamError,
     Work,
     early_response,
@@ -35,6 +33,7 @@ from ..work import (
     parse_sent_ns,
     run_plan,
 )
+from ._loop import LoopEngine
 
 LOOP = 0  # the lane of the event loop thread
 
@@ -161,21 +160,18 @@ class _Conn(asyncio.Protocol):
             work.emit(rid, LOOP, Phase.RUNNING)
 
 
-class AsyncioEngine(Engine):
+class AsyncioEngine(LoopEngine):
     name = "asyncio"
-    model = "one event loop, one task per connection"
+    native_work = AsyncWork
+    thread_name = "asyncio-engine"
+    native: AsyncWork
 
     def start(self) -> int:
-        self._lsock = listen(self.host, self.port)
-        self.port = self._lsock.getsockname()[1]
-        self.native = AsyncWork(self.recorder, self.engine_id, self.upstream_port)
-        self.blocking = BlockingWork(self.recorder, self.engine_id, self.upstream_port)
         self._conns: set[_Conn] = set()
         self._thread_lanes: dict[int, int] = {}
         self._offload_threads: list[threading.Thread] = []
         self._next_lane = itertools.count(1)
-        self._start_loop_thread("asyncio-engine")
-        return self.port
+        return super().start()
 
     # -- the loop thread -----------------------------------------------------------------
     def _run(self) -> None:
@@ -214,15 +210,8 @@ class AsyncioEngine(Engine):
         await asyncio.sleep(0)
 
     async def _tick(self) -> None:
-        lag, engine = self.recorder.lag, self.engine_id
-        period = int(LAG_TICK_S * 1e9)
-        while True:
-            t0 = now_ns()
-            self._tick_due = t0 + period
-            await asyncio.sleep(LAG_TICK_S)
-            t1 = now_ns()
-            if self.recorder.enabled:
-                lag((t1, engine, max(0, t1 - t0 - period)))
+        for period in self._ticks():
+            await asyncio.sleep(period)
 
     async def _serve_conn(self, conn: _Conn) -> None:
         try:
@@ -302,16 +291,9 @@ class AsyncioEngine(Engine):
         return lane
 
     # -- stop ----------------------------------------------------------------------------
-    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        thread = getattr(self, "_thread", None)
-        if thread is None or not thread.is_alive():
-            return
-        self.native.stopping = self.blocking.stopping = True
-        loop = self._loop
+    def _request_stop(self) -> None:
         with contextlib.suppress(RuntimeError):  # the loop already closed
-            loop.call_soon_threadsafe(lambda: self._stop.done() or self._stop.set_result(None))
-        deadline = now_ns() + int(timeout * 1e9)
-        thread.join(timeout)
-        for worker in list(self._offload_threads):  # anyio's workers exit once the loop's main task ends
-            worker.join(max(0.0, (deadline - now_ns()) / 1e9))
-        self._lsock.close()
+            self._loop.call_soon_threadsafe(lambda: self._stop.done() or self._stop.set_result(None))
+
+    def _helper_threads(self) -> list[threading.Thread]:
+        return list(self._offload_threads)  # anyio's workers exit once the loop's main task ends

@@ -17,11 +17,11 @@ import gevent.pool
 import gevent.server
 import gevent.socket
 
-from ..base import LAG_TICK_S, STOP_TIMEOUT_S, Engine, listen
 from ..events import Phase, now_ns
 from ..http import BAD_REQUEST, BadRequest, parse_request
-from ..settings import GEVENT_POOL
+from ..registry import GEVENT_POOL
 from ..work import BlockingWork, serve_sync
+from ._loop import LoopEngine
 
 HUB = 0  # the lane of the hub's thread
 READ_TIMEOUT_S = 60.0
@@ -35,17 +35,10 @@ class GeventWork(BlockingWork):
     sleep = staticmethod(gevent.sleep)
 
 
-class GeventEngine(Engine):
+class GeventEngine(LoopEngine):
     name = "gevent"
-    model = "one hub, one greenlet per connection"
-
-    def start(self) -> int:
-        self._lsock = listen(self.host, self.port)
-        self.port = self._lsock.getsockname()[1]
-        self.native = GeventWork(self.recorder, self.engine_id, self.upstream_port)
-        self.blocking = BlockingWork(self.recorder, self.engine_id, self.upstream_port)
-        self._start_loop_thread("gevent-hub")
-        return self.port
+    native_work = GeventWork
+    thread_name = "gevent-hub"
 
     def _run(self) -> None:
         hub = gevent.get_hub()  # this thread's own hub and loop
@@ -76,15 +69,8 @@ class GeventEngine(Engine):
             hub.destroy(destroy_loop=True)
 
     def _tick(self) -> None:
-        lag, engine = self.recorder.lag, self.engine_id
-        period = int(LAG_TICK_S * 1e9)
-        while True:
-            t0 = now_ns()
-            self._tick_due = t0 + period
-            gevent.sleep(LAG_TICK_S)
-            t1 = now_ns()
-            if self.recorder.enabled:
-                lag((t1, engine, max(0, t1 - t0 - period)))
+        for period in self._ticks():
+            gevent.sleep(period)
 
     def _polled(self) -> None:
         self._t_poll = now_ns()
@@ -120,17 +106,11 @@ class GeventEngine(Engine):
         finally:
             sock.close()
 
-    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        thread = getattr(self, "_thread", None)
-        if thread is None or not thread.is_alive():
-            return
-        self.native.stopping = self.blocking.stopping = True
-
+    def _request_stop(self) -> None:
         def stop_in_hub() -> None:
             gevent.spawn(self._shutdown)
 
         self._hub.loop.run_callback_threadsafe(stop_in_hub)
-        thread.join(timeout)
 
     def _shutdown(self) -> None:
         """Runs in the hub: close the listener, kill idle keep-alive handlers, then stop."""

@@ -16,7 +16,7 @@ import socket
 import threading
 from collections import deque
 
-from ..base import STOP_TIMEOUT_S, Engine, listen
+from ..base import STOP_TIMEOUT_S, Engine, join_threads, listen
 from ..events import Phase, now_ns
 from ..http import BAD_REQUEST, BadRequest, parse_request
 from ..settings import Settings
@@ -36,7 +36,6 @@ class _Conn:
 
 class ThreadedEngine(Engine):
     name = "threaded"
-    model = "selector + fixed pool of worker threads"
 
     def start(self) -> int:
         self._lsock = listen(self.host, self.port)
@@ -176,15 +175,20 @@ class ThreadedEngine(Engine):
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         if getattr(self, "_stopping", True):
             return
+        deadline = now_ns() + int(timeout * 1e9)
         self._stopping = True
-        self.work.stopping = True
+        self.work.stopping = True  # CPU steps and waits in progress end now
+        self.work.abort()  # so does a call parked on the upstream
         _send_quietly(self._wake_w, b"x")
-        self._acceptor.join(timeout)
+        join_threads(self.name, [self._acceptor], deadline)
+        with self._open_lock:
+            serving = list(self._open)
+        for conn in serving:  # a worker waiting for the rest of a request reads EOF now
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RD)
         for _ in self._workers:
             self._jobs.put(None)
-        deadline = now_ns() + int(timeout * 1e9)
-        for thread in self._workers.values():
-            thread.join(max(0.0, (deadline - now_ns()) / 1e9))
+        join_threads(self.name, list(self._workers.values()), deadline)
         while True:  # jobs nobody took: close their sockets
             try:
                 conn = self._jobs.get_nowait()

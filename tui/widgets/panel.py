@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from syncviz.engines.events import Phase
+from syncviz.engines.registry import engine_spec
 from syncviz.tui.board import Board, EngineInfo
 from syncviz.tui.widgets.counters import CountersView, CounterView
 from syncviz.tui.widgets.timeline import TimelineView
@@ -74,7 +75,7 @@ class EnginePanel(Vertical):
         view = views.first()
         if view.size.height <= 0:
             return
-        waits_wanted = 1 if self.engine == "threaded" else 2
+        waits_wanted = 2 if engine_spec(self.engine).has_loop else 1  # READY: waiting for the loop or hub
         shown, rows = view.plan(len(info.lanes), waits_wanted)
         board.set_rows(self.engine, rows)
         lanes = info.lanes[:shown]

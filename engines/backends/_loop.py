@@ -1,0 +1,93 @@
+"""What the asyncio and gevent engines share: one loop (or hub) thread, its lag ticker, start and stop.
+
+Both run every request on one thread (lane 0) that waits in its own way (awaiting or
+yielding), with the stdlib's blocking calls at hand for the "mistake" scenarios. They
+differ only in how that thread serves (``_run``) and how another thread asks it to shut
+down (``_request_stop``).
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import abstractmethod
+from collections.abc import Iterator
+from typing import ClassVar
+
+from ..base import STOP_TIMEOUT_S, Engine, EngineError, join_threads, listen
+from ..events import now_ns
+from ..work import BlockingWork, Work
+
+LAG_TICK_S = 0.010  # the loop/hub ticker's period; its lateness is the loop lag
+START_TIMEOUT_S = 5.0
+
+
+class LoopEngine(Engine):
+    """An engine whose one loop thread runs every request: asyncio's event loop, gevent's hub.
+
+    Subclasses set ``native_work`` (how the handler waits natively) and ``thread_name``, and
+    implement ``_run`` (serve in the loop thread, setting ``self._ready`` once serving) and
+    ``_request_stop``.
+    """
+
+    native_work: ClassVar[type[Work]]
+    thread_name: ClassVar[str]
+    _tick_due = 0  # when the ticker is due to run again (0: not ticking yet)
+
+    def start(self) -> int:
+        self._lsock = listen(self.host, self.port)
+        self.port = self._lsock.getsockname()[1]
+        self.native = self.native_work(self.recorder, self.engine_id, self.upstream_port)
+        self.blocking = BlockingWork(self.recorder, self.engine_id, self.upstream_port)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread.start()
+        self._ready.wait(START_TIMEOUT_S)
+        if self._error is not None:
+            raise EngineError(f"{self.name} engine failed to start: {self._error}")
+        return self.port
+
+    @abstractmethod
+    def _run(self) -> None:
+        """The loop thread: serve until stopped; set ``self._ready`` once serving (or ``_error``)."""
+
+    # -- the lag ticker ------------------------------------------------------------------
+    def _ticks(self) -> Iterator[float]:
+        """The ticker's body, driven by the loop: sleep each yielded period its own way.
+
+        How late each sleep wakes up is the loop lag; ``_tick_due`` lets :meth:`overdue_ns`
+        see a stall before it ends.
+        """
+        lag, engine = self.recorder.lag, self.engine_id
+        period = int(LAG_TICK_S * 1e9)
+        while True:
+            t0 = now_ns()
+            self._tick_due = t0 + period
+            yield LAG_TICK_S
+            t1 = now_ns()
+            if self.recorder.enabled:
+                lag((t1, engine, max(0, t1 - t0 - period)))
+
+    def overdue_ns(self, now: int) -> int:
+        return max(0, now - self._tick_due) if self._tick_due else 0
+
+    # -- stop ----------------------------------------------------------------------------
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        thread = getattr(self, "_thread", None)
+        if thread is None or not thread.is_alive():
+            return
+        deadline = now_ns() + int(timeout * 1e9)
+        self.native.stopping = self.blocking.stopping = True  # CPU steps and waits in progress end now
+        self.blocking.abort()  # so does a blocking call parked on the upstream
+        self._request_stop()
+        join_threads(self.name, [thread], deadline)
+        join_threads(self.name, self._helper_threads(), deadline)
+        self._lsock.close()
+
+    @abstractmethod
+    def _request_stop(self) -> None:
+        """From another thread: ask the loop to close its sockets and return from ``_run``."""
+
+    def _helper_threads(self) -> list[threading.Thread]:
+        """Threads besides the loop's to join once it has ended (asyncio's offload workers)."""
+        return []
