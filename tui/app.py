@@ -17,6 +17,7 @@ from syncviz.engines.events import ENGINES
 from syncviz.engines.host import EventSource
 from syncviz.engines.recording import Replay
 from syncviz.engines.scenarios import SCENARIOS
+from syncviz.tui import signals
 from syncviz.tui.board import DEFAULT_ZOOM_MS, Board
 from syncviz.tui.commands import ScenarioCommands
 from syncviz.tui.knobs import KNOBS, next_slow
@@ -77,6 +78,7 @@ class SyncvizApp(App[int]):
         Binding("s", "shot", "screenshot"),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True),  # a key in raw mode: quit, not a hint
     ]
 
     def __init__(
@@ -118,12 +120,16 @@ class SyncvizApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
+        signals.install(self)  # SIGTERM, SIGINT, SIGHUP: exit as q does (status 128 + signum)
         self.query_one("#legend", Bar).set(legend_text())
         self._show_status()
         if self.live:
             self.set_interval(1 / PUMP_HZ, self.pump)
             self.set_interval(1 / FPS, self.draw)
             self.set_interval(1.0, self.check_source)
+
+    def on_unmount(self) -> None:
+        signals.uninstall(self)
 
     def on_resize(self, event: events.Resize) -> None:
         w, h = event.size  # self.size still holds the previous size here
@@ -249,6 +255,9 @@ class SyncvizApp(App[int]):
 
     async def action_quit(self) -> None:
         self.exit(0)
+
+    async def action_help_quit(self) -> None:  # Textual's ctrl+c hint, where a subclass keeps App.BINDINGS
+        await self.action_quit()
 
 
 def run_app(source: EventSource, *, in_process: bool, start_info: dict[str, Any], present: bool = False) -> int:

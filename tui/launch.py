@@ -43,13 +43,22 @@ def make_source(args: argparse.Namespace, overrides: dict[str, Any]) -> tuple[Ev
 
 
 def launch_app(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    """Run the app; 0 on ``q``, 128 + signum after SIGTERM, SIGINT or SIGHUP (see :mod:`.signals`).
+
+    Whatever ends it, the terminal is restored first and the source closed last.
+    """
     from syncviz.engines.scenarios import get_scenario
+    from syncviz.tui.signals import LaunchGuard
 
     get_scenario(args.scenario)  # a typo fails before anything starts
-    source, info = make_source(args, overrides)
-    try:
-        from syncviz.tui.app import run_app
+    with LaunchGuard() as guard:
+        source, info = make_source(args, overrides)
+        try:
+            if guard.status is not None:  # signalled while the engines started: never open the app
+                return guard.status
+            from syncviz.tui.app import run_app
 
-        return run_app(source, in_process=bool(args.in_process), start_info=info, present=args.present)
-    finally:
-        source.close()
+            code = run_app(source, in_process=bool(args.in_process), start_info=info, present=args.present)
+        finally:
+            source.close()
+        return guard.status if guard.status is not None else code
