@@ -41,7 +41,7 @@ async def app_run(scenario: str, seconds: float) -> dict[str, Any]:
     child = ChildHost(scenario=scenario).start()
     keep_off_engine_cpu()
     try:
-        app = SyncvizApp(child, start_info=child.info)
+        app = SyncvizApp(child, start_info=child.info())
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause(WARMUP_S)
             stats = app.board.stats

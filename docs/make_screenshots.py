@@ -22,7 +22,7 @@ SIZE = (200, 50)
 
 async def shoot(scenario: str, seconds: float = 4.0) -> Path:
     with ChildHost(scenario=scenario) as child:
-        info = dict(child.info)
+        info = dict(child.info())
         batches = record(child, seconds)
     source = Replay(info, batches)
     app = SyncvizApp(source, live=False)

@@ -5,9 +5,10 @@ tests use it alone; the app reads its stream from a child process or in-process.
 """
 
 from .events import ENGINES, Batch, Phase, Recorder
-from .host import EngineHost, EventSource
+from .host import EngineHost
 from .scenarios import SCENARIOS, Scenario, get_scenario
 from .settings import Settings, SettingsError
+from .source import EventSource, SourceStatus
 from .stats import Counters, StreamStats
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "Scenario",
     "Settings",
     "SettingsError",
+    "SourceStatus",
     "StreamStats",
     "get_scenario",
 ]

@@ -1,10 +1,11 @@
 """``syncviz bench``: run scenarios headless and measure each engine against its bound.
 
-Each run starts an :class:`~syncviz.engines.host.EngineHost` (one engine at a time by
-default, all three with ``together``), lets the load generator open its connections and
-warm up, then measures a window. Throughput and latency come from the load generator's
-samples inside the window; phase means and loop lag from the servers' transitions, through
-the same :class:`~syncviz.engines.stats.StreamStats` the app uses.
+Each run starts the engine processes (:class:`~syncviz.engines.child.ChildHost`: one
+engine alone on its core by default, all of them at once with ``together``, placed as the
+app places them; ``in_process`` runs the literal one-process host instead), lets the load
+generator open its connections and warm up, then measures a window. Throughput and latency
+come from the load generator's samples inside the window; phase means and loop lag from the
+servers' transitions, through the same :class:`~syncviz.engines.stats.StreamStats` the app uses.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ from typing import Any
 
 from rich.table import Table
 
+from .child import ChildHost
 from .events import ENGINE_IDS, ENGINES, Batch
 from .host import EngineHost
+from .placement import set_cpus
 from .scenarios import get_scenario
+from .settings import bound_rps
+from .source import EventSource
 from .stats import Counters, StreamStats, fill_latency
 
 WARMUP_S = 1.0
@@ -30,13 +35,14 @@ def run_scenario(
     together: bool = False,
     record: bool = True,
     warmup_s: float = WARMUP_S,
+    in_process: bool = False,
     **overrides: Any,
 ) -> list[dict[str, Any]]:
     """Measure ``scenario`` on each engine; one result dict per engine (see :func:`result`)."""
     groups = [tuple(engines)] if together else [(e,) for e in engines]
     results: list[dict[str, Any]] = []
     for group in groups:
-        results.extend(_measure(scenario, group, seconds, together, record, warmup_s, overrides))
+        results.extend(_measure(scenario, group, seconds, together, record, warmup_s, in_process, overrides))
     order = {e: i for i, e in enumerate(ENGINES)}
     return sorted(results, key=lambda r: order[r["engine"]])
 
@@ -48,15 +54,23 @@ def _measure(
     together: bool,
     record: bool,
     warmup_s: float,
+    in_process: bool,
     overrides: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    # Batches are only collected while the servers run; interpreting them costs CPU (and the
-    # GIL) that would distort the run, so it happens after the host has stopped.
+    # Batches are only collected while the servers run; interpreting them costs CPU (and, in
+    # process, the GIL) that would distort the run, so it happens after the host has stopped.
     warm = Batch()
     window = Batch()
-    with EngineHost(scenario, engines=engines, record=record, **overrides) as host:
+    host: EventSource
+    if in_process:
+        host = EngineHost(scenario, engines=engines, record=record, **overrides)
+    else:
+        host = ChildHost(scenario, engines=engines, record=record, **overrides)
+        set_cpus(host.placement.ui)  # this process keeps off the engines' cores
+    with host:
         time.sleep(warmup_s)
         warm.extend(host.drain())
+        cpu0 = _cpu_seconds(host)
         t_start = time.monotonic_ns()
         deadline = t_start + int(seconds * 1e9)
         try:
@@ -67,9 +81,11 @@ def _measure(
                 # (otherwise its full collections stall the servers' GIL as the window grows).
                 gc.freeze()
             t_end = time.monotonic_ns()
+            cpu1 = _cpu_seconds(host)
         finally:
             gc.unfreeze()
         settings, scen = host.settings, host.scenario
+        status = host.status()
     stats = StreamStats(window_s=seconds, rate_window_s=seconds, keep=1)
     stats.feed(warm)
     stats.feed(window)
@@ -80,9 +96,33 @@ def _measure(
         e = ENGINE_IDS[name]
         ok = [lat for t, eng, _, lat, good in window.latencies if eng == e and good and t_start <= t <= t_end]
         bad = sum(1 for t, eng, _, _, good in window.latencies if eng == e and not good and t_start <= t)
-        out.append(
-            result(scen.name, name, scen.mode(name), settings, seconds, together, ok, bad, span_s, counters[name])
+        st = status.engines[name]
+        r = result(
+            scen.name, name, scen.mode(name), settings, seconds, together, ok, bad, span_s, counters[name], st.cpu_share
         )
+        r["placement"] = st.placement
+        proc = st.process
+        if proc is not None:
+            used = (cpu1.get(name) or 0.0) - (cpu0.get(name) or 0.0)
+            r["process"] = {
+                "pid": proc.pid,
+                "cpus": list(proc.cpus),
+                "cpu_percent": round(100 * used / span_s, 1) if name in cpu1 else None,
+                "rss_mb": _round(proc.rss_mb, 1),
+            }
+        out.append(r)
+    return out
+
+
+def _cpu_seconds(host: EventSource) -> dict[str, float]:
+    """CPU seconds each engine's process has used so far (none in process: they share one)."""
+    procs = getattr(host, "procs", {})
+    out = {}
+    for name, proc in procs.items():
+        proc.measure()
+        used = proc.cpu_seconds()
+        if used is not None:
+            out[name] = used
     return out
 
 
@@ -97,10 +137,9 @@ def result(
     failed: int,
     span_s: float,
     counters: Counters,
+    cpu_share: float = 1.0,
 ) -> dict[str, Any]:
     """One engine's figures, in the shape ``syncviz bench --json`` prints."""
-    from .settings import bound_rps
-
     lat = Counters(engine)
     fill_latency(lat, latencies_ns)
     has_loop = counters.has_loop
@@ -120,7 +159,7 @@ def result(
         "completed": len(latencies_ns),
         "failed": failed,
         "throughput_rps": round(len(latencies_ns) / span_s, 1),
-        "bound_rps": _round(bound_rps(engine, mode, settings)),  # type: ignore[arg-type]
+        "bound_rps": _round(bound_rps(engine, mode, settings, cpu_share)),  # type: ignore[arg-type]
         "latency_ms": {k: _round(getattr(lat, f"{k}_ms")) for k in ("p50", "p95", "p99", "max")},
         "loop_lag_ms": (
             {"p50": _round(counters.lag_p50_ms), "p99": _round(counters.lag_p99_ms)}

@@ -1,218 +1,137 @@
-"""The engine host in a child process, its event stream over a pipe.
+"""The engine process host: one OS process per engine server, one for the load, over pipes.
 
-A UI in the servers' process costs them a third of their throughput (see the project
-notes), so the app runs :class:`~syncviz.engines.host.EngineHost` here: ``python -m
-syncviz.engines.child``, pinned to one CPU, reading commands on stdin and writing batches
-on stdout ~30 times a second. Frames are a 4-byte big-endian length and a pickle.
+:class:`ChildHost` is what the app and ``syncviz bench`` run by default. Each engine
+server (threaded, asyncio, gevent) runs alone in its own process
+(:mod:`syncviz.engines.proc`), so no engine's GIL, CPU, memory or crash touches another's;
+the load generator and the upstream service run in one more process, outside every server.
+Processes are pinned as :func:`syncviz.engines.placement.plan` says. Batches from every
+process are merged on :meth:`~ChildHost.drain`; those of a previous run are dropped.
 
-:class:`ChildHost` is the parent's side and implements the same
-:class:`~syncviz.engines.host.EventSource` as the in-process host. The child exits when
-told to, or as soon as its stdin closes (the parent died): no orphans.
+It watches its processes: one that exits is reported at once (``exited``, with the signal
+or status), one that sends nothing for :data:`~syncviz.engines.source.STALL_S` (SIGSTOP)
+or whose loop is held that long is ``stalled``. :meth:`~ChildHost.set_scenario` restarts the
+live ones and starts again whatever is missing.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import pickle
-import struct
-import subprocess
-import sys
+import bisect
+import operator
 import threading
 import time
 from collections import deque
 from typing import Any
 
 from .base import EngineError
-from .events import Batch
-from .host import EngineHost, EventSource, pin_to_one_cpu
+from .events import ENGINE_IDS, ENGINES, Batch
+from .host import run_info
+from .placement import Placement, plan
+from .proc_handle import ProcHandle
+from .scenarios import DEFAULT_SCENARIO, get_scenario
 from .settings import SettingsError
+from .source import STALL_S, EngineStatus, EventSource, SourceStatus
 
-FRAME = struct.Struct(">I")
-SEND_INTERVAL_S = 1 / 30
 START_TIMEOUT_S = 15.0
+MONITOR_S = 0.5  # how often each process's CPU and RSS are sampled
+MAX_HELD = 200_000  # transitions held back for ordering; past this they go out as they are
+_time = operator.itemgetter(0)
 
 
-def write_frame(stream: Any, obj: object) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(FRAME.pack(len(data)) + data)
-    stream.flush()
-
-
-def read_frame(stream: Any) -> Any:
-    """The next object, or ``None`` at end of stream."""
-    head = stream.read(FRAME.size)
-    if len(head) < FRAME.size:
-        return None
-    (size,) = FRAME.unpack(head)
-    data = stream.read(size)
-    if len(data) < size:
-        return None
-    return pickle.loads(data)
-
-
-# -- the child ---------------------------------------------------------------------------
-def child_main() -> int:
-    out = sys.stdout.buffer
-    sys.stdout = sys.stderr  # nothing else may write into the frame stream
-    inp = sys.stdin.buffer
-    start = read_frame(inp)
-    if not start or start[0] != "start":
-        return 2
-    cpu = pin_to_one_cpu() if start[1].pop("pin", True) else None
-    try:
-        host = EngineHost(**start[1]).start()
-    except (EngineError, SettingsError) as exc:
-        write_frame(out, ("error", str(exc)))
-        return 2
-    write_frame(out, ("started", {**host.info(), "cpu": cpu}))
-    commands: deque = deque()
-    done = threading.Event()
-
-    def read_commands() -> None:
-        while True:
-            cmd = read_frame(inp)
-            commands.append(cmd or ("stop",))
-            if not cmd or cmd[0] == "stop":
-                done.set()
-                return
-
-    threading.Thread(target=read_commands, name="commands", daemon=True).start()
-    try:
-        while not done.is_set() or commands:
-            while commands:
-                cmd = commands.popleft()
-                if cmd[0] == "stop":
-                    done.set()
-                    break
-                error = _run_command(host, cmd)
-                if error:
-                    write_frame(out, ("error", error))
-            batch = host.drain()
-            write_frame(out, ("batch", batch))
-            done.wait(SEND_INTERVAL_S)
-    except (BrokenPipeError, OSError):
-        pass
-    finally:
-        host.close()
-    with contextlib.suppress(OSError):
-        write_frame(out, ("stopped", None))
-    return 0
-
-
-def _run_command(host: EngineHost, cmd: tuple) -> str | None:
-    try:
-        if cmd[0] == "apply":
-            host.apply(**cmd[1])
-        elif cmd[0] == "scenario":
-            host.set_scenario(cmd[1], **cmd[2])
-    except (EngineError, SettingsError) as exc:
-        return str(exc)
-    except Exception as exc:  # a bad command must never take the engines down silently
-        return f"{cmd[0]} failed: {type(exc).__name__}: {exc}"
-    return None
-
-
-# -- the parent's side -------------------------------------------------------------------
 class ChildHost(EventSource):
-    """Runs an :class:`EngineHost` in a child process; same interface, over a pipe."""
+    """Runs each engine in a process of its own, and the load in another; one event source."""
 
-    def __init__(self, **host_kwargs: Any) -> None:
-        self.host_kwargs = host_kwargs
-        self.info: dict[str, Any] = {}
+    def __init__(
+        self,
+        scenario: str = DEFAULT_SCENARIO,
+        engines: tuple[str, ...] | list[str] = ENGINES,
+        record: bool = True,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        load: bool = True,
+        cpus: list[int] | None = None,
+        **overrides: Any,
+    ) -> None:
+        for name in engines:
+            if name not in ENGINE_IDS:
+                raise EngineError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})")
+        self.engine_names = tuple(e for e in ENGINES if e in engines)
+        self.record = record
+        self.bind_host = host
+        self.base_port = port
+        self.load = load
+        self.scenario = get_scenario(scenario)
+        self.settings = self.scenario.settings.with_changes(**overrides)
+        self.placement: Placement = plan(self.engine_names, cpus)
+        self.procs: dict[str, ProcHandle] = {}
+        self.loadproc: ProcHandle | None = None
+        self.ports: dict[str, int] = {}
+        self.upstream_port: int | None = None
+        self.run = 1
         self.errors: deque[str] = deque(maxlen=20)
-        self._batches: deque[Batch] = deque()
-        self._proc: subprocess.Popen | None = None
-        self._reader: threading.Thread | None = None
-        self._started = threading.Event()
-        self._start_error: str | None = None
+        self.restarting = False
+        self._lock = threading.Lock()
+        self._info_changed = True
+        self._closed = threading.Event()
+        self._monitor: threading.Thread | None = None
+        self._held: list[tuple[int, int, int, int, int]] = []  # transitions waiting for the watermark
+        self._released = 0
 
+    # -- lifecycle -----------------------------------------------------------------------
     def start(self, timeout: float = START_TIMEOUT_S) -> ChildHost:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "syncviz.engines.child"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,  # the terminal belongs to the UI
-            env=env,
-        )
-        self._send(("start", dict(self.host_kwargs)))
-        self._reader = threading.Thread(target=self._read, name="child-reader", daemon=True)
-        self._reader.start()
-        if not self._started.wait(timeout):
+        try:
+            self._start_load(timeout)
+            for name in self.engine_names:  # start them all, then wait: their imports overlap
+                self.procs[name] = ProcHandle(name, self._engine_start(name), self.placement.engines[name])
+            for name in self.engine_names:
+                self.ports[name] = int(self.procs[name].wait_started(timeout)["port"])
+            self._send_targets()
+        except BaseException:
             self.close()
-            raise EngineError("the engine process did not start in time")
-        if self._start_error is not None:
-            self.close()
-            raise EngineError(self._start_error)
+            raise
+        self._monitor = threading.Thread(target=self._watch, name="process-monitor", daemon=True)
+        self._monitor.start()
         return self
 
-    def _read(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        stream = self._proc.stdout
-        while True:
-            frame = read_frame(stream)
-            if frame is None:
-                if not self._started.is_set():
-                    self._start_error = "the engine process exited before starting"
-                    self._started.set()
-                return
-            kind, payload = frame
-            if kind == "batch":
-                self._batches.append(payload)
-            elif kind == "started":
-                self.info = payload
-                self._started.set()
-            elif kind == "error":
-                if self._started.is_set():
-                    self.errors.append(payload)
-                else:
-                    self._start_error = payload
-                    self._started.set()
-            elif kind == "stopped":
-                return
+    def _start_load(self, timeout: float) -> None:
+        start = {"role": "load", "record": self.record, "cpus": list(self.placement.load)}
+        self.loadproc = ProcHandle("load", start, self.placement.load)
+        self.upstream_port = int(self.loadproc.wait_started(timeout)["upstream_port"])
 
-    def _send(self, cmd: tuple) -> None:
-        if self._proc is None or self._proc.stdin is None:
-            return
-        with contextlib.suppress(OSError, ValueError):
-            write_frame(self._proc.stdin, cmd)
+    def _engine_start(self, name: str) -> dict[str, Any]:
+        port = self.ports.get(name) or (self.base_port + ENGINE_IDS[name] if self.base_port else 0)
+        return {
+            "role": "engine",
+            "engine": name,
+            "scenario": self.scenario.name,
+            "settings": self.settings.as_dict(),
+            "run": self.run,
+            "record": self.record,
+            "host": self.bind_host,
+            "port": port,
+            "upstream_port": self.upstream_port,
+            "cpus": list(self.placement.engines[name]),
+        }
 
-    def drain(self) -> Batch:
-        out = Batch(t_ns=time.monotonic_ns())
-        while self._batches:
-            out.extend(self._batches.popleft())
-        if out.info is not None:
-            self.info = {**self.info, **out.info}
-        return out
-
-    def apply(self, **changes: Any) -> None:
-        self._send(("apply", changes))
-
-    def set_scenario(self, name: str, **overrides: Any) -> None:
-        self._send(("scenario", name, overrides))
+    def _send_targets(self) -> None:
+        if self.load and self.loadproc is not None:
+            payload = {"ports": dict(self.ports), "settings": self.settings.as_dict(), "run": self.run}
+            self.loadproc.send("targets", payload)
+        self._info_changed = True
 
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        """Every process is running (none exited)."""
+        return all(p.alive for p in [*self.procs.values(), self.loadproc] if p is not None)
 
-    def close(self, timeout: float = 3.0) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        self._send(("stop",))
-        with contextlib.suppress(OSError, ValueError):
-            proc.stdin.close()  # type: ignore[union-attr]
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(1)
-        if self._reader is not None:
-            self._reader.join(1)
-        with contextlib.suppress(OSError, ValueError):
-            proc.stdout.close()  # type: ignore[union-attr]
-        self._proc = None
+    def close(self) -> None:
+        self._closed.set()
+        procs = [*self.procs.values(), *([self.loadproc] if self.loadproc else [])]
+        for proc in procs:
+            proc.send("stop")
+        for proc in procs:
+            proc.close(kill=proc.stopped())  # a frozen process never reads its stop
+        if self._monitor is not None:
+            self._monitor.join(2)
 
     def __enter__(self) -> ChildHost:
         return self.start()
@@ -220,6 +139,128 @@ class ChildHost(EventSource):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- commands ------------------------------------------------------------------------
+    def apply(self, **changes: Any) -> None:
+        try:
+            self.settings = self.settings.with_changes(**changes)
+        except SettingsError as exc:  # reported like any engine error, never raised into the UI
+            self.errors.append(str(exc))
+            return
+        payload = {"settings": self.settings.as_dict()}
+        for proc in [*self.procs.values(), self.loadproc]:
+            if proc is not None:
+                proc.send("apply", payload)
+        self._info_changed = True
 
-if __name__ == "__main__":
-    sys.exit(child_main())
+    def set_scenario(self, name: str, **overrides: Any) -> None:
+        """Restart on ``name`` in the background; the app keeps drawing meanwhile."""
+        scenario = get_scenario(name)
+        settings = scenario.settings.with_changes(**{"slow": self.settings.slow, **overrides})
+        self.restarting = True
+        self._info_changed = True
+        threading.Thread(target=self._restart, args=(scenario, settings), name="restart", daemon=True).start()
+
+    def _restart(self, scenario: Any, settings: Any) -> None:
+        with self._lock:
+            try:
+                self.scenario, self.settings = scenario, settings
+                self.run += 1
+                self._held = []
+                if self.loadproc is None or not self.loadproc.alive:
+                    self._start_load(START_TIMEOUT_S)
+                else:
+                    self.loadproc.send("halt")
+                for name in self.engine_names:
+                    self._restart_engine(name)
+                self._send_targets()
+            except EngineError as exc:
+                self.errors.append(str(exc))
+            finally:
+                self.restarting = False
+                self._info_changed = True
+
+    def _restart_engine(self, name: str) -> None:
+        proc = self.procs.get(name)
+        start = self._engine_start(name)
+        if proc is not None and proc.alive and not proc.stopped():
+            reply = proc.request("scenario", start, START_TIMEOUT_S)
+        else:  # gone or frozen: a new process in its place
+            if proc is not None:
+                proc.close(kill=True)
+            proc = self.procs[name] = ProcHandle(name, start, self.placement.engines[name])
+            reply = proc.wait_started(START_TIMEOUT_S)
+        self.ports[name] = int(reply["port"])
+
+    # -- reading -------------------------------------------------------------------------
+    def drain(self) -> Batch:
+        """Every process's batches of this run, merged in time order up to a common watermark.
+
+        A request's ``queued`` comes from the load process and the rest of its life from its
+        engine's, over two pipes: a transition is released only once every live process has
+        reported past its time, so no request's steps arrive out of order.
+        """
+        out = Batch(t_ns=time.monotonic_ns())
+        marks = []
+        for proc in [*self.procs.values(), self.loadproc]:
+            if proc is None:
+                continue
+            for batch, run in proc.take():
+                if run == self.run:
+                    self._held.extend(batch.transitions)
+                    out.latencies.extend(batch.latencies)
+                    out.lags.extend(batch.lags)
+                    out.dropped += batch.dropped
+                proc.watermark = max(proc.watermark, batch.t_ns)
+            while proc.errors:
+                self.errors.append(f"{proc.name}: {proc.errors.popleft()}")
+            if proc.alive and proc.state(STALL_S)[0] == "live":
+                marks.append(proc.watermark)
+        held = self._held
+        mark = min(marks) if marks and len(held) < MAX_HELD else out.t_ns
+        held.sort(key=_time)
+        cut = bisect.bisect_right(held, mark, key=_time)
+        out.transitions, self._held = held[:cut], held[cut:]
+        out.t_ns = max(self._released, min(mark, out.t_ns))
+        self._released = out.t_ns
+        if self._info_changed:
+            self._info_changed = False
+            out.info = self.info()
+        return out
+
+    def info(self) -> dict[str, Any]:
+        return {
+            **run_info(self.run, self.scenario, self.settings, self.engine_names),
+            "ports": dict(self.ports),
+            "pids": {name: p.pid for name, p in self.procs.items()},
+            "placement": {name: self.placement.label(name) for name in self.engine_names},
+            "cpu_share": {name: self.placement.share(name) for name in self.engine_names},
+        }
+
+    def status(self) -> SourceStatus:
+        out = SourceStatus("processes", restarting=self.restarting)
+        out.load = self.loadproc.sample if self.loadproc is not None else None
+        for name in self.engine_names:
+            proc = self.procs.get(name)
+            st = EngineStatus(
+                name,
+                cpu_share=self.placement.share(name),
+                placement=self.placement.label(name),
+                port=self.ports.get(name),
+            )
+            if proc is not None:
+                st.process = proc.sample
+                st.state, st.detail = proc.state(STALL_S)
+            out.engines[name] = st
+        return out
+
+    def _watch(self) -> None:
+        """Sample every process's CPU and RSS; say at once when one has exited."""
+        seen_dead: set[int] = set()
+        while not self._closed.wait(MONITOR_S):
+            for proc in [*self.procs.values(), self.loadproc]:
+                if proc is None:
+                    continue
+                proc.measure()
+                if not proc.alive and proc.pid not in seen_dead and not self.restarting:
+                    seen_dead.add(proc.pid)
+                    self._info_changed = True

@@ -1,45 +1,52 @@
-"""The engine host: the three servers, the upstream and the load generator, run together.
+"""The in-process engine host: the servers, the upstream and the load generator in one process.
 
-One :class:`EngineHost` is what ``syncviz bench``, the claims and the app's child process
-run. Its face is the :class:`EventSource` interface (``drain``, ``apply``, ``set_scenario``,
-``close``), which the child-process proxy and the recording player implement too: the
-event stream is the seam between the engines and whatever shows them.
+:class:`EngineHost` is the literal one-process mode (``syncviz --in-process``, the claims'
+one-engine experiments, the tests): every engine shares this process's GIL, and the status
+says so. The default is one process per engine (:mod:`syncviz.engines.child`). Both are
+:class:`~syncviz.engines.source.EventSource` s.
 """
 
 from __future__ import annotations
 
 import os
 import resource
-from abc import ABC, abstractmethod
+import time
+from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 from .base import Engine, EngineError, engine_class
 from .events import ENGINE_IDS, ENGINES, Batch, Recorder
 from .loadgen import LoadGen
-from .scenarios import DEFAULT_SCENARIO, get_scenario
+from .scenarios import DEFAULT_SCENARIO, Scenario, get_scenario
+from .settings import Settings
+from .source import STALL_S, EngineStatus, EventSource, ProcessInfo, SourceStatus
 from .upstream import Upstream
 
 STALL_NS = 50_000_000
 
 
-class EventSource(ABC):
-    """Where a consumer gets batches from, and where it sends its commands."""
+def sample_stalls(batch: Batch, engines: Iterable[Engine]) -> int:
+    """Add each stalled loop's lag so far to ``batch`` (its ticker cannot report until the stall
+    ends, so a blocked loop would show only afterwards); returns the longest, in ns."""
+    longest = 0
+    for engine in engines:
+        overdue = engine.overdue_ns(batch.t_ns)
+        if overdue > STALL_NS:
+            batch.lags.append((batch.t_ns, engine.engine_id, overdue))
+        longest = max(longest, overdue)
+    return longest
 
-    @abstractmethod
-    def drain(self) -> Batch:
-        """Everything recorded since the last drain (``batch.info`` set when status changed)."""
 
-    @abstractmethod
-    def apply(self, **changes: Any) -> None:
-        """Change knobs while running (clients, pool, io_ms, cpu_ms, rate, ...)."""
-
-    @abstractmethod
-    def set_scenario(self, name: str, **overrides: Any) -> None:
-        """Restart the engines and the load on another scenario."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Stop everything and release every thread, socket, port and process."""
+def run_info(run: int, scenario: Scenario, settings: Settings, engines: tuple[str, ...]) -> dict[str, Any]:
+    """The status keys every live source reports: the run, its scenario, knobs and modes."""
+    return {
+        "run": run,
+        "scenario": scenario.name,
+        "settings": settings.as_dict(),
+        "modes": {name: scenario.mode(name) for name in engines},
+        "engines": list(engines),
+    }
 
 
 def pin_to_one_cpu() -> int | None:
@@ -94,6 +101,7 @@ class EngineHost(EventSource):
         self.upstream: Upstream | None = None
         self.loadgen: LoadGen | None = None
         self.run = 0  # how many times the engines have started: a consumer starts afresh when it changes
+        self.errors: deque[str] = deque(maxlen=20)
         self._info_changed = True
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -169,10 +177,7 @@ class EngineHost(EventSource):
     def drain(self) -> Batch:
         batch = self.recorder.drain()
         if self.recorder.enabled:
-            for name, engine in self.engines.items():
-                overdue = engine.overdue_ns(batch.t_ns)
-                if overdue > STALL_NS:  # the ticker cannot report a stall until it ends: sample it now
-                    batch.lags.append((batch.t_ns, ENGINE_IDS[name], overdue))
+            sample_stalls(batch, self.engines.values())
         if self._info_changed:
             self._info_changed = False
             batch.info = self.info()
@@ -180,11 +185,28 @@ class EngineHost(EventSource):
 
     def info(self) -> dict[str, Any]:
         return {
-            "run": self.run,
-            "scenario": self.scenario.name,
-            "settings": self.settings.as_dict(),
-            "modes": {name: self.scenario.mode(name) for name in self.engine_names},
+            **run_info(self.run, self.scenario, self.settings, self.engine_names),
             "ports": {name: e.port for name, e in self.engines.items()},
-            "engines": list(self.engine_names),
             "pid": os.getpid(),
+            "pids": dict.fromkeys(self.engine_names, os.getpid()),
+            "placement": dict.fromkeys(self.engine_names, "one process, one GIL"),
         }
+
+    def status(self) -> SourceStatus:
+        """Every engine lives in this process: one pid, one GIL shared by all of them."""
+        out = SourceStatus("in-process")
+        now = time.monotonic_ns()
+        for name in self.engine_names:
+            engine = self.engines.get(name)
+            overdue = engine.overdue_ns(now) if engine is not None else 0
+            st = EngineStatus(
+                name,
+                state="live" if overdue <= STALL_S * 1e9 else "stalled",
+                detail=f"loop held {overdue / 1e9:.1f} s" if overdue > STALL_S * 1e9 else "",
+                process=ProcessInfo(os.getpid()),
+                placement="one process, one GIL",
+                port=engine.port if engine is not None else None,
+                shared_gil=True,
+            )
+            out.engines[name] = st
+        return out

@@ -128,6 +128,7 @@ class _Target:
         self.idle: list[_Client] = []
         self.pending: deque[tuple[int, int]] = deque()  # open loop: (rid, intended time)
         self.connecting = 0
+        self.refilling = False  # a refill is scheduled
         self.queued = gen.recorder.transition
         self.sample = gen.recorder.latency
         self.record = gen.recorder.enabled
@@ -184,11 +185,13 @@ class _Target:
         if client.busy:
             t = now_ns()
             self.sample((t, self.engine, client.rid, t - client.t0, False))
-        if self.gen.running and not client.retire and self.gen.settings.rate is None:
+        if self.gen.running and not client.retire and self.gen.settings.rate is None and not self.refilling:
+            self.refilling = True  # one refill for many lost connections: a dead server is not stormed
             self.gen.loop.call_later(RECONNECT_S, self.gen.spawn, self.refill())
 
     async def refill(self) -> None:
         """Closed loop: bring the connection count to ``clients`` and start each new one."""
+        self.refilling = False
         want = self.gen.settings.clients - len(self.conns) - self.connecting
         clients = await asyncio.gather(*(self.connect() for _ in range(max(0, want))))
         for client in clients:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import gzip
 import pickle
 import time
+from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from .events import Batch
-from .host import EventSource
+from .source import EngineStatus, EventSource, ProcessInfo, SourceStatus
 
 VERSION = 1
 
@@ -77,6 +78,7 @@ class Replay(EventSource):
         self.batches = batches
         self.position = 0
         self.commands: list[tuple] = []
+        self.errors: deque[str] = deque()
 
     @classmethod
     def from_file(cls, path: str | Path) -> Replay:
@@ -104,3 +106,18 @@ class Replay(EventSource):
 
     def close(self) -> None:
         self.position = len(self.batches)
+
+    def status(self) -> SourceStatus:
+        """What was recorded: each engine's pid and placement as they were, nothing live."""
+        pids = self.info.get("pids") or {}
+        places = self.info.get("placement") or {}
+        out = SourceStatus("replay")
+        for name in self.info.get("engines") or ():
+            pid = pids.get(name)
+            out.engines[name] = EngineStatus(
+                name,
+                state="replay",
+                process=ProcessInfo(pid) if isinstance(pid, int) else None,
+                placement=str(places.get(name, "")),
+            )
+        return out

@@ -94,8 +94,12 @@ def capacity(engine: str, mode: Mode, settings: Settings) -> int:
     return engine_spec(engine).capacity(mode, settings)
 
 
-def bound_rps(engine: str, mode: Mode, settings: Settings) -> float | None:
-    """Little's law: throughput <= concurrency / time per request, and the GIL's one core.
+def bound_rps(engine: str, mode: Mode, settings: Settings, cpu_share: float = 1.0) -> float | None:
+    """Little's law: throughput <= concurrency / time per request, and the CPU the engine has.
+
+    ``cpu_share`` is the cores the engine's process can count on (⅓ when three engines share
+    one core); one GIL caps CPU work at one core, so the CPU part is at most
+    ``min(cpu_share, 1) / CPU per request``.
 
     ``None`` when the handler does no work at all (no finite bound).
     """
@@ -106,7 +110,7 @@ def bound_rps(engine: str, mode: Mode, settings: Settings) -> float | None:
     per_request = service_s + (settings.think_ms / 1000.0 if settings.rate is None else 0.0)
     bound = concurrency / per_request
     if settings.cpu_s > 0:
-        bound = min(bound, 1.0 / settings.cpu_s)  # one GIL: CPU work runs one request at a time
+        bound = min(bound, min(cpu_share, 1.0) / settings.cpu_s)  # one GIL: one request computes at a time
     if settings.rate is not None:
         bound = min(bound, settings.rate)
     return bound

@@ -3,6 +3,8 @@ quitting leaves nothing behind, and a replay draws the same picture every time."
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -13,6 +15,7 @@ from syncviz.engines.host import EngineHost
 from syncviz.engines.recording import Replay
 from syncviz.tui.app import SyncvizApp
 from syncviz.tui.widgets.help import HelpScreen
+from syncviz.tui.widgets.panel import EnginePanel
 
 DATA = Path(__file__).parent / "data"
 pytestmark = pytest.mark.anyio
@@ -142,9 +145,9 @@ async def test_scenario_switch_restarts_real_engines() -> None:
 async def test_quit_leaves_no_thread_or_process() -> None:
     before = {t.ident for t in threading.enumerate()}
     child = ChildHost(clients=5, pool=4, io_ms=20).start()
-    proc = child._proc
-    assert proc is not None
-    app = SyncvizApp(child, start_info=child.info)
+    procs = [p._popen for p in [*child.procs.values(), child.loadproc] if p is not None]
+    assert len(procs) == 4
+    app = SyncvizApp(child, start_info=child.info())
     async with app.run_test(size=(200, 50)) as pilot:
         await _until(pilot, lambda: app.board.stats["gevent"].completed > 0)
         await pilot.press("q")
@@ -153,9 +156,32 @@ async def test_quit_leaves_no_thread_or_process() -> None:
     t0 = time.monotonic()
     child.close()
     assert time.monotonic() - t0 < 2.0
-    assert proc.poll() is not None
+    assert all(proc.poll() is not None for proc in procs)
     leftover = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
     assert not leftover, leftover
+
+
+async def test_a_killed_engine_says_so_on_its_panel_and_comes_back() -> None:
+    child = ChildHost(clients=5, pool=4, io_ms=20).start()
+    try:
+        app = SyncvizApp(child, start_info=child.info())
+        async with app.run_test(size=(200, 50)) as pilot:
+            await _until(pilot, lambda: app.board.stats["gevent"].completed > 0)
+            panel = app.query_one("#panel-gevent", EnginePanel)
+            line = panel.query_one(".proc-line")
+            await _until(pilot, lambda: f"pid {child.procs['gevent'].pid}" in str(line.render()))
+            os.kill(child.procs["gevent"].pid, signal.SIGKILL)
+            await _until(pilot, lambda: panel.has_class("-exited"), timeout=2)
+            assert "EXITED" in str(panel.border_title)
+            assert "exited" in str(app.query_one("#status").render()) and "live" not in str(
+                app.query_one("#status").render()
+            )
+            done = app.board.stats["asyncio"].completed
+            await _until(pilot, lambda: app.board.stats["asyncio"].completed > done + 10)  # the others go on
+            await pilot.press("1")  # the current scenario's key restarts what is missing
+            await _until(pilot, lambda: not panel.has_class("-exited") and app.board.stats["gevent"].completed > 0)
+    finally:
+        child.close()
 
 
 async def _until(pilot, predicate, timeout: float = 8.0) -> None:

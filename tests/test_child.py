@@ -1,4 +1,4 @@
-"""The engine host in a child process: the stream over the pipe, commands, a clean exit."""
+"""The engine processes seen through their host: the stream over the pipes, commands, a clean exit."""
 
 from __future__ import annotations
 
@@ -14,21 +14,25 @@ from syncviz.engines.stats import StreamStats
 
 def test_child_streams_takes_commands_and_exits(tmp_path) -> None:
     child = ChildHost(scenario="io-bound", clients=10, io_ms=20).start()
-    pid = child._proc.pid  # type: ignore[union-attr]
+    pids = [p.pid for p in child.procs.values()] + [child.loadproc.pid]  # type: ignore[union-attr]
     try:
-        assert child.info["scenario"] == "io-bound" and set(child.info["ports"]) == {"threaded", "asyncio", "gevent"}
+        assert child.info()["scenario"] == "io-bound" and set(child.info()["ports"]) == {
+            "threaded",
+            "asyncio",
+            "gevent",
+        }
         stats = StreamStats()
         assert wait_for(lambda: stats.feed(child.drain()) or stats.counters()["gevent"].completed > 20)
         child.apply(pool=2)
         assert wait_for(
             lambda: (
-                (child.drain().info or {}).get("settings", {}).get("pool") == 2 or child.info["settings"]["pool"] == 2
+                (child.drain().info or {}).get("settings", {}).get("pool") == 2 or child.info()["settings"]["pool"] == 2
             )
         )
         batches = record(child, 0.5)
         assert sum(len(b.transitions) for b in batches) > 0
         path = tmp_path / "io.rec.gz"
-        write_recording(path, child.info, batches)
+        write_recording(path, child.info(), batches)
         info, again = read_recording(path)
         assert info["scenario"] == "io-bound" and len(again) == len(batches)
         replay = Replay(info, again)
@@ -37,7 +41,7 @@ def test_child_streams_takes_commands_and_exits(tmp_path) -> None:
         t0 = time.monotonic()
         child.close()
         assert time.monotonic() - t0 < 3.0
-    assert not _alive(pid)
+    assert not any(_alive(pid) for pid in pids)
 
 
 def test_child_start_errors_come_back_as_one_line() -> None:
@@ -60,4 +64,4 @@ def test_a_failing_command_is_reported_and_the_engines_keep_running() -> None:
         assert wait_for(lambda: bool(child.drain().transitions) and len(child.errors) >= 1, timeout=5)
         assert "pool must be between" in child.errors[-1]
         assert child.alive
-        assert wait_for(lambda: child.drain().info is not None or child.info["settings"]["slow"] == 2.0)
+        assert wait_for(lambda: child.drain().info is not None or child.info()["settings"]["slow"] == 2.0)

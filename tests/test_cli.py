@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -93,5 +94,10 @@ def test_bench_json_is_one_object_in_the_documented_shape() -> None:
         assert set(r["loop_lag_ms"]) == {"p50", "p99"}
         assert set(r["phase_ms"]) == {"queued", "running", "blocked", "awaiting", "yielded", "ready"}
     own = {"asyncio": "awaiting", "gevent": "yielded"}
+    pids = {r["process"]["pid"] for r in doc["results"]}
+    assert len(pids) == 2 and os.getpid() not in pids  # one engine process per run, not this one
     for r in doc["results"]:
+        proc_ = r["process"]
+        assert set(proc_) == {"pid", "cpus", "cpu_percent", "rss_mb"} and proc_["cpus"]
+        assert 0 < proc_["cpu_percent"] < 150 and 5 < proc_["rss_mb"] < 500
         assert r["phase_ms"][own[r["engine"]]] >= 19.0

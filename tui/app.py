@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from syncviz.engines.events import ENGINES
-from syncviz.engines.host import EventSource
 from syncviz.engines.recording import Replay
 from syncviz.engines.scenarios import SCENARIOS
+from syncviz.engines.source import EventSource, SourceStatus
 from syncviz.tui import signals
 from syncviz.tui.board import DEFAULT_ZOOM_MS, Board
 from syncviz.tui.commands import ScenarioCommands
@@ -31,6 +31,7 @@ from textual.containers import Container, Vertical
 from textual.widgets import Footer, Static
 
 PUMP_HZ = 30  # drains per second (the child sends ~30 batches a second)
+STATUS_HZ = 4  # process health and CPU/RSS checks per second (a dead engine shows within 0.25 s)
 FPS = 10  # time-axis frames per second (a full frame costs ~20 ms of CPU; see NOTES)
 COUNTER_EVERY = 4  # frames between counter refreshes (2.5 Hz: counters() sorts every latency)
 MIN_W, MIN_H = 80, 24
@@ -68,7 +69,7 @@ class SyncvizApp(App[int]):
     HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (MIN_W, "-narrow"), (WIDE, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (MIN_H, "-tall")]
     BINDINGS = [
-        Binding("1", "scenario(0)", "scenario", key_display=f"1…{len(SCENARIOS)}"),
+        Binding("1", "scenario(0)", "scenario · restart", key_display=f"1…{len(SCENARIOS)}"),
         *(Binding(str(i + 1), f"scenario({i})", name, show=False) for i, name in enumerate(SCENARIOS) if i),
         *_knob_bindings(),
         Binding("m", "slow", "slow-mo"),
@@ -102,7 +103,7 @@ class SyncvizApp(App[int]):
         self.paused = False
         self.replay = isinstance(source, Replay)
         self._frames = 0
-        self._source_dead = False
+        self.health: SourceStatus | None = None
         self.frame_ms: list[float] = []  # CPU time of recent frames, for the benchmark
 
     # -- layout --------------------------------------------------------------------------
@@ -122,11 +123,11 @@ class SyncvizApp(App[int]):
     def on_mount(self) -> None:
         signals.install(self)  # SIGTERM, SIGINT, SIGHUP: exit as q does (status 128 + signum)
         self.query_one("#legend", Bar).set(legend_text())
-        self._show_status()
+        self.check_source()  # the process lines, before the first timer fires (a replay's too)
         if self.live:
             self.set_interval(1 / PUMP_HZ, self.pump)
             self.set_interval(1 / FPS, self.draw)
-            self.set_interval(1.0, self.check_source)
+            self.set_interval(1 / STATUS_HZ, self.check_source)
 
     def on_unmount(self) -> None:
         signals.uninstall(self)
@@ -164,15 +165,23 @@ class SyncvizApp(App[int]):
         self.draw(force=True)
 
     def check_source(self) -> None:
-        """Say so when the engine process reports an error or has died (never keep showing 'live')."""
-        errors = getattr(self.source, "errors", None)
+        """Each engine's process, a few times a second: errors as notices, a dead or stalled
+        engine on its panel and in the status bar at once (never ``live`` while one is down)."""
+        errors = self.source.errors
         while errors:
             self.notify(errors.popleft(), title="engines", severity="error", timeout=8)
-        if getattr(self.source, "alive", True) is False and not self._source_dead:
-            self._source_dead = True
-            self.notify("the engine process has stopped; press q to quit", title="engines",
-                        severity="error", timeout=30)
-            self.sub_title = "engines stopped"
+        status = self.source.status()
+        self.health = status
+        key = self.restart_key
+        for panel in self.query(EnginePanel):
+            panel.set_status(status.engines.get(panel.engine), key)
+        self._show_status()
+
+    @property
+    def restart_key(self) -> str:
+        """The key that restarts the current scenario (and with it any engine that is down)."""
+        names = list(SCENARIOS)
+        return str(names.index(self.board.scenario) + 1) if self.board.scenario in names else "1"
 
     def draw(self, force: bool = False) -> None:
         """One frame: time axes always, counters every few frames."""
@@ -194,7 +203,7 @@ class SyncvizApp(App[int]):
     def _show_status(self) -> None:
         board = self.board
         self.query_one("#status", Bar).set(
-            status_text(board.scenario, board.settings, board.zoom_ms, self.paused, self.replay)
+            status_text(board.scenario, board.settings, board.zoom_ms, self.paused, self.replay, self.health)
         )
         self.query_one("#caption", Bar).set(caption_text(board.scenario))
         for panel in self.query(EnginePanel):
@@ -205,6 +214,7 @@ class SyncvizApp(App[int]):
         self.source.set_scenario(name)
         self.board.set_zoom(scenario_zoom(name))
         self.notify(f"restarting the engines on {name}…", timeout=2)
+        self.check_source()
 
     def action_scenario(self, index: int) -> None:
         self.switch_scenario(list(SCENARIOS)[index])

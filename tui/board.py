@@ -78,7 +78,7 @@ class Board:
             model=spec.model,
             mode=mode,
             io_line=io_line(name, mode, settings),
-            bound=bound_rps(name, mode, settings),
+            bound=bound_rps(name, mode, settings, float((self.info.get("cpu_share") or {}).get(name, 1.0))),
             lanes=spec.lanes(mode, settings),
             worker_word=spec.worker_word(mode),
             has_lag=spec.has_loop,

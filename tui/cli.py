@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=4.0, metavar="S", help="measured window per run")
     _add_knobs(b)
     b.add_argument("--together", action="store_true", help="all engines at once, as the app runs them")
+    b.add_argument(
+        "--in-process", action="store_true", help="servers and load in this one process, sharing one GIL (labelled)"
+    )
     b.add_argument("--no-record", action="store_true", help="servers record no transitions (overhead baseline)")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
@@ -174,9 +177,16 @@ def _bench(args: argparse.Namespace) -> int:
     if not 0.5 <= args.seconds <= 600:
         raise UsageError(f"--seconds must be between 0.5 and 600, not {args.seconds:g}")
     overrides = knob_overrides(args)
-    pin_to_one_cpu()
+    if args.in_process:
+        pin_to_one_cpu()
     results = run_bench(
-        scenarios, engines=engines, seconds=args.seconds, together=args.together, record=not args.no_record, **overrides
+        scenarios,
+        engines=engines,
+        seconds=args.seconds,
+        together=args.together,
+        record=not args.no_record,
+        in_process=args.in_process,
+        **overrides,
     )
     if args.json:
         json.dump({"results": results}, sys.stdout)
@@ -201,7 +211,7 @@ def _record(args: argparse.Namespace) -> int:
         raise UsageError(f"--seconds must be between 0.5 and 600, not {args.seconds:g}")
     with ChildHost(scenario=args.scenario, host=args.host, port=args.port, **knob_overrides(args)) as source:
         batches = record(source, args.seconds)
-        info = source.info
+        info = source.info()
     count = write_recording(args.file, info, batches)
     print(f"wrote {count} batches ({args.seconds:g} s of {args.scenario}) to {args.file}")
     return 0

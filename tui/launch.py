@@ -1,26 +1,18 @@
 """Start the app's event source (child process, in-process host, or a recording) and run the app.
 
-The engine host runs in a child process by default, pinned to the last CPU, and this
-process keeps to the others: drawing then never takes the servers' GIL or core.
+By default each engine server runs in its own process and the load in another
+(:mod:`syncviz.engines.child`), placed by :mod:`syncviz.engines.placement`; this process keeps
+to the UI's CPUs, so drawing never takes a server's GIL or core.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
-from syncviz.engines.host import EngineHost, EventSource, pin_to_one_cpu
-
-
-def keep_off_engine_cpu() -> None:
-    """Leave the last CPU (where the child pins itself) to the engines."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-        if len(cpus) > 1:
-            os.sched_setaffinity(0, set(cpus[:-1]))
-    except (AttributeError, OSError):
-        pass
+from syncviz.engines.host import EngineHost, pin_to_one_cpu
+from syncviz.engines.placement import set_cpus
+from syncviz.engines.source import EventSource
 
 
 def make_source(args: argparse.Namespace, overrides: dict[str, Any]) -> tuple[EventSource, dict[str, Any]]:
@@ -38,8 +30,8 @@ def make_source(args: argparse.Namespace, overrides: dict[str, Any]) -> tuple[Ev
     from syncviz.engines.child import ChildHost
 
     child = ChildHost(**kwargs).start()
-    keep_off_engine_cpu()
-    return child, child.info
+    set_cpus(child.placement.ui)  # the drawing keeps off the engines' cores
+    return child, child.info()
 
 
 def launch_app(args: argparse.Namespace, overrides: dict[str, Any]) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 from syncviz.engines.claims import CLAIMS, Claim
 from syncviz.engines.claims_live import judge_live, min_seconds, scene_knobs, scene_matches
-from syncviz.engines.host import EventSource
+from syncviz.engines.source import EventSource
 from syncviz.tui.app import COUNTER_EVERY, ZOOM_GROUP, SyncvizApp, scenario_zoom
 from syncviz.tui.widgets.help import HelpScreen
 from syncviz.tui.widgets.scene import SceneView

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from syncviz.engines.scenarios import SCENARIOS
 from syncviz.engines.settings import Settings
+from syncviz.engines.source import SourceStatus
 from syncviz.tui.knobs import knob_line
 from syncviz.tui.phases import EIGHTHS, IDLE_GLYPH, LEGEND_PHASES, LOOKS
 from textual.widgets import Static
@@ -12,7 +13,29 @@ from textual.widgets import Static
 KEY = "#8b93a7"
 
 
-def status_text(scenario: str, settings: Settings, zoom_ms: float, paused: bool, replay: bool) -> Text:
+def health_label(status: SourceStatus | None) -> tuple[str, str]:
+    """The status badge: ``● live`` only while every engine is; else what is down, or restarting."""
+    if status is None:
+        return " ● live ", "bold #1b1e28 on #009e73"
+    exited = [n for n, e in status.engines.items() if e.state == "exited"]
+    stalled = [n for n, e in status.engines.items() if e.state == "stalled"]
+    if exited:
+        return f" ✖ {', '.join(exited)} exited ", "bold #ffffff on #c0392b"
+    if status.restarting:
+        return " ↻ restarting ", "bold #1b1e28 on #56b4e9"
+    if stalled:
+        return f" ▲ {', '.join(stalled)} stalled ", "bold #1b1e28 on #e69f00"
+    return " ● live ", "bold #1b1e28 on #009e73"
+
+
+def status_text(
+    scenario: str,
+    settings: Settings,
+    zoom_ms: float,
+    paused: bool,
+    replay: bool,
+    health: SourceStatus | None = None,
+) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(" syncviz ", "bold #1b1e28 on #56b4e9")
     t.append(f" {scenario} ", "bold")
@@ -33,7 +56,7 @@ def status_text(scenario: str, settings: Settings, zoom_ms: float, paused: bool,
     elif replay:
         t.append(" ▶ replay ", "bold #1b1e28 on #cc79a7")
     else:
-        t.append(" ● live ", "bold #1b1e28 on #009e73")
+        t.append(*health_label(health))
     return t
 
 

@@ -33,6 +33,7 @@ class CounterView:
     rps_history: list[float | None]
     p99_history: list[float | None]
     not_shown: int  # requests in flight without a row
+    down: str = ""  # the engine's process exited or stalled: these are its last figures
 
 
 def fmt_n(x: float | None) -> str:
@@ -54,6 +55,11 @@ def counter_text(v: CounterView, width: int, stacked: bool) -> Text:
         t.append(value, style)
         t.append(sep)
 
+    if v.down:
+        t.append(("▲ " if v.down.startswith("stalled") else "✖ ") + v.down, "bold #ff4d4d")
+        t.append("\n")
+        t.append("last figures before it went down:", KEY)
+        t.append("\n")
     if c is None:
         t.append("waiting for the first requests…", KEY)
         return t

@@ -16,7 +16,11 @@ from textual.widgets import Static
 
 MUTED = "#8b93a7"
 KEYS: tuple[tuple[str, str], ...] = (
-    ("1 … 7", "switch scenario (also ctrl+p, the command palette); the engines restart"),
+    (
+        "1 … 7",
+        "switch scenario (also ctrl+p, the command palette); the engines restart. The current"
+        " scenario's key restarts it, and starts again any engine process that exited or stalled",
+    ),
     ("c / C", "fewer / more clients per engine"),
     ("w / W", "smaller / larger thread pool (threaded engine)"),
     ("i / I", "less / more I/O wait per request (ms)"),

@@ -5,8 +5,10 @@ from __future__ import annotations
 from rich.text import Text
 from syncviz.engines.events import Phase
 from syncviz.engines.registry import engine_spec
+from syncviz.engines.source import EngineStatus
 from syncviz.tui.board import Board, EngineInfo
 from syncviz.tui.widgets.counters import CountersView, CounterView
+from syncviz.tui.widgets.process import ProcessLine, down_text
 from syncviz.tui.widgets.timeline import TimelineView
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -20,9 +22,12 @@ class EnginePanel(Vertical):
         super().__init__(id=f"panel-{engine}", classes="engine-panel")
         self.engine = engine
         self._info: EngineInfo | None = None
+        self.status: EngineStatus | None = None
+        self.restart_key = "1"
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="side"):
+            yield ProcessLine(classes="proc-line")
             yield Static("", classes="io-line")
             yield CountersView()
         yield TimelineView()
@@ -36,7 +41,7 @@ class EnginePanel(Vertical):
         if info == self._info:
             return
         self._info = info
-        self.border_title = f"[b]{info.name}[/b] · {info.model}"
+        self._title()
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append("handler ", "#8b93a7")
         line.append(f" {info.io_line} ", "bold #f0f0f0 on #2b3042")
@@ -44,6 +49,28 @@ class EnginePanel(Vertical):
             line.append(f"  ({info.mode})", "#e69f00")
         for io_line in self.query(".io-line").results(Static):
             io_line.update(line)
+
+    def set_status(self, status: EngineStatus | None, restart_key: str) -> None:
+        """The process behind the panel: its line, and the title and border when it is down."""
+        self.status, self.restart_key = status, restart_key
+        for line in self.query(ProcessLine):
+            line.show(status, restart_key)
+        state = status.state if status is not None else "starting"
+        self.set_class(state == "exited", "-exited")
+        self.set_class(state == "stalled", "-stalled")
+        self._title()
+
+    def _title(self) -> None:
+        info = self._info
+        if info is None:
+            return
+        title = f"[b]{info.name}[/b] · {info.model}"
+        state = self.status.state if self.status is not None else ""
+        if state == "exited":
+            title += " · [b]✖ EXITED[/b]"
+        elif state == "stalled":
+            title += " · [b]▲ STALLED[/b]"
+        self.border_title = title
 
     def draw_counters(self, board: Board, stacked: bool) -> None:
         info = self._info
@@ -61,6 +88,7 @@ class EnginePanel(Vertical):
             rps_history=list(history.rps.get(self.engine, ())),
             p99_history=list(history.p99.get(self.engine, ())),
             not_shown=max(0, (counters.in_flight if counters else 0) - rows.shown_in_flight()),
+            down=down_text(self.status, self.restart_key),
         )
         for counters_view in self.query(CountersView):  # none while mounting or shutting down
             counters_view.show(view, stacked)

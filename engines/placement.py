@@ -1,0 +1,96 @@
+"""Where each process runs: which CPUs the engine servers, the load and the UI may use.
+
+One engine server per OS process, so no engine's GIL is another's. With enough cores each
+engine gets one of its own and the UI and the load keep to the rest; with fewer (two cores,
+three engines) the engines share the last core(s) and the OS scheduler splits them fairly,
+while the UI and the load keep to the others. :class:`Placement` says it in words for the
+screen (``1 core (cpu 1)``, ``⅓ of cpu 1``) and gives the CPU share the bound needs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+
+_VULGAR = {
+    Fraction(1, 2): "½",
+    Fraction(1, 3): "⅓",
+    Fraction(2, 3): "⅔",
+    Fraction(1, 4): "¼",
+    Fraction(3, 4): "¾",
+    Fraction(1, 5): "⅕",
+    Fraction(1, 6): "⅙",
+}
+
+
+def allowed_cpus() -> list[int]:
+    """The CPUs this process may run on (all of them where affinity is unknown)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
+def set_cpus(cpus: list[int] | tuple[int, ...]) -> bool:
+    """Keep this process (all its threads) on ``cpus``; False where that is not possible."""
+    if not cpus:
+        return False
+    try:
+        os.sched_setaffinity(0, set(cpus))
+        return True
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class Placement:
+    """CPUs for every engine process, for the load process and for the UI."""
+
+    engines: dict[str, tuple[int, ...]]
+    load: tuple[int, ...]
+    ui: tuple[int, ...]
+
+    def share(self, engine: str) -> float:
+        """The cores this engine's process can count on (1.0: a core of its own)."""
+        cpus = self.engines[engine]
+        sharing = sum(1 for other in self.engines.values() if set(other) & set(cpus))
+        return len(cpus) / max(1, sharing)
+
+    def label(self, engine: str) -> str:
+        """What this engine has, in words: ``1 core (cpu 1)``, ``⅓ of cpu 1``."""
+        cpus = self.engines[engine]
+        where = "cpu " + ",".join(str(c) for c in cpus)
+        share = Fraction(self.share(engine)).limit_denominator(12)
+        if share >= 1:
+            n = int(share) if share.denominator == 1 else float(share)
+            return f"{n} core{'s' if share > 1 else ''} ({where})"
+        return f"{_VULGAR.get(share, f'{share.numerator}/{share.denominator}')} of {where}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "engines": {k: list(v) for k, v in self.engines.items()},
+            "load": list(self.load),
+            "ui": list(self.ui),
+        }
+
+
+def plan(engines: list[str] | tuple[str, ...], cpus: list[int] | None = None) -> Placement:
+    """One core per engine when there are enough (the first core left to the UI and load).
+
+    With fewer cores than engines + 1, the engines share the last core (the last two when
+    there are four or more CPUs but not enough for one each) and the UI and load take the rest.
+    """
+    cpus = sorted(cpus if cpus is not None else allowed_cpus())
+    n = len(engines)
+    if len(cpus) == 1:
+        one = (cpus[0],)
+        return Placement(dict.fromkeys(engines, one), one, one)
+    if len(cpus) >= n + 1:
+        rest = tuple(cpus[:1])
+        own = cpus[len(cpus) - n :]
+        others = tuple(cpus[: len(cpus) - n])
+        return Placement({e: (c,) for e, c in zip(engines, own, strict=True)}, others, rest)
+    shared = tuple(cpus[-1:]) if len(cpus) < 4 else tuple(cpus[-2:])
+    others = tuple(c for c in cpus if c not in shared)
+    return Placement(dict.fromkeys(engines, shared), others, others)

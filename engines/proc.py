@@ -1,0 +1,204 @@
+"""One child process of the engine process host: ``python -m syncviz.engines.proc``.
+
+A process plays one role, told by its first frame on stdin:
+
+* ``engine``: one engine server (threaded, asyncio or gevent) alone in its process, so its
+  GIL, CPU, memory and crashes are its own;
+* ``load``: the load generator and the upstream service, outside every server's process.
+
+It pins itself to the CPUs it is given, reads commands on stdin, and writes its recorded
+batches on stdout ~30 times a second as :mod:`~syncviz.engines.wire` frames tagged with the
+run they belong to. It exits when told to or as soon as stdin closes (the parent died).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections import deque
+from typing import Any, BinaryIO
+
+from .base import Engine, EngineError, engine_class
+from .events import ENGINE_IDS, Recorder
+from .host import raise_fd_limit, sample_stalls
+from .loadgen import LoadGen
+from .placement import set_cpus
+from .scenarios import get_scenario
+from .settings import Settings, SettingsError
+from .upstream import Upstream
+from .wire import WireError, batch_to_wire, read_frame, write_frame
+
+SEND_INTERVAL_S = 1 / 30
+
+
+class _Role:
+    """What a process runs; ``command`` handles a frame, ``drain`` returns a wire batch."""
+
+    run = 0
+
+    def __init__(self, out: BinaryIO, record: bool) -> None:
+        self.out = out
+        self.recorder = Recorder(enabled=record)
+
+    def send(self, kind: str, payload: object = None) -> None:
+        write_frame(self.out, kind, payload)
+
+    def flush(self) -> None:
+        """Send what is recorded now, under the current run."""
+        self.send("batch", self.drain())
+
+    def drain(self) -> dict[str, Any]:
+        return batch_to_wire(self.recorder.drain(), self.run)
+
+    def command(self, kind: str, payload: Any) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+def _settings(payload: dict[str, Any]) -> Settings:
+    return Settings(**payload["settings"]).validate()
+
+
+class EngineRole(_Role):
+    def __init__(self, out: BinaryIO, start: dict[str, Any]) -> None:
+        super().__init__(out, bool(start.get("record", True)))
+        self.name: str = start["engine"]
+        self.host: str = start.get("host", "127.0.0.1")
+        self.port: int = int(start.get("port", 0))
+        self.engine: Engine | None = None
+        self._start(start)
+
+    def _start(self, p: dict[str, Any]) -> None:
+        scenario = get_scenario(p["scenario"])
+        self.run = int(p["run"])
+        engine = engine_class(self.name)(
+            self.recorder, _settings(p), scenario.mode(self.name), p.get("upstream_port"), self.host, self.port
+        )
+        self.port = engine.start()  # a restart binds the same port again: curl keeps working
+        self.engine = engine
+        self.send("started", {"port": self.port, "pid": os.getpid(), "run": self.run})
+
+    def drain(self) -> dict[str, Any]:
+        batch = self.recorder.drain()
+        stall = sample_stalls(batch, [self.engine] if self.engine is not None else []) if self.recorder.enabled else 0
+        wire = batch_to_wire(batch, self.run)
+        wire["stall_ns"] = stall
+        return wire
+
+    def command(self, kind: str, payload: Any) -> None:
+        if kind == "apply" and self.engine is not None:
+            self.engine.apply(_settings(payload))
+        elif kind == "scenario":
+            self.flush()
+            self._stop_engine()
+            self._start(payload)
+
+    def _stop_engine(self) -> None:
+        if self.engine is not None:
+            self.engine.stop()
+            self.engine = None
+        self.recorder.clear()
+
+    def close(self) -> None:
+        self._stop_engine()
+
+
+class LoadRole(_Role):
+    def __init__(self, out: BinaryIO, start: dict[str, Any]) -> None:
+        super().__init__(out, bool(start.get("record", True)))
+        self.loadgen: LoadGen | None = None
+        self.upstream = Upstream()
+        port = self.upstream.start()
+        self.send("started", {"upstream_port": port, "pid": os.getpid(), "run": 0})
+
+    def command(self, kind: str, payload: Any) -> None:
+        if kind == "targets":
+            self._halt()
+            self.run = int(payload["run"])
+            ports = {ENGINE_IDS[name]: int(port) for name, port in payload["ports"].items()}
+            self.loadgen = LoadGen(self.recorder, ports, _settings(payload))
+            self.loadgen.start()
+        elif kind == "halt":
+            self._halt()
+        elif kind == "apply" and self.loadgen is not None:
+            self.loadgen.apply(_settings(payload))
+
+    def _halt(self) -> None:
+        if self.loadgen is not None:
+            self.loadgen.stop()
+            self.loadgen = None
+            self.flush()
+        self.recorder.clear()
+
+    def close(self) -> None:
+        self._halt()
+        self.upstream.stop()
+
+
+def child_main() -> int:
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing else may write into the frame stream
+    inp = sys.stdin.buffer
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this process ends
+    try:
+        first = read_frame(inp)
+    except WireError:
+        return 2
+    if first is None or first[0] != "start" or not isinstance(first[1], dict):
+        return 2
+    start = first[1]
+    set_cpus(start.get("cpus") or [])
+    raise_fd_limit()
+    try:
+        role: _Role = EngineRole(out, start) if start.get("role") == "engine" else LoadRole(out, start)
+    except (EngineError, SettingsError, KeyError, TypeError, ValueError) as exc:
+        write_frame(out, "error", str(exc))
+        return 2
+    return _serve(role, inp, out)
+
+
+def _serve(role: _Role, inp: BinaryIO, out: BinaryIO) -> int:
+    commands: deque[tuple[str, Any]] = deque()
+    done = threading.Event()
+
+    def read_commands() -> None:
+        while True:
+            try:
+                frame = read_frame(inp)
+            except WireError:
+                frame = None
+            commands.append(frame or ("stop", None))
+            if frame is None or frame[0] == "stop":
+                done.set()
+                return
+
+    threading.Thread(target=read_commands, name="commands", daemon=True).start()
+    try:
+        while not done.is_set() or commands:
+            while commands:
+                kind, payload = commands.popleft()
+                if kind == "stop":
+                    done.set()
+                    break
+                try:
+                    role.command(kind, payload)
+                except (EngineError, SettingsError, KeyError, TypeError, ValueError) as exc:
+                    role.send("error", f"{kind} failed: {exc}")
+            role.flush()
+            done.wait(SEND_INTERVAL_S)
+    except OSError:  # the parent is gone (broken pipe)
+        pass
+    finally:
+        role.close()
+    with contextlib.suppress(OSError):
+        write_frame(out, "stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(child_main())

@@ -1,0 +1,204 @@
+"""The parent's handle on one child process: its pipe, its frames, its health, its CPU and RSS.
+
+A reader thread turns the child's frames into batches (taken by :meth:`ProcHandle.take`),
+replies and errors; psutil samples the process from outside (:meth:`ProcHandle.measure`),
+the way ``top`` would; :meth:`ProcHandle.state` tells live from stalled from exited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import psutil
+
+from .base import EngineError
+from .events import Batch
+from .source import ProcessInfo, State
+from .wire import WireError, batch_from_wire, read_frame, write_frame
+
+
+class ProcHandle:
+    """Starts ``python -m syncviz.engines.proc`` with ``start`` as its first frame."""
+
+    def __init__(self, name: str, start: dict[str, Any], cpus: tuple[int, ...]) -> None:
+        self.name = name
+        self.errors: deque[str] = deque(maxlen=20)
+        self.stall_ns = 0
+        self.watermark = 0  # the drain time of its last batch taken: it has sent everything before
+        self._batches: deque[tuple[Batch, int]] = deque()
+        self._reply: dict[str, Any] | None = None
+        self._replied = threading.Event()
+        self._send_lock = threading.Lock()
+        self._popen = subprocess.Popen(
+            [sys.executable, "-m", "syncviz.engines.proc"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,  # the terminal belongs to the UI; the last lines explain an exit
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            start_new_session=True,  # the terminal's ctrl+c and hangup go to the app, which stops us
+        )
+        self.pid = self._popen.pid
+        self.sample = ProcessInfo(self.pid, tuple(cpus))
+        self.last_frame = time.monotonic()
+        try:
+            self._ps: psutil.Process | None = psutil.Process(self.pid)
+            self._ps.cpu_percent(None)
+        except psutil.Error:
+            self._ps = None
+        self.send("start", start)
+        self._reader = threading.Thread(target=self._read, name=f"{name}-reader", daemon=True)
+        self._reader.start()
+        self.stderr_tail: deque[str] = deque(maxlen=20)
+        threading.Thread(target=self._read_stderr, name=f"{name}-stderr", daemon=True).start()
+
+    def _read_stderr(self) -> None:
+        stream = self._popen.stderr
+        assert stream is not None
+        with contextlib.suppress(OSError, ValueError):
+            for line in stream:
+                self.stderr_tail.append(line.decode(errors="replace").rstrip())
+
+    # -- the pipe ------------------------------------------------------------------------
+    def send(self, kind: str, payload: object = None) -> None:
+        stdin = self._popen.stdin
+        if stdin is None:
+            return
+        with self._send_lock, contextlib.suppress(OSError, ValueError):
+            write_frame(stdin, kind, payload)
+
+    def _read(self) -> None:
+        stream = self._popen.stdout
+        assert stream is not None
+        while True:
+            try:
+                frame = read_frame(stream)
+            except (WireError, OSError, ValueError) as exc:
+                self.errors.append(f"bad frame from the {self.name} process: {exc}")
+                frame = None
+            if frame is None or frame[0] == "stopped":
+                self._replied.set()  # nobody waits for a reply that will never come
+                return
+            self.last_frame = time.monotonic()
+            kind, payload = frame
+            if kind == "batch":
+                try:
+                    batch, run = batch_from_wire(payload)
+                except WireError as exc:
+                    self.errors.append(str(exc))
+                    continue
+                self.stall_ns = payload.get("stall_ns", 0) if isinstance(payload.get("stall_ns"), int) else 0
+                self._batches.append((batch, run))
+            elif kind == "started" and isinstance(payload, dict):
+                self._reply = payload
+                self._replied.set()
+            elif kind == "error":
+                if self._replied.is_set():
+                    self.errors.append(str(payload))
+                else:
+                    self._reply = {"error": str(payload)}
+                    self._replied.set()
+
+    def wait_started(self, timeout: float) -> dict[str, Any]:
+        """The child's ``started`` reply, or :class:`EngineError` saying why there is none."""
+        if not self._replied.wait(timeout):
+            self.close(kill=True)
+            raise EngineError(f"the {self.name} process did not start within {timeout:g} s")
+        reply, self._reply = self._reply, None
+        if reply is None:
+            raise EngineError(f"the {self.name} process {self.exit_detail() or 'exited before starting'}")
+        if "error" in reply:
+            raise EngineError(reply["error"])
+        return reply
+
+    def request(self, kind: str, payload: object, timeout: float) -> dict[str, Any]:
+        """Send a command that the child answers with ``started`` (a restart) and wait for it."""
+        self._replied.clear()
+        self.send(kind, payload)
+        return self.wait_started(timeout)
+
+    def take(self) -> list[tuple[Batch, int]]:
+        out = []
+        while self._batches:
+            out.append(self._batches.popleft())
+        return out
+
+    # -- health --------------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return self._popen.poll() is None
+
+    def stopped(self) -> bool:
+        """Frozen by a signal (SIGSTOP, ctrl+z)."""
+        try:
+            return self._ps is not None and self._ps.status() == psutil.STATUS_STOPPED
+        except psutil.Error:
+            return False
+
+    def exit_detail(self) -> str:
+        code = self._popen.poll()
+        if code is None:
+            return ""
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                return f"killed by {signal.Signals(-code).name}"
+        last = next((line for line in reversed(self.stderr_tail) if line.strip()), "")
+        return f"exited with status {code}" + (f": {last.strip()}" if last else "")
+
+    def state(self, stall_s: float) -> tuple[State, str]:
+        if not self.alive:
+            return "exited", self.exit_detail()
+        if self.stopped():
+            return "stalled", "stopped (SIGSTOP)"
+        silent = time.monotonic() - self.last_frame
+        if silent > stall_s:
+            return "stalled", f"no answer for {silent:.1f} s"
+        if self.stall_ns > stall_s * 1e9:
+            return "stalled", f"loop held {self.stall_ns / 1e9:.1f} s"
+        return "live", ""
+
+    def measure(self) -> None:
+        """Sample CPU % (of one core, since the last sample) and RSS from outside."""
+        if self._ps is None or not self.alive:
+            return
+        try:
+            with self._ps.oneshot():
+                cpu = self._ps.cpu_percent(None)
+                rss = self._ps.memory_info().rss / 1e6
+        except psutil.Error:
+            return
+        self.sample = ProcessInfo(self.pid, self.sample.cpus, cpu, rss)
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time so far (for a measured window's CPU %)."""
+        try:
+            t = self._ps.cpu_times() if self._ps is not None else None
+        except psutil.Error:
+            return None
+        return None if t is None else t.user + t.system
+
+    def close(self, timeout: float = 3.0, kill: bool = False) -> None:
+        """Ask it to stop (the caller sent ``stop``), then make sure it is gone."""
+        proc = self._popen
+        if kill and proc.poll() is None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+        with contextlib.suppress(OSError, ValueError):
+            proc.stdin.close()  # type: ignore[union-attr]
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                proc.kill()
+            proc.wait(2)
+        self._reader.join(1)
+        for stream in (proc.stdout, proc.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.close()  # type: ignore[union-attr]

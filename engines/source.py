@@ -1,0 +1,95 @@
+"""The seam between the engines and whatever shows them: the event source and its status.
+
+An :class:`EventSource` is drained for :class:`~syncviz.engines.events.Batch` es and takes
+commands. Its :meth:`~EventSource.status` is a typed :class:`SourceStatus`: per engine, the
+process that serves it (pid, CPUs, CPU %, RSS) and whether it is live, stalled or gone. The
+engine process host (:mod:`syncviz.engines.child`), the in-process host
+(:mod:`syncviz.engines.host`) and the recording player implement it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .events import Batch
+
+State = Literal["starting", "live", "stalled", "exited", "replay"]
+
+STALL_S = 1.0
+"""A process that sends nothing for this long, or whose loop's ticker is this late, is stalled."""
+
+
+@dataclass
+class ProcessInfo:
+    """One OS process as seen from outside (psutil), sampled a few times a second."""
+
+    pid: int
+    cpus: tuple[int, ...] = ()
+    cpu_percent: float | None = None  # of one core, over the last sample interval
+    rss_mb: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"pid": self.pid, "cpus": list(self.cpus), "cpu_percent": self.cpu_percent, "rss_mb": self.rss_mb}
+
+
+@dataclass
+class EngineStatus:
+    """What one engine's panel says about the process behind it."""
+
+    name: str
+    state: State = "starting"
+    detail: str = ""  # why it is not live: "killed by SIGKILL", "no answer for 3.1 s", "loop held 2.4 s"
+    process: ProcessInfo | None = None
+    cpu_share: float = 1.0  # cores its process can count on
+    placement: str = ""  # the same in words: "1 core (cpu 1)", "⅓ of cpu 1"
+    port: int | None = None
+    shared_gil: bool = False  # in-process mode: every engine in one process
+
+
+@dataclass
+class SourceStatus:
+    """Every engine's status, and the source's own kind."""
+
+    kind: Literal["processes", "in-process", "replay"]
+    engines: dict[str, EngineStatus] = field(default_factory=dict)
+    restarting: bool = False
+    load: ProcessInfo | None = None
+
+    @property
+    def down(self) -> list[str]:
+        """Engines that are not live (exited or stalled)."""
+        return [n for n, e in self.engines.items() if e.state in ("exited", "stalled")]
+
+
+class EventSource(ABC):
+    """Where a consumer gets batches from, and where it sends its commands."""
+
+    errors: deque[str]
+
+    @abstractmethod
+    def drain(self) -> Batch:
+        """Everything recorded since the last drain (``batch.info`` set when status changed)."""
+
+    @abstractmethod
+    def apply(self, **changes: Any) -> None:
+        """Change knobs while running (clients, pool, io_ms, cpu_ms, rate, ...)."""
+
+    @abstractmethod
+    def set_scenario(self, name: str, **overrides: Any) -> None:
+        """Restart the engines and the load on another scenario (and bring back any that died)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop everything and release every thread, socket, port and process."""
+
+    @abstractmethod
+    def status(self) -> SourceStatus:
+        """Each engine's process and state, now."""
+
+    @property
+    def finished(self) -> bool:
+        """A recording that has played to its end; a live source never finishes."""
+        return False

@@ -1,0 +1,98 @@
+"""One OS process per engine: distinct pids, faults shown at once and isolated, restarts, no leftovers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+from support import wait_for
+from syncviz.engines.child import ChildHost
+from syncviz.engines.placement import plan
+from syncviz.engines.stats import StreamStats
+
+
+def _done(child: ChildHost, stats: StreamStats, name: str) -> int:
+    stats.feed(child.drain())
+    return stats.counters()[name].completed
+
+
+def test_each_engine_has_its_own_process_and_a_fault_stays_in_it() -> None:
+    child = ChildHost(scenario="io-bound", clients=10, io_ms=10).start()
+    everyone = [p.pid for p in child.procs.values()] + [child.loadproc.pid]  # type: ignore[union-attr]
+    try:
+        pids = {name: st.process.pid for name, st in child.status().engines.items()}  # type: ignore[union-attr]
+        assert len(set(pids.values())) == 3 and os.getpid() not in pids.values()
+        assert all(st.state == "live" for st in child.status().engines.values()) or wait_for(
+            lambda: all(st.state == "live" for st in child.status().engines.values())
+        )
+        stats = StreamStats()
+        assert wait_for(lambda: _done(child, stats, "gevent") > 50)
+
+        os.kill(pids["gevent"], signal.SIGKILL)
+        t0 = time.monotonic()
+        assert wait_for(lambda: child.status().engines["gevent"].state == "exited", timeout=2)
+        assert time.monotonic() - t0 < 2
+        assert "SIGKILL" in child.status().engines["gevent"].detail
+        before = {n: _done(child, stats, n) for n in ("threaded", "asyncio")}
+        assert wait_for(lambda: all(_done(child, stats, n) > before[n] + 20 for n in before), timeout=5)
+
+        child.set_scenario("io-bound")  # what the current scenario's key does: restart what is missing
+        assert wait_for(lambda: child.status().engines["gevent"].state == "live" and not child.restarting, timeout=10)
+        new_pid = child.status().engines["gevent"].process.pid  # type: ignore[union-attr]
+        assert new_pid != pids["gevent"]
+        everyone.append(new_pid)
+        stats = StreamStats()
+        assert wait_for(lambda: _done(child, stats, "gevent") > 20, timeout=5)
+    finally:
+        child.close()
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in everyone)
+
+
+def test_a_stopped_engine_is_shown_stalled_and_closing_leaves_nothing() -> None:
+    child = ChildHost(scenario="io-bound", clients=5, io_ms=10).start()
+    pid = child.procs["asyncio"].pid
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        assert wait_for(lambda: child.status().engines["asyncio"].state == "stalled", timeout=2)
+        assert "SIGSTOP" in child.status().engines["asyncio"].detail
+        assert child.status().engines["threaded"].state == "live"
+    finally:
+        t0 = time.monotonic()
+        child.close()
+        assert time.monotonic() - t0 < 5
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_process_metrics_come_from_the_processes() -> None:
+    with ChildHost(scenario="io-bound", engines=["asyncio"], clients=20, io_ms=10) as child:
+        assert wait_for(lambda: (child.status().engines["asyncio"].process.rss_mb or 0) > 0, timeout=3)  # type: ignore[union-attr]
+        proc = child.status().engines["asyncio"].process
+        assert proc is not None and proc.cpus == child.placement.engines["asyncio"]
+        assert abs(proc.rss_mb - psutil.Process(proc.pid).memory_info().rss / 1e6) < 20  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("cpus", "labels", "shares"),
+    [
+        ([0, 1], {"threaded": "⅓ of cpu 1"}, {"threaded": 1 / 3}),
+        ([0, 1, 2, 3], {"threaded": "1 core (cpu 1)", "gevent": "1 core (cpu 3)"}, {"asyncio": 1.0}),
+        ([0], {"asyncio": "⅓ of cpu 0"}, {"gevent": 1 / 3}),
+    ],
+)
+def test_placement_gives_each_engine_its_share(cpus: list[int], labels: dict, shares: dict) -> None:
+    p = plan(("threaded", "asyncio", "gevent"), cpus)
+    for name, label in labels.items():
+        assert p.label(name) == label
+    for name, share in shares.items():
+        assert p.share(name) == pytest.approx(share)
+    if len(cpus) > 1:  # the UI and the load keep off every engine's core
+        engine_cpus = {c for cs in p.engines.values() for c in cs}
+        assert not engine_cpus & set(p.ui) and not engine_cpus & set(p.load)
+
+
+def test_one_engine_alone_gets_a_core() -> None:
+    p = plan(("gevent",), [0, 1])
+    assert p.share("gevent") == 1.0 and p.engines["gevent"] == (1,) and p.load == (0,)
