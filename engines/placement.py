@@ -9,6 +9,7 @@ screen (``1 core (cpu 1)``, ``⅓ of cpu 1``) and gives the CPU share the bound 
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -24,8 +25,13 @@ _VULGAR = {
 }
 
 
+@functools.cache
 def allowed_cpus() -> list[int]:
-    """The CPUs this process may run on (all of them where affinity is unknown)."""
+    """The CPUs this process could run on when it started (all where affinity is unknown).
+
+    Read once: the UI and ``bench`` then keep themselves off the engines' cores, and the next
+    plan must still see every CPU.
+    """
     try:
         return sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -81,7 +87,7 @@ def plan(engines: list[str] | tuple[str, ...], cpus: list[int] | None = None) ->
     With fewer cores than engines + 1, the engines share the last core (the last two when
     there are four or more CPUs but not enough for one each) and the UI and load take the rest.
     """
-    cpus = sorted(cpus if cpus is not None else allowed_cpus())
+    cpus = sorted(cpus if cpus is not None else allowed_cpus())  # a copy: the cached list stays as read
     n = len(engines)
     if len(cpus) == 1:
         one = (cpus[0],)

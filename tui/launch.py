@@ -45,6 +45,7 @@ def launch_app(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     get_scenario(args.scenario)  # a typo fails before anything starts
     with LaunchGuard() as guard:
         source, info = make_source(args, overrides)
+        guard.on_stuck = source.close
         try:
             if guard.status is not None:  # signalled while the engines started: never open the app
                 return guard.status

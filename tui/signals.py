@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from types import FrameType
@@ -64,6 +66,7 @@ class LaunchGuard:
     def __init__(self) -> None:
         self.signum: int | None = None
         self.app_seen = False  # an app mounted under this guard: never raise after that
+        self.on_stuck: Callable[[], None] | None = None  # closes the source if leaving hangs
         self._saved: dict[signal.Signals, _Handler] = {}
         self._outer: LaunchGuard | None = None
 
@@ -108,7 +111,27 @@ def _exit_app(app: App[Any], signum: int) -> None:
     if _guard is not None:
         _guard.note(signum)
     status = exit_status(signum)
+    _start_watchdog(status)
     app.exit(status, return_code=status)
+
+
+EXIT_GRACE_S = 5.0
+"""After an exit signal, how long the app may take to leave before the watchdog ends it."""
+
+
+def _start_watchdog(status: int) -> None:
+    """A way out when leaving hangs: after SIGHUP the terminal is gone and Textual's writer can
+    block forever on it. The watchdog closes the source (no engine left behind) and exits."""
+    cleanup = _guard.on_stuck if _guard is not None else None
+
+    def run() -> None:
+        time.sleep(EXIT_GRACE_S)
+        if cleanup is not None:
+            with contextlib.suppress(Exception):
+                cleanup()
+        os._exit(status)
+
+    threading.Thread(target=run, name="exit-watchdog", daemon=True).start()
 
 
 def install(app: App[Any]) -> None:
