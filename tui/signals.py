@@ -67,6 +67,7 @@ class LaunchGuard:
         self.signum: int | None = None
         self.app_seen = False  # an app mounted under this guard: never raise after that
         self.on_stuck: Callable[[], None] | None = None  # closes the source if leaving hangs
+        self.finished = False  # the launch left its ``with`` block
         self._saved: dict[signal.Signals, _Handler] = {}
         self._outer: LaunchGuard | None = None
 
@@ -84,6 +85,7 @@ class LaunchGuard:
 
     def __exit__(self, *exc: object) -> None:
         global _guard
+        self.finished = True
         _guard = self._outer
         for sig, handler in self._saved.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
@@ -122,10 +124,15 @@ EXIT_GRACE_S = 5.0
 def _start_watchdog(status: int) -> None:
     """A way out when leaving hangs: after SIGHUP the terminal is gone and Textual's writer can
     block forever on it. The watchdog closes the source (no engine left behind) and exits."""
-    cleanup = _guard.on_stuck if _guard is not None else None
+    guard = _guard
+    if guard is None:  # not a real launch (an app under test): nothing to guard
+        return
+    cleanup = guard.on_stuck
 
     def run() -> None:
         time.sleep(EXIT_GRACE_S)
+        if guard.finished:  # the launch got out by itself
+            return
         if cleanup is not None:
             with contextlib.suppress(Exception):
                 cleanup()
