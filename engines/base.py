@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import ClassVar
 
+from .counts import ServerCounts
 from .events import ENGINE_IDS, Recorder, now_ns
 from .http import EXTERNAL_IDS_START, Request
 from .registry import EngineError, load
@@ -80,8 +81,14 @@ class Engine(ABC):
         self.upstream_port = upstream_port
         self.host = host
         self.port = port
+        self.counts = ServerCounts()  # served, failed, timeouts, reading: kept where they happen
         self._external_ids = itertools.count(EXTERNAL_IDS_START)
         self._ids_lock = threading.Lock()
+
+    def provisional_id(self) -> int:
+        """A fresh server-side id (outside clients, and a request still being read)."""
+        with self._ids_lock:
+            return next(self._external_ids)
 
     def request_id(self, req: Request) -> int:
         """The load generator's id (``X-Req-Id``), or a fresh one for outside clients."""

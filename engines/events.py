@@ -45,16 +45,18 @@ class Phase(IntEnum):
     READY = 5  # runnable again but waiting for its loop, hub or the GIL
     DONE = 6
     FAILED = 7
+    READING = 8  # accepted, but the client has not finished sending the request (bytes still to come)
 
 
 PHASE_NAMES: tuple[str, ...] = tuple(p.name.lower() for p in Phase)
 TERMINAL = frozenset({Phase.DONE, Phase.FAILED})
-WAITING_PHASES = (Phase.QUEUED, Phase.RUNNING, Phase.BLOCKED, Phase.AWAITING, Phase.YIELDED, Phase.READY)
+WAITING_PHASES = (Phase.READING, Phase.QUEUED, Phase.RUNNING, Phase.BLOCKED, Phase.AWAITING, Phase.YIELDED, Phase.READY)
 """The non-terminal phases, in display order."""
 
 # Transitions a well-formed request may take (checked by the tests, shown by the UI).
 ALLOWED_NEXT: dict[Phase, frozenset[Phase]] = {
-    Phase.QUEUED: frozenset({Phase.RUNNING, Phase.READY, Phase.FAILED}),
+    Phase.READING: frozenset({Phase.QUEUED, Phase.RUNNING, Phase.READY, Phase.FAILED}),
+    Phase.QUEUED: frozenset({Phase.READING, Phase.RUNNING, Phase.READY, Phase.FAILED}),
     Phase.RUNNING: frozenset(
         {Phase.BLOCKED, Phase.AWAITING, Phase.YIELDED, Phase.QUEUED, Phase.READY, Phase.DONE, Phase.FAILED}
     ),
@@ -65,6 +67,17 @@ ALLOWED_NEXT: dict[Phase, frozenset[Phase]] = {
     Phase.DONE: frozenset(),
     Phase.FAILED: frozenset(),
 }
+
+HANDED_OVER = -2
+"""The lane of a transition that ends a ``reading`` row without a verdict.
+
+A server gives a connection's bytes a provisional id (from :data:`~syncviz.engines.http.EXTERNAL_IDS_START`)
+the moment a request starts arriving incomplete, and records ``READING`` under it (so a stalled
+client is on the picture while it stalls). When the request turns out to carry the load
+generator's own id (``X-Req-Id``), the server records ``(t, engine, provisional, HANDED_OVER,
+READING)``, then ``READING`` under the real id at the time the bytes started: consumers drop the
+provisional row, which is neither done nor failed. Outside clients keep the provisional id.
+"""
 
 Transition = tuple[int, int, int, int, int]
 Latency = tuple[int, int, int, int, bool]

@@ -38,6 +38,8 @@ class Settings:
     chunks: int = 1  # >1: the response streams in chunks, I/O before each
     burst: float = 1.0  # open loop: rate multiplier during spikes (1 = no spikes)
     slow: float = 1.0  # slow motion: io_ms and cpu_ms are multiplied by this
+    timeout_s: float = 10.0  # servers: a request's head and body must arrive within this (else 408)
+    slow_clients: int = 0  # load: extra clients per engine that trickle their request bytes over seconds
 
     def validate(self) -> Settings:
         """Return self, or raise :class:`SettingsError` naming the first bad knob."""
@@ -49,6 +51,8 @@ class Settings:
         _check_num("think-ms", self.think_ms, 0, 60_000)
         _check_num("burst", self.burst, 1, 100)
         _check_num("slow", self.slow, 1, 1_000)
+        _check_num("timeout", self.timeout_s, 0.1, 3_600)
+        _check_int("slow-clients", self.slow_clients, 0, 10_000)
         if self.rate is not None:
             _check_num("rate", self.rate, 0.1, 1_000_000)
         if self.io not in ("sleep", "upstream"):

@@ -1,0 +1,80 @@
+"""What a server counts at the source: requests served, failures, timeouts, connections reading.
+
+Each engine owns one :class:`ServerCounts` and updates it where the events happen (O(1) per
+event, no scan). It counts *every* client, the built-in load generator and outside ones
+(curl, wrk, a browser) alike, so ``served`` is the server's own throughput, beside the load
+generator's client-side req/s. The engine process sends :meth:`ServerCounts.snapshot` with
+every batch (the ``srv`` field of a wire batch); the parent keeps the latest per engine.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, fields
+
+KEEPALIVE_IDLE_S = 5.0
+"""An idle keep-alive connection (no byte of a next request) is closed after this (uvicorn's default)."""
+
+
+@dataclass
+class ServerSnapshot:
+    """One engine's source counters at one moment (plain ints: what crosses the pipe)."""
+
+    t_ns: int = 0  # when it was taken (monotonic)
+    served: int = 0  # responses written, since start (any status, any client)
+    failed: int = 0  # requests answered 4xx/5xx or dropped, since start (timeouts included)
+    timeouts: int = 0  # of which: the client did not send its request in time (408)
+    reading: int = 0  # now: connections with part of a request received and the rest awaited
+    workers: int = 0  # now: the workers the engine has (pool threads; 1 for a loop or hub)
+    pool_used: int = 0  # now: greenlets of gevent's pool in use (0 where there is no such pool)
+    pool_size: int = 0  # gevent's pool size (0 where there is no such pool)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: object) -> ServerSnapshot:
+        """Validated: every field a non-negative int; raises ValueError otherwise."""
+        if not isinstance(d, dict):
+            raise ValueError("server counts are not a record")
+        names = {f.name for f in fields(cls)}
+        out = {}
+        for k, v in d.items():
+            if k not in names or type(v) is not int or v < 0:
+                raise ValueError(f"bad server count {k!r}")
+            out[k] = v
+        return cls(**out)
+
+
+class ServerCounts:
+    """Counters one engine updates from any of its threads (one small lock; never on a wait)."""
+
+    def __init__(self, workers: int = 1, pool_size: int = 0) -> None:
+        self._lock = threading.Lock()
+        self.served = 0
+        self.failed = 0
+        self.timeouts = 0
+        self.reading = 0
+        self.workers = workers
+        self.pool_size = pool_size
+        self.pool_used = 0
+
+    def add(self, served: int = 0, failed: int = 0, timeouts: int = 0, reading: int = 0) -> None:
+        with self._lock:
+            self.served += served
+            self.failed += failed
+            self.timeouts += timeouts
+            self.reading += reading
+
+    def snapshot(self, t_ns: int) -> ServerSnapshot:
+        with self._lock:
+            return ServerSnapshot(
+                t_ns,
+                self.served,
+                self.failed,
+                self.timeouts,
+                max(0, self.reading),
+                self.workers,
+                self.pool_used,
+                self.pool_size,
+            )
