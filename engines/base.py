@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import ClassVar
 
-from .counts import ServerCounts
+from .counts import ServerCounts, ServerSnapshot
 from .events import ENGINE_IDS, Recorder, now_ns
 from .http import EXTERNAL_IDS_START, Request
 from .registry import EngineError, load
@@ -104,6 +104,10 @@ class Engine(ABC):
     @abstractmethod
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Stop serving; close every socket; join every thread."""
+
+    def server_snapshot(self, t_ns: int) -> ServerSnapshot:
+        """The source counters now (an engine with more to say, gevent's pool, overrides this)."""
+        return self.counts.snapshot(t_ns)
 
     def overdue_ns(self, now: int) -> int:
         """How late the loop's ticker is right now: a stalled loop's lag, before it ends (0: no loop)."""
