@@ -13,11 +13,12 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from .events import ENGINES, TERMINAL, WAITING_PHASES, Batch, Phase
+from .events import ENGINES, HANDED_OVER, TERMINAL, WAITING_PHASES, Batch, Phase
+from .http import EXTERNAL_IDS_START
 from .registry import engine_spec
 
 RUNNING, BLOCKED, READY, QUEUED = Phase.RUNNING, Phase.BLOCKED, Phase.READY, Phase.QUEUED
-_HOLDING = (RUNNING, BLOCKED)
+_HOLDING = (RUNNING, BLOCKED, Phase.READING)  # READING holds a worker only on a lane (a pool thread in recv)
 
 
 @dataclass
@@ -30,6 +31,8 @@ class Counters:
     rps: float = 0.0  # ok responses per second over the rate window
     in_flight: int = 0  # requests between queued and done, per the servers' transitions
     queued: int = 0
+    reading: int = 0  # connections whose request has not fully arrived (slow, stalled or outside clients)
+    outside: int = 0  # in flight from outside clients (curl, wrk, a browser: no load generator id)
     busy: int = 0  # workers held by a request (pool threads; the loop or hub thread; offload threads)
     by_phase: dict[str, int] = field(default_factory=dict)  # in-flight count per current phase
     p50_ms: float | None = None
@@ -101,6 +104,9 @@ class EngineStats:
 
     # -- feeding -------------------------------------------------------------------------
     def transition(self, t: int, rid: int, lane: int, phase: int) -> None:
+        if lane == HANDED_OVER:  # a reading row that turned into a request with its own id
+            self.inflight.pop(rid, None)
+            return
         track = self.inflight.get(rid)
         if track is None:
             if phase in TERMINAL:
@@ -164,6 +170,8 @@ class EngineStats:
         c.by_phase = by_phase
         c.in_flight = len(self.inflight)
         c.queued = by_phase["queued"]
+        c.reading = by_phase["reading"]
+        c.outside = sum(1 for rid in self.inflight if rid >= EXTERNAL_IDS_START)
         c.busy = self.busy_workers()
         fill_latency(c, [lat for _, lat in self._lat])
         fill_lag(c, [lag for _, lag in self._lags])

@@ -21,8 +21,8 @@ from syncviz.engines.events import Phase
 from syncviz.engines.stats import EngineStats, RequestTrack
 
 QUEUED, RUNNING, BLOCKED, READY = Phase.QUEUED, Phase.RUNNING, Phase.BLOCKED, Phase.READY
-HOLD_INDEX = {Phase.RUNNING: 0, Phase.BLOCKED: 1, Phase.READY: 2}
-HOLD_PHASES = (Phase.RUNNING, Phase.BLOCKED, Phase.READY)
+HOLD_INDEX = {Phase.RUNNING: 0, Phase.BLOCKED: 1, Phase.READY: 2, Phase.READING: 3}
+HOLD_PHASES = (Phase.RUNNING, Phase.BLOCKED, Phase.READY, Phase.READING)
 LABEL_SLACK_NS = 100_000_000
 LABEL_MIN_COLS = 6
 KEEP_COLS = 1200  # history kept left of now, in columns (wider than any terminal)
@@ -35,7 +35,7 @@ class LaneFrame:
     first_col: int
     cols: int
     ns_per_col: int
-    hold: dict[int, list[list[int]]] = field(default_factory=dict)  # lane -> per col [run, blocked, ready]
+    hold: dict[int, list[list[int]]] = field(default_factory=dict)  # lane -> per col [run, blocked, ready, reading]
     queued: list[float] = field(default_factory=list)  # mean queued requests per col
     ready: list[float] = field(default_factory=list)  # mean requests ready for the loop/hub per col
     labels: list[tuple[int, int, int, int]] = field(default_factory=list)  # (lane, c0, c1, rid), window cols
@@ -101,7 +101,7 @@ class LaneModel:
             cols = self._hold[lane] = {}
         acc = cols.get(col)
         if acc is None:
-            acc = cols[col] = [0, 0, 0]
+            acc = cols[col] = [0, 0, 0, 0]
         acc[idx] += ns
 
     def _add_wait(self, col: int, idx: int, ns: int) -> None:
@@ -216,7 +216,7 @@ class LaneModel:
         self._paint(track, now_ns, first, hold, lambda *a: None, labels)
 
 
-_ZERO = (0, 0, 0)
+_ZERO = (0, 0, 0, 0)
 
 
 def _spread_diff(direct: list[int], diff: list[int], t0: int, t1: int, ns: int, first: int, cols: int) -> None:

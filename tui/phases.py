@@ -35,6 +35,9 @@ LOOKS: dict[Phase, PhaseLook] = {
         PhaseLook(Phase.AWAITING, "─", "#56b4e9", "coroutine suspended on an await: the loop is free for others"),
         PhaseLook(Phase.YIELDED, "═", "#cc79a7", "greenlet switched to the hub: the hub is free for others"),
         PhaseLook(Phase.READY, "▒", "#e69f00", "runnable again, waiting for its loop, hub or the GIL"),
+        PhaseLook(
+            Phase.READING, "┄", "#f0e442", "the client is still sending its request (a thread reading it is held)"
+        ),
         PhaseLook(Phase.DONE, "│", "#9aa0b4", "the response is written"),
         PhaseLook(Phase.FAILED, "✗", "#ff4d4d", "the request failed (error, 5xx, dropped connection)"),
     )
@@ -46,6 +49,7 @@ LABEL_STYLES: tuple[Style, ...] = tuple(Style(color="#000000", bgcolor=LOOKS[p].
 """A request number written inside a run of its phase."""
 
 LEGEND_PHASES: tuple[Phase, ...] = (
+    Phase.READING,
     Phase.QUEUED,
     Phase.RUNNING,
     Phase.BLOCKED,

@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from syncviz.engines.events import TERMINAL, Phase
+from syncviz.engines.http import EXTERNAL_IDS_START
 from syncviz.engines.stats import EngineStats, RequestTrack
 
 NPHASES = len(Phase)
@@ -103,6 +104,11 @@ class RequestRows:
             if terminal and 0 <= end // ns - first_col < cols:
                 ends.append((end // ns - first_col, track.phase))
         return RowCells(phases, labels, ends)
+
+
+def rid_label(rid: int) -> str:
+    """``#42`` for the load generator's requests, ``↗7`` for an outside client's (curl, wrk, a slow reader)."""
+    return f"↗{rid - EXTERNAL_IDS_START}" if rid >= EXTERNAL_IDS_START else f"#{rid}"
 
 
 def track_columns(steps: list[tuple[int, int, int]], end: int, ns: int, floor: int) -> tuple[int, list[int]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.text import Text
+from syncviz.engines.counts import ServerSnapshot
 from syncviz.engines.stats import Counters
 from syncviz.tui.history import sparkline
 from syncviz.tui.phases import LOOKS, Phase
@@ -34,6 +35,8 @@ class CounterView:
     p99_history: list[float | None]
     not_shown: int  # requests in flight without a row
     down: str = ""  # the engine's process exited or stalled: these are its last figures
+    server: ServerSnapshot | None = None  # the server's own counts (every client, outside ones too)
+    served_rps: float | None = None  # responses the server wrote per second (from ``server``)
 
 
 def fmt_n(x: float | None) -> str:
@@ -71,8 +74,24 @@ def counter_text(v: CounterView, width: int, stacked: bool) -> Text:
     kv("done", fmt_n(c.completed))
     kv("failed", fmt_n(c.failed), "bold #ff4d4d" if c.failed else VALUE, "")
     t.append("\n")
+    srv = v.server
+    if srv is not None:
+        kv("served/s", fmt_n(v.served_rps), VALUE, "  ")
+        if c.outside:
+            kv("outside", fmt_n(c.outside), VALUE, "  ")
+        if stacked:
+            t.append("\n")
+        failed = fmt_n(srv.failed) + (f" ({srv.timeouts:,} timeout)" if srv.timeouts else "")
+        kv("srv failed", failed, "bold #ff4d4d" if srv.failed else VALUE, "  ")
+        if srv.pool_size:
+            full = srv.pool_used >= srv.pool_size
+            pool = f"{srv.pool_used:,}/{srv.pool_size:,}" + (" FULL" if full else "")
+            kv("pool", pool, "bold #ff4d4d" if full else VALUE, "")
+        t.append("\n")
     kv("in flight", fmt_n(c.in_flight))
     kv("queued", fmt_n(c.queued), f"bold {LOOKS[Phase.QUEUED].color}")
+    if c.reading or v.server is not None:
+        kv("reading", fmt_n(c.reading), f"bold {LOOKS[Phase.READING].color}")
     if stacked:
         t.append("\n")
     ready = c.by_phase.get("ready", 0)

@@ -23,7 +23,7 @@ from syncviz.tui.phases import (
     STYLES,
     eighth,
 )
-from syncviz.tui.rows import RequestRows
+from syncviz.tui.rows import RequestRows, rid_label
 from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
@@ -46,7 +46,6 @@ PALETTE: list[Style] = [
     Style(color="#c0c6d6"),
     Style(),  # plain (a None style breaks the NO_COLOR filter)
 ]
-HOLD_PHASES = (Phase.RUNNING, Phase.BLOCKED, Phase.READY)
 
 
 class Line:
@@ -65,7 +64,7 @@ class Line:
 
     def label(self, c0: int, c1: int, rid: int) -> None:
         """Write ``#rid`` at the start of a run over window columns c0..c1 when it fits."""
-        text = f"#{rid}"
+        text = rid_label(rid)
         if c0 < 0 or c1 - c0 + 1 < len(text) + LABEL_MARGIN:
             return
         at = GUTTER + c0
@@ -137,13 +136,12 @@ def lane_line(name: str, per_col: list[list[int]], ns: int, labels) -> Line:
     line = Line(name)
     chars, styles = line.chars, line.styles
     for acc in per_col:
-        run, blocked, ready = acc
-        total = run + blocked + ready
+        total = sum(acc)
         if total <= 0:
             chars.append(IDLE_GLYPH)
             styles.append(IDLE)
             continue
-        phase = _dominant(run, blocked, ready)
+        phase = _dominant(acc)
         chars.append(GLYPHS[phase] if total >= FULL * ns else eighth(total / ns))
         styles.append(phase)
     for c0, c1, rid in labels:
@@ -154,10 +152,16 @@ def lane_line(name: str, per_col: list[list[int]], ns: int, labels) -> Line:
     return line
 
 
-def _dominant(run: int, blocked: int, ready: int) -> Phase:
-    if run >= blocked and run >= ready:
-        return Phase.RUNNING
-    return Phase.BLOCKED if blocked >= ready else Phase.READY
+_HELD = (Phase.RUNNING, Phase.BLOCKED, Phase.READY, Phase.READING)  # the order of a lane's per-column slots
+
+
+def _dominant(acc: list[int]) -> Phase:
+    """The phase that held the lane longest in the column (ties: running, blocked, ready, reading)."""
+    best = 0
+    for i in range(1, len(acc)):
+        if acc[i] > acc[best]:
+            best = i
+    return _HELD[best]
 
 
 def depth_line(name: str, depth: list[float], phase: Phase, scale: float) -> Line:
