@@ -71,3 +71,29 @@ def test_rates_and_windows_forget_old_samples() -> None:
     assert c.rps == pytest.approx(100, abs=2)
     assert c.samples == pytest.approx(100, abs=2)
     assert c.completed == 300
+
+
+def test_reading_holds_a_pool_thread_and_a_hand_over_drops_the_provisional_row() -> None:
+    from syncviz.engines.events import HANDED_OVER
+    from syncviz.engines.http import EXTERNAL_IDS_START
+
+    cid, cid2 = EXTERNAL_IDS_START + 1, EXTERNAL_IDS_START + 2
+    b = Batch(t_ns=50 * MS)
+    b.transitions += [
+        (1 * MS, T, cid, 3, Phase.READING),  # a pool thread (lane 3) blocked reading a slow client
+        (2 * MS, T, cid2, 4, Phase.READING),  # another; it turns out to be the load generator's #9
+        (5 * MS, T, cid2, HANDED_OVER, Phase.READING),
+        (2 * MS, T, 9, 4, Phase.READING),
+        (5 * MS, T, 9, 4, Phase.RUNNING),
+        (1 * MS, A, cid + 5, -1, Phase.READING),  # asyncio: reading holds no worker
+    ]
+    s = StreamStats()
+    s.feed(b)
+    t = s.counters()["threaded"]
+    assert t.reading == 1 and t.by_phase["running"] == 1
+    assert t.busy == 2  # lane 3 (reading) and lane 4 (running #9)
+    assert t.outside == 1  # the provisional row left; #9 is the load generator's
+    assert cid2 not in s["threaded"].inflight
+    assert s["threaded"].inflight[9].steps[0][1] == Phase.READING
+    a = s.counters()["asyncio"]
+    assert a.reading == 1 and a.busy == 0 and a.outside == 1
