@@ -20,6 +20,7 @@ from .events import ENGINE_IDS, ENGINES, Batch, Recorder
 from .loadgen import LoadGen
 from .scenarios import DEFAULT_SCENARIO, Scenario, get_scenario
 from .settings import Settings
+from .slowclients import SlowClients
 from .source import STALL_S, EngineStatus, EventSource, ProcessInfo, SourceStatus
 from .upstream import Upstream
 
@@ -100,6 +101,7 @@ class EngineHost(EventSource):
         self.engines: dict[str, Engine] = {}
         self.upstream: Upstream | None = None
         self.loadgen: LoadGen | None = None
+        self.slowclients: SlowClients | None = None
         self.run = 0  # how many times the engines have started: a consumer starts afresh when it changes
         self.errors: deque[str] = deque(maxlen=20)
         self._info_changed = True
@@ -134,9 +136,13 @@ class EngineHost(EventSource):
             ports = {ENGINE_IDS[n]: e.port for n, e in self.engines.items()}
             self.loadgen = LoadGen(self.recorder, ports, self.settings)
             self.loadgen.start()
+            self.slowclients = SlowClients(ports, self.settings).start()
         self._info_changed = True
 
     def _stop_engines(self) -> None:
+        if self.slowclients is not None:
+            self.slowclients.stop()
+            self.slowclients = None
         if self.loadgen is not None:
             self.loadgen.stop()
             self.loadgen = None
@@ -164,6 +170,8 @@ class EngineHost(EventSource):
             engine.apply(settings)
         if self.loadgen is not None:
             self.loadgen.apply(settings)
+        if self.slowclients is not None:
+            self.slowclients.apply(settings)
         self._info_changed = True
 
     def set_scenario(self, name: str, **overrides: Any) -> None:

@@ -28,6 +28,7 @@ from .loadgen import LoadGen
 from .placement import set_cpus
 from .scenarios import get_scenario
 from .settings import Settings, SettingsError
+from .slowclients import SlowClients
 from .upstream import Upstream
 from .wire import WireError, batch_to_wire, read_frame, write_frame
 
@@ -112,6 +113,7 @@ class LoadRole(_Role):
     def __init__(self, out: BinaryIO, start: dict[str, Any]) -> None:
         super().__init__(out, bool(start.get("record", True)))
         self.loadgen: LoadGen | None = None
+        self.slowclients: SlowClients | None = None
         self.upstream = Upstream()
         port = self.upstream.start()
         self.send("started", {"upstream_port": port, "pid": os.getpid(), "run": 0})
@@ -123,12 +125,18 @@ class LoadRole(_Role):
             ports = {ENGINE_IDS[name]: int(port) for name, port in payload["ports"].items()}
             self.loadgen = LoadGen(self.recorder, ports, _settings(payload))
             self.loadgen.start()
+            self.slowclients = SlowClients(ports, _settings(payload)).start()
         elif kind == "halt":
             self._halt()
         elif kind == "apply" and self.loadgen is not None:
             self.loadgen.apply(_settings(payload))
+            if self.slowclients is not None:
+                self.slowclients.apply(_settings(payload))
 
     def _halt(self) -> None:
+        if self.slowclients is not None:
+            self.slowclients.stop()
+            self.slowclients = None
         if self.loadgen is not None:
             self.loadgen.stop()
             self.loadgen = None
