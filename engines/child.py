@@ -123,13 +123,15 @@ class ChildHost(EventSource):
         """Every process is running (none exited)."""
         return all(p.alive for p in [*self.procs.values(), self.loadproc] if p is not None)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 3.0) -> None:
+        """Stop every process: each is asked at once, and killed if not gone within ``timeout`` s."""
         self._closed.set()
         procs = [*self.procs.values(), *([self.loadproc] if self.loadproc else [])]
         for proc in procs:
             proc.send("stop")
-        for proc in procs:
-            proc.close(kill=proc.stopped())  # a frozen process never reads its stop
+        deadline = time.monotonic() + timeout
+        for proc in procs:  # one deadline for all: they stop in parallel
+            proc.close(max(0.05, deadline - time.monotonic()), kill=proc.stopped())  # a frozen one never reads stop
         if self._monitor is not None:
             self._monitor.join(2)
 
@@ -250,6 +252,7 @@ class ChildHost(EventSource):
             if proc is not None:
                 st.process = proc.sample
                 st.state, st.detail = proc.state(STALL_S)
+                st.server = proc.server(self.run)  # a previous run's counts are not this engine's
             out.engines[name] = st
         return out
 

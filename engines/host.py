@@ -215,6 +215,7 @@ class EngineHost(EventSource):
                 placement="one process, one GIL",
                 port=engine.port if engine is not None else None,
                 shared_gil=True,
+                server=engine.server_snapshot(now) if engine is not None else None,
             )
             out.engines[name] = st
         return out

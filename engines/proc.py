@@ -8,7 +8,8 @@ A process plays one role, told by its first frame on stdin:
 
 It pins itself to the CPUs it is given, reads commands on stdin, and writes its recorded
 batches on stdout ~30 times a second as :mod:`~syncviz.engines.wire` frames tagged with the
-run they belong to. It exits when told to or as soon as stdin closes (the parent died).
+run they belong to (an engine's also carry its server's source counters, ``srv``). It exits
+when told to or as soon as stdin closes (the parent died).
 """
 
 from __future__ import annotations
@@ -85,9 +86,12 @@ class EngineRole(_Role):
         self.send("started", {"port": self.port, "pid": os.getpid(), "run": self.run})
 
     def drain(self) -> dict[str, Any]:
+        """The recorded batch, with the server's source counters (``srv``) and its loop's stall."""
         batch = self.recorder.drain()
-        stall = sample_stalls(batch, [self.engine] if self.engine is not None else []) if self.recorder.enabled else 0
-        wire = batch_to_wire(batch, self.run)
+        engine = self.engine
+        stall = sample_stalls(batch, [engine] if engine is not None else []) if self.recorder.enabled else 0
+        server = engine.server_snapshot(batch.t_ns) if engine is not None else None
+        wire = batch_to_wire(batch, self.run, server)
         wire["stall_ns"] = stall
         return wire
 

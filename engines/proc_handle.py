@@ -1,8 +1,9 @@
 """The parent's handle on one child process: its pipe, its frames, its health, its CPU and RSS.
 
 A reader thread turns the child's frames into batches (taken by :meth:`ProcHandle.take`),
-replies and errors; psutil samples the process from outside (:meth:`ProcHandle.measure`),
-the way ``top`` would; :meth:`ProcHandle.state` tells live from stalled from exited.
+the server's latest source counters (:meth:`ProcHandle.server`), replies and errors; psutil
+samples the process from outside (:meth:`ProcHandle.measure`), the way ``top`` would;
+:meth:`ProcHandle.state` tells live from stalled from exited.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Any
 import psutil
 
 from .base import EngineError
+from .counts import ServerSnapshot
 from .events import Batch
 from .source import ProcessInfo, State
-from .wire import WireError, batch_from_wire, read_frame, write_frame
+from .wire import WireError, decode_batch, read_frame, write_frame
 
 
 class ProcHandle:
@@ -32,6 +34,7 @@ class ProcHandle:
         self.name = name
         self.errors: deque[str] = deque(maxlen=20)
         self.stall_ns = 0
+        self._server: tuple[int, ServerSnapshot] | None = None  # (run, latest source counters): one assignment
         self.watermark = 0  # the drain time of its last batch taken: it has sent everything before
         self._batches: deque[tuple[Batch, int]] = deque()
         self._reply: dict[str, Any] | None = None
@@ -90,12 +93,14 @@ class ProcHandle:
             kind, payload = frame
             if kind == "batch":
                 try:
-                    batch, run = batch_from_wire(payload)
+                    got = decode_batch(payload)
                 except WireError as exc:
                     self.errors.append(str(exc))
                     continue
-                self.stall_ns = payload.get("stall_ns", 0) if isinstance(payload.get("stall_ns"), int) else 0
-                self._batches.append((batch, run))
+                self.stall_ns = got.stall_ns
+                if got.server is not None:
+                    self._server = (got.run, got.server)
+                self._batches.append((got.batch, got.run))
             elif kind == "started" and isinstance(payload, dict):
                 self._reply = payload
                 self._replied.set()
@@ -123,6 +128,13 @@ class ProcHandle:
         self._replied.clear()
         self.send(kind, payload)
         return self.wait_started(timeout)
+
+    def server(self, run: int | None = None) -> ServerSnapshot | None:
+        """The latest source counters the engine process sent (of ``run`` only, when given)."""
+        latest = self._server
+        if latest is None or (run is not None and latest[0] != run):
+            return None
+        return latest[1]
 
     def take(self) -> list[tuple[Batch, int]]:
         out = []

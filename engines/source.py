@@ -2,7 +2,8 @@
 
 An :class:`EventSource` is drained for :class:`~syncviz.engines.events.Batch` es and takes
 commands. Its :meth:`~EventSource.status` is a typed :class:`SourceStatus`: per engine, the
-process that serves it (pid, CPUs, CPU %, RSS) and whether it is live, stalled or gone. The
+process that serves it (pid, CPUs, CPU %, RSS), whether it is live, stalled or gone, and the
+server's latest source counters (:class:`~syncviz.engines.counts.ServerSnapshot`). The
 engine process host (:mod:`syncviz.engines.child`), the in-process host
 (:mod:`syncviz.engines.host`) and the recording player implement it.
 """
@@ -14,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .counts import ServerSnapshot
 from .events import Batch
 
 State = Literal["starting", "live", "stalled", "exited", "replay"]
@@ -47,6 +49,7 @@ class EngineStatus:
     placement: str = ""  # the same in words: "1 core (cpu 1)", "⅓ of cpu 1"
     port: int | None = None
     shared_gil: bool = False  # in-process mode: every engine in one process
+    server: ServerSnapshot | None = None  # the server's own counts, latest (None: none yet, or a replay)
 
 
 @dataclass

@@ -4,6 +4,11 @@ A frame is a 4-byte big-endian length and a JSON array ``[kind, payload]``; noth
 from a pipe is ever unpickled. Batches travel as flat integer lists (five per transition,
 five per latency sample, three per lag sample) and are checked on the way in: a frame that
 is not what it claims raises :class:`WireError`, one line.
+
+An engine process's batch also carries ``srv``, its server's source counters
+(:class:`~syncviz.engines.counts.ServerSnapshot` as a plain record), and ``stall_ns``, how long
+its loop has been held; both are optional (the load process sends neither, and older frames
+without them stay valid). :func:`decode_batch` reads all of it.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ from __future__ import annotations
 import itertools
 import json
 import struct
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
+from .counts import ServerSnapshot
 from .events import Batch
 
 VERSION = 1
@@ -51,9 +57,10 @@ def read_frame(stream: BinaryIO) -> tuple[str, Any] | None:
     return frame[0], frame[1]
 
 
-def batch_to_wire(batch: Batch, run: int) -> dict[str, Any]:
+def batch_to_wire(batch: Batch, run: int, server: ServerSnapshot | None = None) -> dict[str, Any]:
+    """A batch as a plain record; ``server``: the engine's source counters, sent as ``srv``."""
     chain = itertools.chain.from_iterable
-    return {
+    out = {
         "v": VERSION,
         "run": run,
         "t": batch.t_ns,
@@ -62,6 +69,9 @@ def batch_to_wire(batch: Batch, run: int) -> dict[str, Any]:
         "lat": [int(x) for x in chain(batch.latencies)],
         "lag": list(chain(batch.lags)),
     }
+    if server is not None:
+        out["srv"] = server.as_dict()
+    return out
 
 
 def _ints(payload: dict[str, Any], key: str, width: int) -> list[tuple[int, ...]]:
@@ -74,15 +84,44 @@ def _ints(payload: dict[str, Any], key: str, width: int) -> list[tuple[int, ...]
     return list(zip(*([it] * width), strict=True))
 
 
-def batch_from_wire(payload: object) -> tuple[Batch, int]:
-    """The batch and the run number it belongs to, validated."""
+class WireBatch(NamedTuple):
+    """One decoded ``batch`` frame: the events, their run, and what the engine process adds."""
+
+    batch: Batch
+    run: int
+    server: ServerSnapshot | None  # the server's source counters when the batch was drained
+    stall_ns: int  # how long the engine's loop has been held so far (0: not held, or no loop)
+
+
+def decode_batch(payload: object) -> WireBatch:
+    """A ``batch`` frame's payload, validated; :class:`WireError` (one line) when it is not one."""
     if not isinstance(payload, dict) or payload.get("v") != VERSION:
         raise WireError(f"batch is not a version {VERSION} record")
     t, run, dropped = payload.get("t"), payload.get("run"), payload.get("dropped", 0)
     if not all(type(x) is int and x >= 0 for x in (t, run, dropped)):
         raise WireError("batch header fields must be non-negative integers")
+    stall = payload.get("stall_ns", 0)
+    if type(stall) is not int or stall < 0:
+        raise WireError("batch field 'stall_ns' is not a non-negative integer")
     batch = Batch(t_ns=t, dropped=dropped)
     batch.transitions = _ints(payload, "tr", 5)  # type: ignore[assignment]
     batch.latencies = [(a, b, c, d, bool(ok)) for a, b, c, d, ok in _ints(payload, "lat", 5)]
     batch.lags = _ints(payload, "lag", 3)  # type: ignore[assignment]
-    return batch, run
+    return WireBatch(batch, run, server_from_wire(payload), stall)
+
+
+def batch_from_wire(payload: object) -> tuple[Batch, int]:
+    """The batch and the run number it belongs to, validated."""
+    got = decode_batch(payload)
+    return got.batch, got.run
+
+
+def server_from_wire(payload: dict[str, Any]) -> ServerSnapshot | None:
+    """The batch's ``srv`` record (``None`` when it has none), or :class:`WireError`."""
+    srv = payload.get("srv")
+    if srv is None:
+        return None
+    try:
+        return ServerSnapshot.from_dict(srv)
+    except (ValueError, TypeError) as exc:
+        raise WireError(f"batch field 'srv' is not server counts: {exc}") from None

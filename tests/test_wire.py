@@ -9,8 +9,9 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from syncviz.engines.counts import ServerSnapshot
 from syncviz.engines.events import Batch
-from syncviz.engines.wire import WireError, batch_from_wire, batch_to_wire, read_frame, write_frame
+from syncviz.engines.wire import WireError, batch_from_wire, batch_to_wire, decode_batch, read_frame, write_frame
 
 
 def test_a_batch_survives_the_pipe() -> None:
@@ -31,6 +32,39 @@ def test_a_batch_survives_the_pipe() -> None:
         10,
         1,
     )
+
+
+def test_the_server_counts_ride_with_the_batch() -> None:
+    srv = ServerSnapshot(t_ns=99, served=5, failed=1, timeouts=1, reading=2, workers=8, pool_used=0, pool_size=0)
+    buf = io.BytesIO()
+    write_frame(buf, "batch", batch_to_wire(Batch(t_ns=99), run=2, server=srv))
+    buf.seek(0)
+    got = decode_batch(read_frame(buf)[1])  # type: ignore[index]
+    assert got.server == srv and got.run == 2 and got.stall_ns == 0
+    old = batch_to_wire(Batch(t_ns=5), run=1)  # a frame without ``srv`` (the load process's, an older one)
+    assert "srv" not in old and decode_batch(old).server is None and batch_from_wire(old)[1] == 1
+
+
+@pytest.mark.parametrize(
+    "srv",
+    [
+        {"served": -1},
+        {"served": 1.5},
+        {"served": True},
+        {"served": "3"},
+        {"bogus": 1},
+        [1, 2, 3],
+        "served",
+    ],
+)
+def test_bad_server_counts_are_a_wire_error(srv: object) -> None:
+    payload = batch_to_wire(Batch(t_ns=1), run=1)
+    payload["srv"] = srv
+    with pytest.raises(WireError, match="srv") as caught:
+        decode_batch(payload)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(WireError):
+        batch_from_wire(payload)
 
 
 def _frame(obj: object) -> io.BytesIO:
