@@ -30,6 +30,12 @@ def syncviz(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         (["--bogus"], "unrecognized arguments"),
         (["--replay", "/nonexistent/file.rec"], "cannot read recording"),
         (["claims", "--id", "no-such-claim"], "no-such-claim"),
+        (["bench", "--timeout", "0"], "timeout must be between"),
+        (["--slow-clients", "-1"], "slow-clients must be between"),
+        (["serve", "--json"], "--json goes with --headless"),
+        (["serve", "--headless", "--port", "65535"], "between 1 and 65533"),
+        (["serve", "--headless", "--scenario", "nope"], "unknown scenario 'nope'"),
+        (["serve", "--headless", "--timeout", "nan"], "timeout must be a number"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], words: str) -> None:
@@ -92,7 +98,7 @@ def test_bench_json_is_one_object_in_the_documented_shape() -> None:
         assert set(r["latency_ms"]) == {"p50", "p95", "p99", "max"}
         assert r["latency_ms"]["p50"] >= 20.0
         assert set(r["loop_lag_ms"]) == {"p50", "p99"}
-        assert set(r["phase_ms"]) == {"queued", "running", "blocked", "awaiting", "yielded", "ready"}
+        assert set(r["phase_ms"]) == {"reading", "queued", "running", "blocked", "awaiting", "yielded", "ready"}
     own = {"asyncio": "awaiting", "gevent": "yielded"}
     pids = {r["process"]["pid"] for r in doc["results"]}
     assert len(pids) == 2 and os.getpid() not in pids  # one engine process per run, not this one

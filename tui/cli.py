@@ -1,4 +1,4 @@
-"""The ``syncviz`` command: the app by default; ``bench``, ``claims``, ``scenarios``, ``record``.
+"""The ``syncviz`` command: the app by default; ``bench``, ``claims``, ``scenarios``, ``record``, ``serve``.
 
 Bad input (a negative count, an unknown scenario or engine, a port in use, an unreadable
 recording) is one line on stderr and exit status 2, never a traceback. Textual is imported
@@ -18,7 +18,7 @@ from syncviz.engines.recording import RecordingError
 from syncviz.engines.scenarios import DEFAULT_SCENARIO, SCENARIOS
 from syncviz.engines.settings import SettingsError
 
-KNOBS = ("clients", "pool", "io_ms", "cpu_ms", "rate", "think_ms")
+KNOBS = ("clients", "pool", "io_ms", "cpu_ms", "rate", "think_ms", "timeout_s", "slow_clients")
 
 
 class UsageError(Exception):
@@ -38,16 +38,36 @@ def _add_knobs(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cpu-ms", type=float, metavar="Y", help="pure-Python CPU per request, ms")
     g.add_argument("--rate", type=float, metavar="R", help="open loop: Poisson arrivals per second per engine")
     g.add_argument("--think-ms", type=float, metavar="T", help="closed loop: pause between answer and next request")
+    g.add_argument(
+        "--timeout",
+        type=float,
+        dest="timeout_s",
+        metavar="S",
+        help="servers: a request's head and body must arrive within S seconds, else 408 (default 10)",
+    )
+    g.add_argument("--slow-clients", type=int, metavar="N", help="load: extra clients per engine that send slowly")
 
 
-def _add_network(p: argparse.ArgumentParser) -> None:
+def _port(text: str) -> int:
+    """A first port: 0 (any free) or one that leaves room for P+1 and P+2."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}") from None
+    if port != 0 and not 1 <= port <= 65533:
+        raise argparse.ArgumentTypeError(f"must be 0 or between 1 and 65533 (the engines use P, P+1, P+2), not {port}")
+    return port
+
+
+def _add_network(p: argparse.ArgumentParser, default_port: int = 0) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address the servers bind (default 127.0.0.1)")
     p.add_argument(
         "--port",
-        type=int,
-        default=0,
+        type=_port,
+        default=default_port,
         metavar="P",
-        help="first port: threaded P, asyncio P+1, gevent P+2 (default: any free)",
+        help="first port: threaded P, asyncio P+1, gevent P+2 "
+        + (f"(default {default_port}; 0: any free)" if default_port else "(default: any free)"),
     )
 
 
@@ -101,6 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seconds", type=float, default=5.0, metavar="S")
     _add_knobs(r)
     _add_network(r)
+
+    s = sub.add_parser(
+        "serve",
+        help="serve the three engines on fixed ports for your own clients (curl, wrk, a browser)",
+        description="Serve threaded, asyncio and gevent on P, P+1, P+2 (each in its own process) and draw, "
+        "or with --headless print one line a second, what they serve. The built-in load is off unless --load. "
+        "SIGINT or SIGTERM stops it (headless: exit 0; the app: 128 + signal), every process gone, the ports free.",
+    )
+    s.add_argument("--scenario", default=DEFAULT_SCENARIO, metavar="NAME", help="handlers to serve (default io-bound)")
+    _add_knobs(s)
+    _add_network(s, default_port=8001)
+    s.add_argument("--load", action="store_true", help="also run the built-in load generator against them")
+    s.add_argument("--headless", action="store_true", help="no app: one status line a second on stdout")
+    s.add_argument("--json", action="store_true", help="with --headless: each line one JSON object (URLs on stderr)")
     return p
 
 
@@ -135,6 +169,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_claims(args)
     if args.command == "record":
         return _record(args)
+    if args.command == "serve":
+        return _serve(args)
     from syncviz.tui.launch import launch_app
 
     return launch_app(args, knob_overrides(args))
@@ -215,6 +251,33 @@ def _record(args: argparse.Namespace) -> int:
     count = write_recording(args.file, info, batches)
     print(f"wrote {count} batches ({args.seconds:g} s of {args.scenario}) to {args.file}")
     return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """``syncviz serve``: headless (:mod:`syncviz.engines.serve`) or the app on those engines, load off."""
+    from syncviz.engines.scenarios import get_scenario
+    from syncviz.engines.serve import exposure_warning
+
+    get_scenario(args.scenario)  # a typo fails before anything starts
+    if args.json and not args.headless:
+        raise UsageError("--json goes with --headless (the app draws instead)")
+    overrides = knob_overrides(args)
+    warning = exposure_warning(args.host)
+    if warning:
+        print(warning, file=sys.stderr)
+    from syncviz.engines.serve import PortInUse, run_serve
+
+    try:
+        if args.headless:
+            return run_serve(
+                args.scenario, host=args.host, port=args.port, load=args.load, as_json=args.json, **overrides
+            )
+        from syncviz.tui.launch import launch_serve
+
+        return launch_serve(args, overrides)
+    except PortInUse as exc:  # one line: "syncviz: port 8002 is in use (asyncio)"
+        print(f"syncviz: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
