@@ -142,6 +142,32 @@ CLAIMS: dict[str, Claim] = {
             "io-bound",
             {"clients": 200, "pool": 200, "io_ms": 1000},  # stage-sized; the RSS probe opens 1,000
         ),
+        Claim(
+            "streaming",
+            "Long-lived connections (streaming, websockets) hold a thread each in a sync server; async holds "
+            "them for the cost of a coroutine.",
+            f"{v.STREAM_CLIENTS} keep-alive clients, each reading a {v.STREAM_MS:g} ms stream of {v.STREAM_CHUNKS} "
+            f"chunks with I/O before each (long streams scaled down so a run takes seconds), the three engines "
+            f"at once; threaded with a pool of {v.STREAM_POOL}. Streams served at once by Little's law: streams "
+            f"per second x the time each one is being written; time to first byte is the time before a worker "
+            f"takes it.",
+            f"threaded serves at most {v.CAPPED:g}x its {v.STREAM_POOL} threads' worth of streams at once (the rest "
+            f"wait for a thread); asyncio and gevent serve at least {v.REACHES:.0%} of the {v.STREAM_CLIENTS} at once.",
+            v.streaming,
+            "streaming",
+            {"clients": v.STREAM_CLIENTS, "pool": v.STREAM_POOL, "io_ms": v.STREAM_MS, "chunks": v.STREAM_CHUNKS},
+        ),
+        Claim(
+            "slow-clients",
+            "A handful of slow clients can starve a sync worker pool; async servers are not affected.",
+            f"The io-bound load (100 keep-alive clients, 50 ms of I/O, threaded pool 8), the three engines at "
+            f"once, without and with {v.SLOW_CLIENTS} slow clients per engine, each trickling one request over "
+            f"3.5 s on a new connection, then again; req/s counts the load generator's answers only.",
+            f"with the slow clients threaded keeps at most {1 - v.STARVED:.0%} of its req/s, while asyncio's and "
+            f"gevent's change by at most {v.UNAFFECTED:.0%}.",
+            v.slow_clients,
+            "slow-clients",
+        ),
     )
 }
 

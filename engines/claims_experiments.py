@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import claims_verdicts as v
 from .bench import run_scenario
 from .claims import get_claims
 from .claims_memory import rss_per_connection
@@ -47,8 +48,16 @@ class Plan:
         warm = self.warmup if warmup is None else max(warmup, self.warmup)
         key = (scenario, engine, warm, tuple(sorted(knobs.items())))
         if key not in self.runs:
-            self.runs[key] = run_scenario(scenario, engines=[engine], seconds=self.seconds, warmup_s=warm,
-                                          **knobs)[0]
+            self.runs[key] = run_scenario(scenario, engines=[engine], seconds=self.seconds, warmup_s=warm, **knobs)[0]
+        return self.runs[key]
+
+    def together(self, scenario: str, warmup: float | None = None, **knobs: Any) -> dict[str, dict[str, Any]]:
+        """The three engines at once on ``scenario`` with ``knobs`` (each in its own process); cached."""
+        warm = self.warmup if warmup is None else max(warmup, self.warmup)
+        key = ("together", scenario, warm, tuple(sorted(knobs.items())))
+        if key not in self.runs:
+            results = run_scenario(scenario, seconds=self.seconds, together=True, warmup_s=warm, **knobs)
+            self.runs[key] = {r["engine"]: r for r in results}
         return self.runs[key]
 
     def rps(self, scenario: str, engine: str, **knobs: Any) -> float:
@@ -217,6 +226,60 @@ def memory(plan: Plan) -> Result:
     return figures, settings
 
 
+def _served_ms(result: dict[str, Any]) -> float:
+    """Mean time a finished request was being served: from a worker taking it to its last byte."""
+    return sum(ms for phase, ms in result["phase_ms"].items() if phase not in ("queued", "reading"))
+
+
+def _first_byte_ms(result: dict[str, Any]) -> float:
+    """Mean time before a worker took the request (a stream's head goes out the moment one does)."""
+    return result["phase_ms"].get("queued", 0.0) + result["phase_ms"].get("reading", 0.0)
+
+
+def streaming(plan: Plan) -> Result:
+    knobs = {"clients": v.STREAM_CLIENTS, "pool": v.STREAM_POOL, "io_ms": v.STREAM_MS, "chunks": v.STREAM_CHUNKS}
+    # closed loop: a client waits clients / pool streams for a thread; warm up past that first round
+    first_round_s = knobs["clients"] / knobs["pool"] * knobs["io_ms"] / 1000
+    runs = plan.together("streaming", warmup=first_round_s + plan.warmup, **knobs)
+    figures = {
+        "clients": knobs["clients"],
+        "pool": knobs["pool"],
+        "stream_ms": knobs["io_ms"],
+        "rps": {e: r["throughput_rps"] for e, r in runs.items()},
+        # Little's law on the serving stage: streams finished per second x seconds each was served
+        "concurrent_streams": {e: round(r["throughput_rps"] * _served_ms(r) / 1000, 1) for e, r in runs.items()},
+        "first_byte_ms": {e: round(_first_byte_ms(r), 1) for e, r in runs.items()},
+        "p50_ms": {e: r["latency_ms"]["p50"] for e, r in runs.items()},
+    }
+    settings = plan.settings("streaming", **knobs, together=True)
+    settings["warmup_s"] = first_round_s + plan.warmup
+    settings["scaled"] = "long-lived streams scaled down to 500 ms; the streams served at once do not depend on it"
+    return figures, settings
+
+
+def slow_clients(plan: Plan) -> Result:
+    from .slowclients import TRICKLE_S
+
+    knobs = {"clients": 100, "pool": 8, "io_ms": 50.0}
+    without = plan.together("io-bound", **knobs)
+    # every slow client has begun its first trickle (they start spread over one) before the window opens
+    with_slow = plan.together("slow-clients", warmup=TRICKLE_S + plan.warmup, **knobs, slow_clients=v.SLOW_CLIENTS)
+    before = {e: r["throughput_rps"] for e, r in without.items()}
+    after = {e: r["throughput_rps"] for e, r in with_slow.items()}
+    figures = {
+        "slow_clients": v.SLOW_CLIENTS,
+        "pool": knobs["pool"],
+        "rps_without": before,
+        "rps_with": after,
+        "kept": {e: round(after[e] / max(before[e], 0.1), 2) for e in before},
+        "p50_ms_with": {e: r["latency_ms"]["p50"] for e, r in with_slow.items()},
+    }
+    settings = plan.settings("slow-clients", **knobs, slow_clients=[0, v.SLOW_CLIENTS], together=True)
+    settings["warmup_s"] = {"without": plan.warmup, "with": TRICKLE_S + plan.warmup}
+    settings["trickle_s"] = TRICKLE_S
+    return figures, settings
+
+
 EXPERIMENTS: dict[str, Callable[[Plan], Result]] = {
     "io-throughput": io_throughput,
     "not-faster": not_faster,
@@ -228,6 +291,8 @@ EXPERIMENTS: dict[str, Callable[[Plan], Result]] = {
     "high-load-only": high_load_only,
     "offload": offload,
     "memory": memory,
+    "streaming": streaming,
+    "slow-clients": slow_clients,
 }
 
 
@@ -247,12 +312,14 @@ def run_claims(
         figures, settings = EXPERIMENTS[claim.id](plan)
         settings["experiment"] = claim.experiment
         settings["elapsed_s"] = round(time.monotonic() - t0, 1)
-        out.append({
-            "id": claim.id,
-            "claim": claim.claim,
-            "criterion": claim.criterion,
-            "verdict": claim.verdict(figures),
-            "figures": figures,
-            "settings": settings,
-        })
+        out.append(
+            {
+                "id": claim.id,
+                "claim": claim.claim,
+                "criterion": claim.criterion,
+                "verdict": claim.verdict(figures),
+                "figures": figures,
+                "settings": settings,
+            }
+        )
     return out

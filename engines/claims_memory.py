@@ -94,7 +94,10 @@ def rss_per_connection(engine: str, n: int) -> dict[str, Any]:
     raise_fd_limit()
     proc = subprocess.Popen(
         [sys.executable, "-m", "syncviz.engines.claims_memory", engine, str(n)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     socks: list[socket.socket] = []
     try:

@@ -31,6 +31,12 @@ CLOSE = 0.80  # greenlets: gevent "scales like async" at 80% of asyncio's throug
 LATENCY_STRETCH = 2.0  # thousands: latency within 2x of one request's own time
 MEMORY_SHARE = 1 / 3  # thousands: "much smaller" is a third or less
 MEMORY_MORE = 1.5  # memory: threads "cost more" at 1.5x or more
+STARVED = 0.5  # slow-clients: "starved" is losing at least half the req/s ...
+UNAFFECTED = 0.15  # ... "not affected" is a change of at most 15%
+
+# The experiments' sizes the criteria name (the experiment and the live scene use the same).
+STREAM_CLIENTS, STREAM_POOL, STREAM_MS, STREAM_CHUNKS = 32, 8, 500.0, 10
+SLOW_CLIENTS = 16
 
 
 def _x(value: float) -> str:
@@ -50,8 +56,10 @@ def io_throughput(f: Figures) -> str:
     measured = ", ".join(f"{_x(x)} at pool {p}" for p, x in sorted(speedup.items()))
     if not inside:
         return f"{NOT}: async/sync was {measured}"
-    return (f"{ONLY} the {f['clients']} clients are 2-4x the thread pool: the factor is clients/pool, "
-            f"not a constant ({measured})")
+    return (
+        f"{ONLY} the {f['clients']} clients are 2-4x the thread pool: the factor is clients/pool, "
+        f"not a constant ({measured})"
+    )
 
 
 def not_faster(f: Figures) -> str:
@@ -104,13 +112,17 @@ def thousands(f: Figures) -> str:
         return HOLDS
     if not (busy_ok or idle_ok):
         return f"{NOT}: even mostly idle connections waited {_ms(idle['p50_ms'])} for {_ms(idle['request_ms'])}"
-    memory = (f"memory {rss['threaded'] / max(rss['asyncio'], 0.01):.1f}x smaller "
-              f"({rss['asyncio']:.0f} vs {rss['threaded']:.0f} KB a connection)")
+    memory = (
+        f"memory {rss['threaded'] / max(rss['asyncio'], 0.01):.1f}x smaller "
+        f"({rss['asyncio']:.0f} vs {rss['threaded']:.0f} KB a connection)"
+    )
     if busy_ok:
         return f"{ONLY} counting connections, not memory: {memory}, short of {1 / MEMORY_SHARE:.0f}x"
-    return (f"{ONLY} connections x CPU per request fit in the wait: at 90% waiting {n:,} connections took "
-            f"p50 {_ms(busy['p50_ms'])} for a {_ms(busy['request_ms'])} request (mostly idle: "
-            f"{_ms(idle['p50_ms'])} for {_ms(idle['request_ms'])}); {memory}")
+    return (
+        f"{ONLY} connections x CPU per request fit in the wait: at 90% waiting {n:,} connections took "
+        f"p50 {_ms(busy['p50_ms'])} for a {_ms(busy['request_ms'])} request (mostly idle: "
+        f"{_ms(idle['p50_ms'])} for {_ms(idle['request_ms'])}); {memory}"
+    )
 
 
 def _one_at_a_time(f: Figures, rps_key: str, lag_key: str) -> bool:
@@ -181,3 +193,37 @@ def memory(f: Figures) -> str:
         return HOLDS
     return f"{NOT}: threads {rss['threaded']:.1f} KB, coroutines {rss['asyncio']:.1f}, greenlets {rss['gevent']:.1f}"
 
+
+def streaming(f: Figures) -> str:
+    """Reads ``clients``, ``pool`` and ``concurrent_streams`` (engine -> streams served at once)."""
+    n, pool, at_once = f["clients"], f["pool"], f["concurrent_streams"]
+    threaded = at_once["threaded"]
+    short = {e: at_once[e] for e in ("asyncio", "gevent") if at_once[e] < REACHES * n}
+    if threaded > CAPPED * pool:
+        return f"{NOT}: threaded served {threaded:.1f} streams at once with {pool} threads"
+    if short:
+        e, x = min(short.items(), key=lambda kv: kv[1])
+        return f"{NOT}: {e} served only {x:.1f} of the {n} streams at once"
+    if n <= pool:
+        return f"{ONLY} there are more streams than threads: {n} streams fit in a pool of {pool}"
+    return HOLDS
+
+
+def slow_clients(f: Figures) -> str:
+    """Reads ``rps_without`` and ``rps_with`` (engine -> the load's req/s without and with the slow
+    clients) and ``slow_clients`` (per engine)."""
+    before, after = f["rps_without"], f["rps_with"]
+    kept = {e: after[e] / max(before[e], 0.1) for e in before}
+    moved = {e: kept[e] for e in ("asyncio", "gevent") if abs(kept[e] - 1) > UNAFFECTED}
+    lost = 1 - kept["threaded"]
+    if moved:
+        e, x = max(moved.items(), key=lambda kv: abs(kv[1] - 1))
+        return f"{NOT}: {e}'s req/s changed by {x - 1:+.0%} with {f['slow_clients']} slow clients"
+    if lost <= UNAFFECTED:
+        return f"{NOT}: threaded kept {kept['threaded']:.0%} of its req/s with {f['slow_clients']} slow clients"
+    if lost < STARVED:
+        return (
+            f"{ONLY} the slow clients outnumber the pool by more: {f['slow_clients']} of them cost threaded "
+            f"{lost:.0%} of its req/s, not most of it"
+        )
+    return HOLDS

@@ -130,3 +130,38 @@ def test_memory_is_never_judged_live(held: int) -> None:
     assert live.tone == "none"
     assert live.verdict.startswith("no live verdict")
     assert "syncviz claims --id memory" in live.scope
+
+
+def test_streaming_counts_the_streams_each_engine_serves_at_once() -> None:
+    served = {"running": 5.0, "blocked": 495.0, "awaiting": 0.0}
+    c = counters(
+        threaded={"rps": 16.0, "phase_ms": {"queued": 1500.0, **served}, "in_flight": 32, "queued": 24},
+        asyncio={"rps": 64.0, "phase_ms": {"queued": 0.5, "running": 5.0, "awaiting": 495.0}, "in_flight": 32},
+        gevent={"rps": 64.0, "phase_ms": {"queued": 0.5, "running": 5.0, "yielded": 495.0}, "in_flight": 32},
+    )
+    live = judge("streaming", c)
+    assert live.figures["concurrent_streams"] == {"threaded": 8.0, "asyncio": 32.0, "gevent": 32.0}
+    assert live.figures["streaming_now"]["threaded"] == 8
+    assert live.verdict == v.streaming(live.figures) == v.HOLDS
+    assert "first byte after 1,500 ms on threaded" in live.measured
+    c["threaded"].rps = 40.0  # a pool that serves 20 streams at once is no bound
+    assert judge("streaming", c).tone == "not"
+
+
+def test_slow_clients_judges_starving_against_the_bound_without_them() -> None:
+    reading = {"reading": 8}
+    live = judge(
+        "slow-clients",
+        counters(
+            threaded={"rps": 33.0, "busy": 8, "by_phase": reading}, asyncio={"rps": 1650.0}, gevent={"rps": 1700.0}
+        ),
+    )
+    assert live.figures["bound_rps_without"] == {"threaded": 160.0, "asyncio": 2000.0, "gevent": 2000.0}
+    assert live.verdict.startswith("holds for starving") and live.tone == "holds"
+    assert "8/8 threads busy, 8 reading" in live.measured
+    assert "syncviz claims --id slow-clients" in live.scope
+    fed = judge("slow-clients", counters(threaded={"rps": 150.0}, asyncio={"rps": 1650.0}, gevent={"rps": 1700.0}))
+    assert fed.verdict.startswith("does not hold: threaded still served 94%")
+    both = judge("slow-clients", counters(threaded={"rps": 30.0}, asyncio={"rps": 600.0}, gevent={"rps": 1700.0}))
+    assert both.verdict.startswith("does not hold: asyncio was starved too")
+    assert judge_live("slow-clients", counters(), info("slow-clients"), elapsed_s=5.0) is None  # still ramping

@@ -56,12 +56,12 @@ async def test_opens_on_the_first_scene_next_and_previous() -> None:
         await pilot.pause()
         assert source.commands == [scene_command(0)]
         scene = app.query_one(SceneView)
-        assert str(scene.border_title).startswith("[b]scene 1/10[/b]")
+        assert str(scene.border_title).startswith(f"[b]scene 1/{len(CLAIMS)}[/b]")
         await pilot.press("p")  # nothing before the first scene
         await pilot.press("n", "space", "right", "pagedown")
         await pilot.pause()
         assert source.commands == [scene_command(i) for i in range(5)]
-        assert "scene 5/10" in str(scene.border_title)
+        assert f"scene 5/{len(CLAIMS)}" in str(scene.border_title)
         await pilot.press("p", "left", "pageup")
         await pilot.pause()
         assert source.commands[5:] == [scene_command(3), scene_command(2), scene_command(1)]

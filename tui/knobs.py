@@ -43,8 +43,12 @@ KNOBS: dict[str, Knob] = {
         Knob("io_ms", "io", (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), " ms"),
         Knob("cpu_ms", "cpu", (0, 0.5, 1, 2, 5, 10, 20, 50), " ms"),
         Knob("rate", "rate", (None, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000), "/s"),
+        Knob("slow_clients", "slow clients", (0, 1, 2, 4, 8, 16, 32, 64, 128)),
     )
 }
+
+SHOWN_WHEN_SET = frozenset({"slow_clients"})
+"""Knobs the status bar names only when they are not zero (most scenarios have none)."""
 
 SLOW_LADDER = (1, 10, 40)
 """Slow motion: workloads multiplied so that a 50 ms request lasts 0.5 s, then 2 s."""
@@ -57,7 +61,11 @@ def next_slow(current: float) -> float:
 
 def knob_line(settings: Settings) -> list[tuple[str, str]]:
     """(label, value) pairs for the status bar."""
-    out = [(k.label, k.show(getattr(settings, k.name))) for k in KNOBS.values()]
+    out = [
+        (k.label, k.show(getattr(settings, k.name)))
+        for k in KNOBS.values()
+        if k.name not in SHOWN_WHEN_SET or getattr(settings, k.name)
+    ]
     if settings.rate is not None and settings.burst > 1:
         out.append(("burst", f"{settings.burst:g}x"))
     if settings.io == "upstream":

@@ -43,6 +43,12 @@ WATCH: dict[str, str] = {
     "offload": "asyncio's loop stays free, but its 40 anyio threads (t1…) are all held: the rest queue, a "
     "thread pool after all.",
     "memory": "200 pool threads each hold one 1 s request; the loop and the hub hold 200 each on one thread.",
+    "streaming": "32 clients each read a 500 ms stream of 10 chunks: threaded's 8 lanes each hold one stream "
+    "from head to last chunk, blocked (▓) between chunks, while 24 clients queue for a thread; the loop and the "
+    "hub keep all 32 streams awaiting / yielded at once.",
+    "slow-clients": "16 slow clients per engine trickle a request over 3.5 s: a threaded pool thread reading one "
+    "is held until the last byte (its lane shows reading, ┄), so the 100 fast clients queue and req/s falls; the "
+    "loop and the hub park the slow ones as reading and keep serving the rest.",
 }
 
 KEYS: tuple[tuple[str, str], ...] = (

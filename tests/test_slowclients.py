@@ -1,0 +1,122 @@
+"""Slow clients (engines/slowclients.py) against real engines on loopback: served, live, stopped clean.
+
+The trickle is shortened (``TRICKLE_S``) so each test takes a second or two per engine.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+from syncviz.engines import slowclients
+from syncviz.engines.base import Engine
+from syncviz.engines.events import ENGINE_IDS, Phase, Recorder
+from syncviz.engines.host import EngineHost
+from syncviz.engines.settings import Settings
+from syncviz.engines.slowclients import SLOW_IDS_START, NoAnswer, SlowClients, _status
+
+TRICKLE_S = 0.6
+
+
+@pytest.fixture(autouse=True)
+def short_trickle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(slowclients, "TRICKLE_S", TRICKLE_S)
+    monkeypatch.setattr(slowclients, "RETRY_S", 0.05)
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _wait(predicate, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_slow_clients_are_served_slowly_record_no_latency_and_stop_cleanly(engine: Engine, recorder: Recorder) -> None:
+    fds, threads = _fds(), threading.active_count()
+    sc = SlowClients({engine.engine_id: engine.port}, Settings(slow_clients=4)).start()
+    try:
+        t0 = time.monotonic()
+        assert _wait(lambda: sc.stats()[engine.engine_id].served >= 8, 6.0), sc.summary()
+        elapsed = time.monotonic() - t0
+        stats = sc.stats()[engine.engine_id]
+        assert not stats.errors and not stats.failed, sc.summary()
+        # 4 clients, one request per trickle each (plus the spread-out start): slow, not a flood
+        assert stats.served <= 4 * (elapsed / TRICKLE_S + 1) + 1
+        assert sc.counts() == {engine.engine_id: 4}
+    finally:
+        t_stop = time.monotonic()
+        sc.stop()
+        stop_s = time.monotonic() - t_stop
+    assert stop_s < 1.0
+    assert not sc._thread.is_alive()
+    assert threading.active_count() == threads
+    assert _wait(lambda: _fds() == fds, 1.0), "a slow client's socket was left open"
+    batch = recorder.drain()
+    assert batch.latencies == []  # not the measured load
+    done = {rid for _, e, rid, _, p in batch.transitions if e == engine.engine_id and p == Phase.DONE}
+    assert len({rid for rid in done if rid >= SLOW_IDS_START}) >= 8  # served under their own id range
+    assert "served" in sc.summary()
+
+
+def test_apply_changes_their_number_live(engine: Engine) -> None:
+    sc = SlowClients({engine.engine_id: engine.port}, Settings(slow_clients=2)).start()
+    try:
+        assert _wait(lambda: sc.counts() == {engine.engine_id: 2}, 1.0)
+        sc.apply(Settings(slow_clients=6))
+        assert _wait(lambda: sc.counts() == {engine.engine_id: 6}, 1.0)
+        sc.apply(Settings(slow_clients=1))  # the extra ones hang up at once, mid-trickle or not
+        assert _wait(lambda: sc.counts() == {engine.engine_id: 1}, 1.0)
+        served = sc.stats()[engine.engine_id].served
+        assert _wait(lambda: sc.stats()[engine.engine_id].served > served, 3 * TRICKLE_S + 1)
+        sc.apply(Settings(slow_clients=0))
+        assert _wait(lambda: sc.counts() == {engine.engine_id: 0}, 1.0)
+    finally:
+        sc.stop()
+    assert not sc._thread.is_alive()
+
+
+def test_a_dead_port_is_counted_not_printed(capfd: pytest.CaptureFixture[str]) -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    sc = SlowClients({0: port}, Settings(slow_clients=3)).start()
+    try:
+        assert _wait(lambda: sum(sc.stats()[0].errors.values()) >= 3, 3.0)
+    finally:
+        sc.stop()
+    assert "ConnectionRefusedError" in sc.summary()
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err
+
+
+def test_status_of_an_answer() -> None:
+    assert _status(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n") == 200
+    assert _status(b"HTTP/1.1 408 Request Timeout\r\n\r\n") == 408
+    for junk in (b"", b"garbage", b"HTTP/1.1 2"):
+        with pytest.raises(NoAnswer):
+            _status(junk)
+
+
+def test_the_in_process_host_starts_applies_and_stops_them() -> None:
+    threads = threading.active_count()
+    with EngineHost("io-bound", engines=["asyncio"], clients=2, io_ms=5, slow_clients=3) as host:
+        a = ENGINE_IDS["asyncio"]
+        assert host.slowclients is not None
+        assert _wait(lambda: host.slowclients.counts() == {a: 3}, 1.0)
+        host.apply(slow_clients=5)
+        assert _wait(lambda: host.slowclients.counts() == {a: 5}, 1.0)
+        assert _wait(lambda: host.slowclients.stats()[a].served >= 3, 3 * TRICKLE_S + 1)
+        host.set_scenario("io-bound")  # a restart: new slow clients on the new engines
+        assert host.settings.slow_clients == 0 and host.slowclients.counts() == {a: 0}
+    assert host.slowclients is None
+    assert _wait(lambda: threading.active_count() == threads, 1.0)
