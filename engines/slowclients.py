@@ -109,9 +109,13 @@ class SlowClients:
         for writer in list(self._writers):
             writer.transport.abort()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.sleep(0)  # the aborted transports close their sockets in callbacks: let them run
 
     def apply(self, settings: Settings) -> None:
         """New settings while running (thread-safe): the number of clients follows at once."""
+        if self._thread is None:  # not started: they start with these
+            self.settings = settings
+            return
         with contextlib.suppress(RuntimeError):  # the loop is already closed
             self.loop.call_soon_threadsafe(self._resize, settings)
 
