@@ -185,12 +185,15 @@ class Monitor:
         self.rates = {name: ServedRate(window_s) for name in engines}
         self.status: SourceStatus | None = None
 
-    def tick(self) -> None:
+    def tick(self) -> list[str]:
+        """Drain and sample once; the source's errors since the last tick (one line each)."""
         self.stats.feed(self.source.drain())
         self.status = self.source.status()
         for name in self.engines:
             st = self.status.engines.get(name)
             self.rates[name].update(st.server if st is not None else None)
+        errors = self.source.errors
+        return [errors.popleft() for _ in range(len(errors))]
 
     def line(self, t: float) -> StatusLine:
         now = time.monotonic_ns()
@@ -217,15 +220,19 @@ def serve_loop(
     stop: threading.Event,
     *,
     as_json: bool = False,
+    report: Callable[[str], None] | None = None,
     line_s: float = LINE_S,
     tick_s: float = TICK_S,
 ) -> None:
-    """Tick the monitor and ``write`` one line every ``line_s`` until ``stop`` is set."""
+    """Tick the monitor and ``write`` one line every ``line_s`` until ``stop`` is set; the
+    engines' errors go to ``report`` as they come."""
     fmt = json_line if as_json else text_line
     t0 = time.monotonic()
     due = t0 + line_s
     while not stop.wait(max(0.0, min(tick_s, due - time.monotonic()))):
-        monitor.tick()
+        for error in monitor.tick():
+            if report is not None:
+                report(error)
         now = time.monotonic()
         if now >= due:
             write(fmt(monitor.line(now - t0)))
@@ -285,22 +292,34 @@ def run_serve(
     stdout holds nothing but JSON lines). :class:`PortInUse` / :class:`EngineError` propagate."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
-
-    def write(text: str) -> None:
-        out.write(text + "\n")
-        out.flush()
+    gone: list[OSError] = []  # stdout's reader left (``| head``) or its terminal hung up
 
     with StopSignals() as signals:
+
+        def say(text: str, stream: TextIO) -> None:
+            try:
+                stream.write(text + "\n")
+                stream.flush()
+            except OSError as exc:  # BrokenPipeError, EIO: nobody reads stdout any more; stop like a signal
+                if stream is out:
+                    gone.append(exc)
+                    signals.stop.set()
+
         source = start_host(scenario, host, port, load, **overrides)
         signals.starting = False
         try:
             set_cpus(source.placement.ui)  # this process keeps off the engines' cores
             for name in source.engine_names:
-                print(f"{name:<9} {url(host, source.ports[name])}", file=err if as_json else out, flush=True)
-            serve_loop(Monitor(source, source.engine_names), write, signals.stop, as_json=as_json)
-        except BrokenPipeError:
-            if out is sys.stdout:
-                _silence_stdout()
+                say(f"{name:<9} {url(host, source.ports[name])}", err if as_json else out)
+            serve_loop(
+                Monitor(source, source.engine_names),
+                lambda line: say(line, out),
+                signals.stop,
+                as_json=as_json,
+                report=lambda e: say(f"syncviz: {e}", err),
+            )
         finally:
             source.close(CLOSE_TIMEOUT_S)
+    if gone and out is sys.stdout:
+        _silence_stdout()
     return 0
