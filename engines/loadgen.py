@@ -24,6 +24,8 @@ import socket
 import threading
 from collections import deque
 
+import httptools
+
 from .events import Phase, Recorder, now_ns
 from .settings import Settings
 
@@ -33,59 +35,39 @@ BURST_PERIOD_S, BURST_LEN_S = 5.0, 1.0  # open loop: a spike of ``burst`` x rate
 
 
 class _Response:
-    """Incremental HTTP/1.1 response parser (fixed length and chunked)."""
+    """Incremental HTTP/1.1 response parser on httptools (llhttp): fixed length, chunked, until-close.
 
-    __slots__ = ("buf", "chunked", "need", "status")
+    One request is in flight per connection, so one response at a time; bytes that are not a
+    response (an engine gone wrong) never raise: they end in :data:`BAD_RESPONSE`.
+    """
+
+    __slots__ = ("_parser", "bad", "done", "status")
 
     def __init__(self) -> None:
-        self.buf = bytearray()
-        self.status = 0
-        self.need = -1  # body bytes still to come; -1 while the head is incomplete
-        self.chunked = False
+        self._parser = httptools.HttpResponseParser(self)
+        self.status = 0  # of the last complete response
+        self.done = 0  # complete responses in the current feed
+        self.bad = False  # the stream is not HTTP: every later feed says so too
 
     def feed(self, data: bytes) -> int:
-        """Add bytes; return the status when a whole response is in, else 0."""
-        self.buf += data
-        if self.need < 0:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return 0
-            head = bytes(self.buf[:end]).lower()
-            del self.buf[: end + 4]
-            self.status = int(head[9:12])
-            self.chunked = b"transfer-encoding: chunked" in head
-            self.need = _content_length(head)
-        if self.chunked:
-            return self._chunks()
-        if len(self.buf) >= self.need:
-            del self.buf[: self.need]
-            return self._finish()
-        return 0
+        """Add bytes; return the status when a whole response is in, else 0 (``BAD_RESPONSE``: not HTTP)."""
+        if self.bad:
+            return BAD_RESPONSE
+        self.done = 0
+        try:
+            self._parser.feed_data(data)
+        except Exception:  # llhttp's verdict: the connection is unusable
+            self.bad = True
+            return BAD_RESPONSE
+        return self.status if self.done else 0
 
-    def _chunks(self) -> int:
-        while True:
-            eol = self.buf.find(b"\r\n")
-            if eol < 0:
-                return 0
-            size = int(self.buf[:eol], 16)
-            if len(self.buf) < eol + 2 + size + 2:
-                return 0
-            del self.buf[: eol + 2 + size + 2]
-            if size == 0:
-                return self._finish()
-
-    def _finish(self) -> int:
-        status, self.need, self.chunked = self.status, -1, False
-        return status
+    def on_message_complete(self) -> None:
+        if not self.done:
+            self.status = self._parser.get_status_code()
+        self.done += 1
 
 
-def _content_length(head: bytes) -> int:
-    """The Content-Length of a lower-cased response head (0 when absent)."""
-    start = head.find(b"content-length:")
-    if start < 0:
-        return 0
-    end = head.find(b"\r\n", start)
-    return int(head[start + len(b"content-length:") : end if end >= 0 else len(head)])
+BAD_RESPONSE = -1  # what _Response.feed says of bytes that are not a response (counted as a failure)
 
 
 class _Client(asyncio.Protocol):

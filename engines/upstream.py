@@ -10,20 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import threading
 
 from .base import listen
 from .events import now_ns
+from .http import HttpError, RequestReader
 
-_DELAY = re.compile(rb"[?&]us=(\d+)")
+MAX_DELAY_US = 3_600_000_000  # an hour: longer asks are clamped
 _REPLY = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Sent-Ns: %d\r\n\r\n"
 _BAD = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
+def delay_s(query: str) -> float:
+    """The ``us=N`` of a query string in seconds (0 when absent or not ASCII digits)."""
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if name == "us" and value.isascii() and value.isdigit():
+            return min(int(value[:12]), MAX_DELAY_US) / 1e6
+    return 0.0
+
+
 class _Upstream(asyncio.Protocol):
     def __init__(self, conns: set) -> None:
-        self.buf = b""
+        self.reader = RequestReader()
         self.conns = conns
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -35,22 +44,25 @@ class _Upstream(asyncio.Protocol):
         self.conns.discard(self.transport)
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self.buf) > 16384:
-                    self.transport.write(_BAD)
-                    self.transport.close()
-                return
-            head, self.buf = self.buf[:end], self.buf[end + 4 :]
-            match = _DELAY.search(head.split(b"\r\n", 1)[0])
-            delay = int(match.group(1)) / 1e6 if match else 0.0
-            self.loop.call_later(delay, self._reply)
+        try:
+            reqs = self.reader.feed(data)
+        except HttpError as exc:
+            reqs = exc.requests
+            self.loop.call_later(self._last_delay(reqs), self._refuse)
+        for req in reqs:
+            self.loop.call_later(delay_s(req.query), self._reply)
+
+    def _last_delay(self, reqs: list) -> float:
+        return max((delay_s(r.query) for r in reqs), default=0.0)
 
     def _reply(self) -> None:
         if not self.transport.is_closing():
             self.transport.write(_REPLY % now_ns())
+
+    def _refuse(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(_BAD)
+            self.transport.close()
 
 
 class Upstream:

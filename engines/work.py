@@ -266,17 +266,18 @@ def error_response(req: Request, settings: Settings) -> bytes:
     return INTERNAL_ERROR if req.keep_alive else response(500, b"handler failed\n", False)
 
 
-def serve_sync(req: Request, rid: int, lane: int, work: Work, settings: Settings, send: Send) -> None:
-    """Serve one request on a thread or greenlet, ending it DONE or FAILED.
+def serve_sync(req: Request, rid: int, lane: int, work: Work, settings: Settings, send: Send) -> bool:
+    """Serve one request on a thread or greenlet, ending it DONE or FAILED; true if DONE.
 
-    A handler exception is answered with 500 and the connection stays usable; an OSError
-    (the client went away) propagates so the caller drops the connection.
+    Its response is completely written when this returns. A handler exception is answered
+    with 500 and the connection stays usable; an OSError (the client went away) propagates
+    so the caller drops the connection.
     """
     early = early_response(req)
     if early is not None:
         send(early[0])
         work.emit(rid, lane, early[1])
-        return
+        return early[1] == Phase.DONE
     try:
         run_plan(handler_plan(req, settings), rid, lane, work, settings.io == "upstream", send)
     except OSError:
@@ -285,8 +286,9 @@ def serve_sync(req: Request, rid: int, lane: int, work: Work, settings: Settings
     except Exception:
         work.emit(rid, lane, Phase.FAILED)
         send(error_response(req, settings))
-        return
+        return False
     work.emit(rid, lane, Phase.DONE)
+    return True
 
 
 INTERNAL_ERROR = response(500, b"handler failed\n", True)

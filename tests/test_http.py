@@ -7,6 +7,7 @@ import socket
 from support import connect, get, read_response, wait_for
 from syncviz.engines.base import Engine
 from syncviz.engines.events import Phase
+from syncviz.engines.http import EXTERNAL_IDS_START
 
 
 def test_get_root(engine: Engine) -> None:
@@ -51,23 +52,49 @@ def test_post_body_is_read_and_the_connection_reused(engine: Engine) -> None:
         assert read_response(sock)[0] == 200
 
 
-def test_malformed_requests_get_400_and_the_server_keeps_serving(engine: Engine) -> None:
-    bad = [
-        b"garbage\r\n\r\n",
-        b"GET / HTTP/9.9\r\n\r\n",
-        b"GET / HTTP/1.1\r\nno-colon-here\r\n\r\n",
-        b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
-        b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-        b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 20000 + b"\r\n\r\n",
-        b"\x00\xff\xfe binary \r\n\r\n",
+def test_refused_requests_get_their_status_and_the_server_keeps_serving(engine: Engine) -> None:
+    refused = [
+        (b"garbage\r\n\r\n", 400),
+        (b"GET / HTTP/9.9\r\n\r\n", 400),
+        (b"GET / HTTP/2.0\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nno-colon-here\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+        (b"\x00\xff\xfe binary \r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 20000 + b"\r\n\r\n", 431),
+        (b"POST / HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n", 413),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
     ]
-    for payload in bad:
+    for payload, expected in refused:
         with connect(engine.port) as sock:
             sock.sendall(payload)
-            status, _, _ = read_response(sock)
-            assert status == 400, payload[:30]
+            status, headers, _ = read_response(sock)
+            assert status == expected, payload[:30]
+            assert headers["connection"] == "close"
             assert sock.recv(10) == b""  # and it closed the connection
     assert get(engine.port)[0] == 200
+
+    def counted() -> bool:  # counted just after the response is written
+        snap = engine.server_snapshot(0)
+        return snap.failed == len(refused) and snap.served == len(refused) + 1 and snap.reading == 0
+
+    assert wait_for(counted), engine.server_snapshot(0)
+
+
+def test_chunked_request_bodies_are_read(engine: Engine) -> None:
+    with connect(engine.port) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        assert read_response(sock)[0] == 200
+        sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        assert read_response(sock)[0] == 200
+
+
+def test_a_non_ascii_request_id_is_ignored(engine: Engine, recorder) -> None:
+    status, _, _ = get(engine.port, extra=b"X-Req-Id: \xb2\r\n")
+    assert status == 200
+    rids = {rid for _, _, rid, _, _ in recorder.drain().transitions}
+    assert rids and min(rids) >= EXTERNAL_IDS_START  # served as an outside request
 
 
 def test_handler_exception_is_500_and_the_connection_survives(engine: Engine, recorder) -> None:

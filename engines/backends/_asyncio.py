@@ -5,6 +5,10 @@ the loop reads (the moment a request arrives, it is READY: runnable, waiting for
 loop); the connection's task then RUNS it on lane 0, the loop. Awaits are AWAITING. In
 the ``blocking`` mode the handler calls ``time.sleep`` inside ``async def`` (BLOCKED, loop
 held); in ``offload`` it runs the blocking handler on anyio's worker threads (lanes 1+).
+
+A request whose bytes are still arriving is ``reading`` and holds nothing (lane -1): the
+loop serves others meanwhile. It has ``settings.timeout_s`` from its first byte (then 408);
+a connection idle for ``keepalive_idle_s`` is closed quietly by a sweep.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections import deque
 import anyio.to_thread
 
 from ..events import Phase, now_ns
-from ..http import BAD_REQUEST, BadRequest, Request, parse_request
+from ..http import HttpError, ReadingTracker, Request, RequestReader, error_page
 from ..work import (
     CPU,
     IO,
@@ -36,6 +40,9 @@ from ..work import (
 from ._loop import LoopEngine
 
 LOOP = 0  # the lane of the event loop thread
+BACKLOG = 1024  # create_server would otherwise listen() again with 100
+MAX_QUEUED = 64  # pipelined requests queued on one connection before its reading pauses
+IDLE_SWEEP_S = 0.5  # how often idle keep-alive connections are looked for
 
 
 class AsyncWork(Work):
@@ -86,44 +93,98 @@ class AsyncWork(Work):
 
 
 class _Conn(asyncio.Protocol):
-    """Parses requests as bytes arrive and hands them to the connection's task."""
+    """Parses requests as bytes arrive and hands them to the connection's task.
+
+    The task's queue holds complete requests, or a status (an int) to answer before closing:
+    a refused request or a read timeout. A request still arriving holds no worker (lane -1)
+    and has its own deadline timer; a connection with nothing to do is closed by the
+    engine's idle sweep.
+    """
 
     def __init__(self, engine: AsyncioEngine) -> None:
         self.engine = engine
-        self.buf = bytearray()
-        self.requests: deque[tuple[Request | None, int]] = deque()
+        self.reader = RequestReader()
+        self.track = ReadingTracker(engine.provisional_id, engine.native.emit_at, engine.counts)
+        self.requests: deque[Request | int] = deque()
         self.closed = False
+        self.idle_since = now_ns()  # nonzero: no request in progress nor started since then
         self._waiter: asyncio.Future | None = None
         self._drain: asyncio.Future | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self._held = False  # reading paused: too many pipelined requests queued, or a refusal queued
+        self.refused = False  # a refusal (status) is queued: the connection ends with it
         self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.engine._conns.add(self)
         self.task = asyncio.get_running_loop().create_task(self.engine._serve_conn(self))
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
-        engine = self.engine
+        t = now_ns()
+        self.idle_since = 0
+        reader, track = self.reader, self.track
         try:
-            while True:
-                req, used = parse_request(self.buf)
-                if req is None:
-                    break
-                del self.buf[:used]
-                rid = engine.request_id(req)
-                engine.native.emit(rid, LOOP, Phase.READY)  # here and runnable; the loop is busy
-                self.requests.append((req, rid))
-        except BadRequest:
-            self.requests.append((None, 0))
-            self.transport.pause_reading()
+            try:
+                reqs = reader.feed(data, t)
+            except HttpError as exc:
+                self._queue(exc.requests, t)
+                self._refuse(exc.status)
+                return
+            if reqs:
+                self._queue(reqs, t)
+            if reader.partial and not track.reading:
+                track.begin(reader.started_ns, -1)  # the loop is free meanwhile: no lane held
+                left = (reader.started_ns - t) / 1e9 + self.engine.settings.timeout_s
+                self._deadline = asyncio.get_running_loop().call_later(max(0.0, left), self._timed_out)
+            if len(self.requests) >= MAX_QUEUED and not self._held:
+                self._held = True
+                self.transport.pause_reading()
+        except Exception:  # never a traceback from a client's bytes: refuse and close
+            self._refuse(400)
         self._wake()
+
+    def _queue(self, reqs: list[Request], t: int) -> None:
+        if not reqs:
+            return
+        if self.track.reading:
+            self._cancel_deadline()
+        self.track.assign(reqs, t)
+        emit_at = self.engine.native.emit_at
+        for req in reqs:
+            emit_at(t, req.rid, LOOP, Phase.READY)  # here and runnable; the loop is busy
+            self.requests.append(req)
+
+    def _refuse(self, status: int, timeout: bool = False) -> None:
+        """Fail the request (``FAILED`` if being read) and queue its answer; stop reading."""
+        self._cancel_deadline()
+        self.track.fail(now_ns(), timeout)
+        self.requests.append(status)
+        self.refused = True
+        if not self._held:
+            self._held = True
+            with contextlib.suppress(RuntimeError):
+                self.transport.pause_reading()
+        self._wake()
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        if self.track.reading and not self.closed:
+            self._refuse(408, timeout=True)
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._cancel_deadline()
+        self.track.close(now_ns())  # a request still arriving is dropped
         self.engine._conns.discard(self)
         self._wake()
         if self._drain is not None and not self._drain.done():
@@ -141,13 +202,22 @@ class _Conn(asyncio.Protocol):
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def next_request(self) -> tuple[Request | None, int] | None:
+    async def next_request(self) -> Request | int | None:
         while not self.requests:
             if self.closed:
                 return None
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
-        return self.requests.popleft()
+        item = self.requests.popleft()
+        if self._held and not self.refused and len(self.requests) < MAX_QUEUED // 2:
+            self._held = False
+            self.transport.resume_reading()
+        return item
+
+    def served(self) -> None:
+        """A response is written: the connection is idle from now if nothing else is under way."""
+        if not self.requests and not self.reader.partial:
+            self.idle_since = now_ns()
 
     async def write(self, data: bytes, rid: int, work: Work) -> None:
         if self.closed:
@@ -189,12 +259,14 @@ class AsyncioEngine(LoopEngine):
     async def _main(self) -> None:
         loop = asyncio.get_running_loop()
         self._stop = loop.create_future()
-        server = await loop.create_server(lambda: _Conn(self), sock=self._lsock)
+        server = await loop.create_server(lambda: _Conn(self), sock=self._lsock, backlog=BACKLOG)
         ticker = loop.create_task(self._tick())
+        sweeper = loop.create_task(self._sweep_idle())
         self._ready.set()
         await self._stop
         server.close()
         ticker.cancel()
+        sweeper.cancel()
         for conn in list(self._conns):
             conn.transport.abort()
         me = asyncio.current_task()
@@ -213,32 +285,51 @@ class AsyncioEngine(LoopEngine):
         for period in self._ticks():
             await asyncio.sleep(period)
 
+    async def _sweep_idle(self) -> None:
+        """Close, quietly, connections idle (no byte of a next request) for ``keepalive_idle_s``."""
+        idle_ns = int(self.keepalive_idle_s * 1e9)
+        while True:
+            await asyncio.sleep(min(IDLE_SWEEP_S, self.keepalive_idle_s / 4))
+            cutoff = now_ns() - idle_ns
+            for conn in [c for c in self._conns if 0 < c.idle_since < cutoff]:
+                conn.transport.close()
+
     async def _serve_conn(self, conn: _Conn) -> None:
         try:
             while True:
                 item = await conn.next_request()
                 if item is None:
                     break
-                req, rid = item
-                if req is None:
-                    conn.transport.write(BAD_REQUEST)
+                if type(item) is int:  # a refused request or a read timeout: answer and close
+                    conn.transport.write(error_page(item))
+                    self.counts.add(served=1)
                     break
-                self.native.emit(rid, LOOP, Phase.RUNNING)
-                await self._serve(req, rid, conn)
+                req: Request = item  # type: ignore[assignment]
+                self.native.emit(req.rid, LOOP, Phase.RUNNING)
+                try:
+                    ok = await self._serve(req, req.rid, conn)
+                except OSError:
+                    self.counts.add(failed=1)  # the client went away mid-response
+                    raise
+                self.counts.add(served=1, failed=0 if ok else 1)
                 if not req.keep_alive:
                     break
+                conn.served()
         except OSError:
             pass
+        except Exception:  # never a dead task's traceback from a request: the connection closes
+            self.counts.add(failed=1)
         finally:
             conn.transport.close()
 
-    async def _serve(self, req: Request, rid: int, conn: _Conn) -> None:
+    async def _serve(self, req: Request, rid: int, conn: _Conn) -> bool:
+        """Serve one request, ending it DONE or FAILED; true if DONE (its response is written)."""
         work = self.native
         early = early_response(req)
         if early is not None:
             await conn.write(early[0], rid, work)
             work.emit(rid, LOOP, early[1])
-            return
+            return early[1] == Phase.DONE
         settings = self.settings
         upstream = settings.io == "upstream"
         try:
@@ -261,8 +352,9 @@ class AsyncioEngine(LoopEngine):
         except Exception:
             work.emit(rid, LOOP, Phase.FAILED)
             await conn.write(error_response(req, settings), rid, work)
-            return
+            return False
         work.emit(rid, LOOP, Phase.DONE)
+        return True
 
     async def _offload(self, plan: list, rid: int, upstream: bool, conn: _Conn) -> None:
         """FastAPI's ``def`` endpoint: the whole blocking handler runs on anyio's thread pool."""

@@ -6,25 +6,28 @@ gets the stdlib versions instead, which never yield: the whole hub is BLOCKED.
 
 The hub is this thread's own (``gevent.get_hub()`` inside it); it is stopped from outside
 through ``hub.loop.run_callback_threadsafe`` and destroyed when ``serve_forever`` returns.
+
+A request whose bytes are still arriving is ``reading``: its greenlet waits in ``recv``
+(lane -1: the hub serves others), up to ``settings.timeout_s`` from its first byte (then
+408); it still takes one of the pool's greenlets, so a crowd of slow clients can fill the
+pool (``pool_used`` of the server counts). A connection idle for ``keepalive_idle_s`` closes.
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import gevent
 import gevent.pool
 import gevent.server
 import gevent.socket
 
+from ..counts import ServerSnapshot
 from ..events import Phase, now_ns
-from ..http import BAD_REQUEST, BadRequest, parse_request
+from ..http import RECV_SIZE, HttpError, ReadingTracker, Request, RequestReader, error_page, send_final
 from ..registry import GEVENT_POOL
 from ..work import BlockingWork, serve_sync
 from ._loop import LoopEngine
 
 HUB = 0  # the lane of the hub's thread
-READ_TIMEOUT_S = 60.0
 
 
 class GeventWork(BlockingWork):
@@ -39,6 +42,16 @@ class GeventEngine(LoopEngine):
     name = "gevent"
     native_work = GeventWork
     thread_name = "gevent-hub"
+
+    def start(self) -> int:
+        self.counts.pool_size = GEVENT_POOL
+        return super().start()
+
+    def server_snapshot(self, t_ns: int) -> ServerSnapshot:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            self.counts.pool_used = len(pool)  # greenlets in use now (a plain read from another thread)
+        return self.counts.snapshot(t_ns)
 
     def _run(self) -> None:
         hub = gevent.get_hub()  # this thread's own hub and loop
@@ -77,34 +90,74 @@ class GeventEngine(LoopEngine):
         self._polls += 1
 
     def _handle(self, sock: gevent.socket.socket, _address: object) -> None:
-        sock.settimeout(READ_TIMEOUT_S)
-        buf = bytearray()
+        """One connection's greenlet: read, serve, repeat; whatever happens, it ends here."""
+        track = ReadingTracker(self.provisional_id, self.native.emit_at, self.counts)
         try:
-            while True:
-                req, used = parse_request(buf)
-                polls = self._polls
-                while req is None:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    buf += data
-                    req, used = parse_request(buf)
-                del buf[:used]
-                rid = self.request_id(req)
-                work = self.native if self.mode == "native" else self.blocking
-                if polls != self._polls:  # it waited for the hub: READY since the poll that woke it
-                    work.emit_at(self._t_poll, rid, HUB, Phase.READY)
-                work.emit(rid, HUB, Phase.RUNNING)
-                serve_sync(req, rid, HUB, work, self.settings, sock.sendall)
-                if not req.keep_alive:
-                    return
-        except BadRequest:
-            with contextlib.suppress(OSError):
-                sock.sendall(BAD_REQUEST)
-        except OSError:
-            pass
-        finally:
+            self._converse(sock, RequestReader(), track)
+        except Exception:  # never a greenlet's traceback from a request: the connection closes
+            track.fail(now_ns())
+        finally:  # also on GreenletExit (the engine stops): a request still arriving is dropped
+            track.close(now_ns())
             sock.close()
+
+    def _converse(self, sock: gevent.socket.socket, reader: RequestReader, track: ReadingTracker) -> None:
+        timeout_s = self.settings.timeout_s
+        while True:
+            if reader.partial:  # the rest of a request: wait up to its deadline
+                track.begin(reader.started_ns, -1)
+                left = reader.started_ns / 1e9 + timeout_s - now_ns() / 1e9
+                if left <= 0:
+                    self._refuse(sock, track, 408, timeout=True)
+                    return
+                sock.settimeout(left)
+            else:  # between requests: idle until the next one's first byte
+                sock.settimeout(self.keepalive_idle_s)
+            polls = self._polls
+            try:
+                data = sock.recv(RECV_SIZE)
+            except TimeoutError:
+                if reader.partial:
+                    self._refuse(sock, track, 408, timeout=True)
+                return  # idle: closed quietly
+            except OSError:
+                return
+            if not data:
+                return
+            t = now_ns()
+            try:
+                reqs = reader.feed(data, t)
+            except HttpError as exc:
+                if not exc.requests or self._serve_reqs(sock, track, exc.requests, t, polls):
+                    self._refuse(sock, track, exc.status)
+                return
+            if reqs and not self._serve_reqs(sock, track, reqs, t, polls):
+                return
+
+    def _serve_reqs(
+        self, sock: gevent.socket.socket, track: ReadingTracker, reqs: list[Request], t: int, polls: int
+    ) -> bool:
+        """Serve complete requests in order; false once the connection must close."""
+        track.assign(reqs, t)
+        work = self.native if self.mode == "native" else self.blocking
+        counts = self.counts
+        if polls != self._polls:  # it waited for the hub: READY since the poll that woke it
+            work.emit_at(self._t_poll, reqs[0].rid, HUB, Phase.READY)
+        for req in reqs:  # pipelined ones run right after the one before
+            work.emit(req.rid, HUB, Phase.RUNNING)
+            try:
+                ok = serve_sync(req, req.rid, HUB, work, self.settings, sock.sendall)
+            except OSError:
+                counts.add(failed=1)  # the client went away mid-response
+                return False
+            counts.add(served=1, failed=0 if ok else 1)
+            if not req.keep_alive:
+                return False
+        return True
+
+    def _refuse(self, sock: gevent.socket.socket, track: ReadingTracker, status: int, timeout: bool = False) -> None:
+        track.fail(now_ns(), timeout)
+        if send_final(sock, error_page(status)):
+            self.counts.add(served=1)
 
     def _request_stop(self) -> None:
         def stop_in_hub() -> None:

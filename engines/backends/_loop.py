@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 from ..base import STOP_TIMEOUT_S, Engine, EngineError, join_threads, listen
+from ..counts import KEEPALIVE_IDLE_S
 from ..events import now_ns
 from ..work import BlockingWork, Work
 
@@ -31,11 +32,13 @@ class LoopEngine(Engine):
 
     native_work: ClassVar[type[Work]]
     thread_name: ClassVar[str]
+    keepalive_idle_s: ClassVar[float] = KEEPALIVE_IDLE_S  # an idle keep-alive connection closes after this
     _tick_due = 0  # when the ticker is due to run again (0: not ticking yet)
 
     def start(self) -> int:
         self._lsock = listen(self.host, self.port)
         self.port = self._lsock.getsockname()[1]
+        self.counts.workers = 1  # the loop or hub
         self.native = self.native_work(self.recorder, self.engine_id, self.upstream_port)
         self.blocking = BlockingWork(self.recorder, self.engine_id, self.upstream_port)
         self._ready = threading.Event()

@@ -1,10 +1,15 @@
 """The threaded engine: gunicorn gthread's shape (also Flask, sync Django behind it).
 
 One selector thread accepts connections and parks idle keep-alive ones. When a parked
-connection turns readable it is handed to a fixed pool of worker threads for ONE request,
-then given back to the selector. (A pool thread that owned a connection for its life would
-serve ``pool`` clients and starve the rest.) A worker holds its thread for the whole
-request, blocking calls included: lane = worker index.
+connection turns readable it is handed to a fixed pool of worker threads for ONE request
+(or the several a client pipelined), then given back to the selector. (A pool thread that
+owned a connection for its life would serve ``pool`` clients and starve the rest.) A worker
+holds its thread for the whole request, blocking calls included: lane = worker index.
+
+It also holds its thread while it waits in ``recv`` for the rest of a request the client has
+not finished sending (the ``reading`` phase, on that worker's lane): the real sync-worker
+weakness, bounded by the read timeout (``settings.timeout_s`` from the request's first byte,
+then 408). A parked connection idle longer than :data:`KEEPALIVE_IDLE_S` is closed quietly.
 """
 
 from __future__ import annotations
@@ -14,28 +19,32 @@ import queue
 import selectors
 import socket
 import threading
-from collections import deque
+from collections import OrderedDict, deque
+from typing import ClassVar
 
 from ..base import STOP_TIMEOUT_S, Engine, join_threads, listen
+from ..counts import KEEPALIVE_IDLE_S
 from ..events import Phase, now_ns
-from ..http import BAD_REQUEST, BadRequest, parse_request
+from ..http import RECV_SIZE, HttpError, ReadingTracker, Request, RequestReader, error_page, send_final
 from ..settings import Settings
 from ..work import BlockingWork, serve_sync
 
-READ_TIMEOUT_S = 30.0  # a worker waiting for the rest of a request gives up after this
 IDLE_POLL_S = 0.2  # how often an idle worker checks whether the pool shrank
+SELECT_S = 0.25  # the selector's longest wait: how late past its idle timeout a parked connection closes
 
 
 class _Conn:
-    __slots__ = ("buf", "sock")
+    __slots__ = ("reader", "sock", "track")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, track: ReadingTracker) -> None:
         self.sock = sock
-        self.buf = bytearray()
+        self.reader = RequestReader()
+        self.track = track
 
 
 class ThreadedEngine(Engine):
     name = "threaded"
+    keepalive_idle_s: ClassVar[float] = KEEPALIVE_IDLE_S
 
     def start(self) -> int:
         self._lsock = listen(self.host, self.port)
@@ -50,9 +59,11 @@ class ThreadedEngine(Engine):
         self._jobs: queue.SimpleQueue[_Conn | None] = queue.SimpleQueue()
         self._stopping = False
         self._target = self.settings.pool
+        self.counts.workers = self._target
         self._workers: dict[int, threading.Thread] = {}
         self._open: set[_Conn] = set()
         self._open_lock = threading.Lock()
+        self._parked: OrderedDict[_Conn, int] = OrderedDict()  # the selector thread's: conn -> idle since
         self._sel.register(self._lsock, selectors.EVENT_READ, None)
         self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         self._acceptor = threading.Thread(target=self._select_loop, name="threaded-selector", daemon=True)
@@ -73,6 +84,7 @@ class ThreadedEngine(Engine):
         super().apply(settings)
         if settings.pool != self._target:
             self._target = settings.pool  # workers above it retire after their current request
+            self.counts.workers = settings.pool
             self._grow()
 
     def _worker(self, lane: int) -> None:
@@ -87,44 +99,93 @@ class ThreadedEngine(Engine):
             if self._stopping:
                 self._close(conn)
                 break
-            self._serve_one(conn, lane, now_ns())
+            try:
+                keep = self._serve(conn, lane, now_ns())
+            except Exception:  # never let a request kill a pool thread: drop its connection, go on
+                conn.track.fail(now_ns())
+                keep = False
+            if keep and not self._stopping:
+                self._returned.append(conn)
+                _send_quietly(self._wake_w, b"x")
+            else:
+                self._close(conn)
 
-    def _serve_one(self, conn: _Conn, lane: int, t_taken: int) -> None:
-        sock = conn.sock
-        try:
-            sock.settimeout(READ_TIMEOUT_S)
-            req, used = parse_request(conn.buf)
-            while req is None:
-                data = sock.recv(65536)
-                if not data:
-                    self._close(conn)
-                    return
-                conn.buf += data
-                req, used = parse_request(conn.buf)
-            del conn.buf[:used]
-            rid = self.request_id(req)
-            self.work.emit_at(t_taken, rid, lane, Phase.RUNNING)
-            serve_sync(req, rid, lane, self.work, self.settings, sock.sendall)
-        except BadRequest:
-            _send_quietly(sock, BAD_REQUEST)
-            self._close(conn)
-            return
-        except OSError:
-            self._close(conn)
-            return
-        if not req.keep_alive or self._stopping:
-            self._close(conn)
-        elif conn.buf:
-            self._jobs.put(conn)  # a pipelined request is already here
-        else:
-            self._returned.append(conn)
-            _send_quietly(self._wake_w, b"x")
+    def _serve(self, conn: _Conn, lane: int, t_taken: int) -> bool:
+        """Read and serve what a readable connection has; true to park it again (keep-alive).
+
+        While a request is partial this thread waits in ``recv`` for the rest (held, on its
+        lane as ``reading``) until the read deadline, counted from the request's first byte.
+        """
+        sock, reader, track = conn.sock, conn.reader, conn.track
+        timeout_s = self.settings.timeout_s
+        t_free = t_taken  # since when this thread is free to read (its lane shows nothing else)
+        served = False
+        while True:
+            if reader.partial:
+                track.begin(max(reader.started_ns, t_free), lane)
+                left = reader.started_ns / 1e9 + timeout_s - now_ns() / 1e9
+                if left <= 0:
+                    return self._refuse(conn, 408, timeout=True)
+                sock.settimeout(left)
+            else:
+                sock.settimeout(timeout_s)  # the selector saw it readable: the bytes are there
+            try:
+                data = sock.recv(RECV_SIZE)
+            except TimeoutError:
+                return self._refuse(conn, 408, timeout=True) if reader.partial else False
+            except OSError:
+                data = b""
+            t = now_ns()
+            if not data:
+                track.close(t)  # the client left (mid-request: a failure) or the engine stops
+                return False
+            try:
+                reqs = reader.feed(data, t)
+            except HttpError as exc:
+                if exc.requests and not self._run(conn, exc.requests, lane, t, t if served else t_taken):
+                    return False
+                return self._refuse(conn, exc.status)
+            if reqs:
+                if not self._run(conn, reqs, lane, t, t if served else t_taken):
+                    return False
+                served = True
+                t_free = now_ns()
+            if not reader.partial:
+                return True
+
+    def _run(self, conn: _Conn, reqs: list[Request], lane: int, t: int, t_run: int) -> bool:
+        """Serve complete requests in order (the first RUNNING from ``t_run``); false to close."""
+        track = conn.track
+        if track.reading:
+            t_run = t  # it was read over several reads: it runs from its last byte
+        track.assign(reqs, t)
+        work, emit_at, counts, send = self.work, self.work.emit_at, self.counts, conn.sock.sendall
+        for req in reqs:
+            emit_at(t_run, req.rid, lane, Phase.RUNNING)
+            try:
+                ok = serve_sync(req, req.rid, lane, work, self.settings, send)
+            except OSError:
+                counts.add(failed=1)  # the client went away mid-response (or the engine stops)
+                return False
+            counts.add(served=1, failed=0 if ok else 1)
+            if not req.keep_alive or self._stopping:
+                return False
+            t_run = now_ns()
+        return True
+
+    def _refuse(self, conn: _Conn, status: int, timeout: bool = False) -> bool:
+        """Answer a refused or timed-out request (``Connection: close``); always false (close)."""
+        conn.track.fail(now_ns(), timeout)
+        if send_final(conn.sock, error_page(status)):
+            self.counts.add(served=1)
+        return False
 
     # -- selector thread ---------------------------------------------------------------
     def _select_loop(self) -> None:
-        sel = self._sel
+        sel, parked = self._sel, self._parked
+        idle_ns = int(self.keepalive_idle_s * 1e9)
         while not self._stopping:
-            for key, _ in sel.select(timeout=0.5):
+            for key, _ in sel.select(timeout=SELECT_S):
                 obj = key.fileobj
                 if obj is self._lsock:
                     self._accept()
@@ -132,7 +193,10 @@ class ThreadedEngine(Engine):
                     self._take_back()
                 else:
                     sel.unregister(obj)
+                    parked.pop(key.data, None)
                     self._jobs.put(key.data)
+            if parked:
+                self._close_idle(now_ns() - idle_ns)
         self._shutdown_selector()
 
     def _accept(self) -> None:
@@ -143,11 +207,12 @@ class ThreadedEngine(Engine):
                 return
             except OSError:
                 return  # e.g. too many open files: try again on the next readiness
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = _Conn(sock)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _Conn(sock, ReadingTracker(self.provisional_id, self.work.emit_at, self.counts))
             with self._open_lock:
                 self._open.add(conn)
-            self._sel.register(sock, selectors.EVENT_READ, conn)
+            self._park(conn)
 
     def _take_back(self) -> None:
         try:
@@ -156,11 +221,28 @@ class ThreadedEngine(Engine):
         except (BlockingIOError, InterruptedError):
             pass
         while self._returned:
-            conn = self._returned.popleft()
-            try:
-                self._sel.register(conn.sock, selectors.EVENT_READ, conn)
-            except (ValueError, KeyError, OSError):
-                self._close(conn)
+            self._park(self._returned.popleft())
+
+    def _park(self, conn: _Conn) -> None:
+        """Wait in the selector for the connection's next request (idle: no worker holds it)."""
+        try:
+            self._sel.register(conn.sock, selectors.EVENT_READ, conn)
+        except (ValueError, KeyError, OSError):
+            self._close(conn)
+            return
+        self._parked[conn] = now_ns()
+
+    def _close_idle(self, cutoff: int) -> None:
+        """Close, quietly, parked connections idle since before ``cutoff`` (oldest first)."""
+        parked = self._parked
+        while parked:
+            conn, since = next(iter(parked.items()))
+            if since > cutoff:
+                return
+            del parked[conn]
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._sel.unregister(conn.sock)
+            self._close(conn)
 
     def _close(self, conn: _Conn) -> None:
         with self._open_lock:
@@ -201,6 +283,7 @@ class ThreadedEngine(Engine):
             self._open.clear()
         for conn in leftovers:
             conn.sock.close()
+        self._parked.clear()
         self._wake_r.close()
         self._wake_w.close()
         self.work.close()
