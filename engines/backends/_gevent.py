@@ -123,7 +123,7 @@ class GeventEngine(LoopEngine):
                 return
             if not data:
                 return
-            t = now_ns()
+            t = self._t_poll if polls != self._polls else now_ns()  # when the bytes were there to read
             try:
                 reqs = reader.feed(data, t)
             except HttpError as exc:
