@@ -101,6 +101,7 @@ class Batch:
     t_ns: int = 0
     dropped: int = 0
     info: dict | None = None  # host status (ports, settings, scenario, errors) when it changed
+    digests: list[tuple[int, dict]] = field(default_factory=list)  # (engine id, {"server"|"client": record}), in order
 
     def __len__(self) -> int:
         return len(self.transitions) + len(self.latencies) + len(self.lags)
@@ -114,6 +115,7 @@ class Batch:
         self.dropped += other.dropped
         if other.info is not None:
             self.info = other.info
+        self.digests.extend(getattr(other, "digests", ()))
 
 
 class Recorder:

@@ -84,6 +84,10 @@ class EventSource(ABC):
     def set_scenario(self, name: str, **overrides: Any) -> None:
         """Restart the engines and the load on another scenario (and bring back any that died)."""
 
+    def set_zoom(self, ns_per_col: int) -> None:
+        """The picture's column width: digests computed elsewhere start afresh at it (default: none)."""
+        return None
+
     @abstractmethod
     def close(self) -> None:
         """Stop everything and release every thread, socket, port and process."""

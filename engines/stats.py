@@ -1,9 +1,13 @@
-"""Turn the event stream into per-engine counters and request histories.
+"""Turn the event stream into per-engine counters, the picture's layers and request histories.
 
-This is the one place that interprets transitions: ``syncviz bench``, the claims and the
-app all feed :class:`StreamStats` with :class:`~syncviz.engines.events.Batch` es and read
-:class:`Counters` back. It also keeps each request's transitions (in flight, and the most
-recent finished ones) for the app's request lanes.
+This is the one place that interprets the stream: ``syncviz bench``, ``serve``, the claims
+and the app feed :class:`StreamStats` with :class:`~syncviz.engines.events.Batch` es and
+read :class:`Counters` back. The counting itself is done by the digests of
+:mod:`syncviz.engines.digest`, O(1) per event: in the engine and load processes when they
+send digests (``batch.digests``), or here, on raw records (in-process mode, recordings,
+hand-made batches), through the very same classes. Either way this module merges what the
+servers saw with what the clients saw, keeps the picture's accumulators at the current zoom,
+and keeps the transitions of the requests passed on for rows (:class:`RequestTrack`).
 """
 
 from __future__ import annotations
@@ -12,13 +16,17 @@ import itertools
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
+from .digest import KEEP_COLS, ClientDigest, ServerDigest
 from .events import ENGINES, HANDED_OVER, TERMINAL, WAITING_PHASES, Batch, Phase
 from .http import EXTERNAL_IDS_START
 from .registry import engine_spec
 
 RUNNING, BLOCKED, READY, QUEUED = Phase.RUNNING, Phase.BLOCKED, Phase.READY, Phase.QUEUED
 _HOLDING = (RUNNING, BLOCKED, Phase.READING)  # READING holds a worker only on a lane (a pool thread in recv)
+DEFAULT_NS_PER_COL = 10_000_000
+COUNTERS_EVERY_NS = 200_000_000  # digests send their counters this often (the picture every batch)
 
 
 @dataclass
@@ -29,7 +37,7 @@ class Counters:
     completed: int = 0  # since start (ok responses the load generator received)
     failed: int = 0  # since start (errors, 5xx, dropped connections)
     rps: float = 0.0  # ok responses per second over the rate window
-    in_flight: int = 0  # requests between queued and done, per the servers' transitions
+    in_flight: int = 0  # requests sent and not finished (load generator's and outside clients')
     queued: int = 0
     reading: int = 0  # connections whose request has not fully arrived (slow, stalled or outside clients)
     outside: int = 0  # in flight from outside clients (curl, wrk, a browser: no load generator id)
@@ -59,6 +67,15 @@ def percentile(sorted_values: list[int] | list[float], q: float) -> float:
     return float(sorted_values[rank])
 
 
+def fill_latency(c: Counters, latencies_ns: list[int]) -> None:
+    """Exact percentiles from every raw sample (``bench`` over its measured window)."""
+    c.samples = len(latencies_ns)
+    if latencies_ns:
+        lat = sorted(latencies_ns)
+        c.p50_ms, c.p95_ms, c.p99_ms = (percentile(lat, q) / 1e6 for q in (50, 95, 99))
+        c.max_ms = lat[-1] / 1e6
+
+
 class RequestTrack:
     """One request's transitions so far: ``steps`` is a list of (t_ns, phase, lane)."""
 
@@ -84,26 +101,126 @@ class RequestTrack:
         return totals
 
 
+@dataclass
+class Picture:
+    """One engine's picture at one zoom, merged from its digests' records.
+
+    ``hold``: lane -> col -> ns held [running, blocked, ready, reading]; ``wait``: col -> request-ns
+    [queued, ready]; ``held``: lanes held now (lane, slot, since); ``open_q`` / ``open_r``: requests
+    queued / ready now, by the column they started in (those the server has not read yet included).
+    """
+
+    ns: int
+    hold: dict[int, dict[int, list[int]]] = field(default_factory=dict)
+    wait: dict[int, list[int]] = field(default_factory=dict)
+    held: list[tuple[int, int, int]] = field(default_factory=list)
+    open_q: dict[int, int] = field(default_factory=dict)
+    open_r: dict[int, int] = field(default_factory=dict)
+    now: int = 0
+    lanes_seen: set[int] = field(default_factory=set)
+    _sent: dict[int, int] = field(default_factory=dict)  # server: requests it has read, by send column
+    _out: dict[int, int] = field(default_factory=dict)  # clients: requests sent, not answered, by send column
+
+    def take_server(self, rec: dict[str, Any]) -> None:
+        for lane, c, *slots in rec["hold"]:
+            self.hold.setdefault(lane, {})[c] = slots
+            self.lanes_seen.add(lane)
+        for c, q, r in rec["wait"]:
+            self.wait[c] = [q, r]
+        self.held = [tuple(x) for x in rec["held"]]  # type: ignore[misc]
+        self.open_r = dict(rec["open_r"])
+        self._server_q = dict(rec["open_q"])
+        self._sent = dict(rec["sent"])
+        self.now = max(self.now, rec["now"])
+        self._merge_open_q()
+        floor = self.now // self.ns - KEEP_COLS
+        if len(self.wait) > 2 * KEEP_COLS:
+            for c in [c for c in self.wait if c < floor]:
+                del self.wait[c]
+            for cols in self.hold.values():
+                for c in [c for c in cols if c < floor]:
+                    del cols[c]
+
+    def take_client(self, rec: dict[str, Any]) -> None:
+        self._out = dict(rec["out"])
+        self._merge_open_q()
+
+    def _merge_open_q(self) -> None:
+        """Queued now: what the server holds queued, plus what clients sent that it has not read yet."""
+        q = dict(getattr(self, "_server_q", {}))
+        sent = self._sent
+        for c, n in self._out.items():
+            unread = n - sent.get(c, 0)
+            if unread > 0:
+                q[c] = q.get(c, 0) + unread
+        self.open_q = q
+
+
 class EngineStats:
-    """Counters and request tracks for one engine."""
+    """One engine: its digests (local or remote), merged counters, picture and request tracks."""
 
     def __init__(self, engine: str, window_s: float = 5.0, rate_window_s: float = 2.0, keep: int = 400):
         self.engine = engine
         self.has_loop = engine_spec(engine).has_loop  # one loop or hub thread (lane 0) runs every request
-        self.window_ns = int(window_s * 1e9)
-        self.rate_window_ns = int(rate_window_s * 1e9)
+        self.window_s, self.rate_window_s = window_s, rate_window_s
         self.inflight: dict[int, RequestTrack] = {}
         self.recent: deque[RequestTrack] = deque(maxlen=keep)  # finished, newest last
-        self.completed = 0
-        self.failed = 0
-        self._lat: deque[tuple[int, int]] = deque()  # (t_done, latency_ns) ok samples, window
-        self._rate: deque[int] = deque()  # t_done of ok samples, rate window (rps = its length)
-        self._lags: deque[tuple[int, int]] = deque()
-        self._phases: deque[tuple[int, list[int]]] = deque()  # (t_done, totals)
+        self.picture = Picture(DEFAULT_NS_PER_COL)
+        self.server: dict[str, Any] = {}  # the latest counters from the servers' side
+        self.client: dict[str, Any] = {}  # the latest counters from the clients' side
+        self._local_server: ServerDigest | None = None
+        self._local_client: ClientDigest | None = None
         self._last_t = 0
+        self._counters_at = 0
 
-    # -- feeding -------------------------------------------------------------------------
+    @property
+    def completed(self) -> int:
+        return int(self.client.get("completed", 0))
+
+    @property
+    def failed(self) -> int:
+        return int(self.client.get("failed", 0))
+
+    # -- feeding: local digests on raw records -------------------------------------------
+    def local(self) -> tuple[ServerDigest, ClientDigest]:
+        if self._local_server is None or self._local_client is None:
+            ns = self.picture.ns
+            self._local_server = ServerDigest(self.has_loop, ns, self.window_s)
+            self._local_client = ClientDigest(ns, self.window_s, self.rate_window_s)
+        return self._local_server, self._local_client
+
+    def flush_local(self, now: int, force_counters: bool = False) -> None:
+        """Take the local digests' records as if they had come from the engine's processes."""
+        if self._local_server is None or self._local_client is None:
+            return
+        counters = force_counters or now - self._counters_at >= COUNTERS_EVERY_NS
+        if counters:
+            self._counters_at = now
+        self.take_record({"server": self._local_server.take(now, counters)})
+        self.take_record({"client": self._local_client.take(now, counters)})
+
+    # -- feeding: digest records ---------------------------------------------------------
+    def take_record(self, rec: dict[str, Any]) -> None:
+        server, client = rec.get("server"), rec.get("client")
+        pic = self.picture
+        if server is not None:
+            if server["ns"] == pic.ns:
+                pic.take_server(server)
+            rows = server["rows"]
+            for i in range(0, len(rows), 4):
+                self.transition(rows[i], rows[i + 1], rows[i + 2], rows[i + 3])
+            if "counters" in server:
+                self.server = server["counters"]
+            self._last_t = max(self._last_t, server["now"])
+        if client is not None:
+            if client["ns"] == pic.ns:
+                pic.take_client(client)
+            if "counters" in client:
+                self.client = client["counters"]
+            self._last_t = max(self._last_t, client["now"])
+
     def transition(self, t: int, rid: int, lane: int, phase: int) -> None:
+        """A transition of a request passed on for rows."""
         if lane == HANDED_OVER:  # a reading row that turned into a request with its own id
             self.inflight.pop(rid, None)
             return
@@ -119,21 +236,13 @@ class EngineStats:
             if phase in TERMINAL:
                 del self.inflight[rid]
                 self.recent.append(track)
-                if phase == Phase.DONE:
-                    self._phases.append((t, track.phase_totals()))
-        if t > self._last_t:
-            self._last_t = t
 
-    def latency(self, t_done: int, latency_ns: int, ok: bool) -> None:
-        if ok:
-            self.completed += 1
-            self._lat.append((t_done, latency_ns))
-            self._rate.append(t_done)
-        else:
-            self.failed += 1
-
-    def lag(self, t: int, lag_ns: int) -> None:
-        self._lags.append((t, lag_ns))
+    def set_zoom(self, ns_per_col: int) -> None:
+        """The picture afresh at another zoom; local digests follow, remote ones are told by the source."""
+        self.picture = Picture(max(1, ns_per_col))
+        if self._local_server is not None and self._local_client is not None:
+            self._local_server.set_zoom(self.picture.ns)
+            self._local_client.set_zoom(self.picture.ns)
 
     def forget_inflight(self) -> None:
         """Drop tracks of requests that will never finish (the engine was restarted)."""
@@ -145,67 +254,30 @@ class EngineStats:
 
         A pool or offload thread stays its request's while it waits for the GIL (READY); the
         loop or hub (lane 0 of asyncio and gevent) is free for others while a request is READY.
+        The digests apply the same rule (:meth:`ServerDigest.holds`).
         """
         if lane < 0:
             return False
         return phase in _HOLDING or (phase == READY and (not self.has_loop or lane > 0))
 
-    def busy_workers(self) -> int:
-        holds = self.holds_worker
-        return len({t.lane for t in self.inflight.values() if holds(t.phase, t.lane)})
-
     def counters(self, now_ns: int | None = None) -> Counters:
-        now = self._last_t if now_ns is None else now_ns
-        _trim(self._lat, now - self.window_ns)
-        _trim(self._lags, now - self.window_ns)
-        _trim(self._phases, now - self.window_ns)
-        c = Counters(self.engine, completed=self.completed, failed=self.failed)
-        rate, rate_from = self._rate, now - self.rate_window_ns
-        while rate and rate[0] < rate_from:
-            rate.popleft()
-        c.rps = len(rate) / (self.rate_window_ns / 1e9)
+        s, cl = self.server, self.client
+        c = Counters(self.engine, completed=self.completed, failed=self.failed, rps=float(cl.get("rps", 0.0)))
         by_phase = dict.fromkeys((p.name.lower() for p in WAITING_PHASES), 0)
-        for track in self.inflight.values():
-            by_phase[Phase(track.phase).name.lower()] += 1
+        by_phase.update(s.get("by_phase", {}))
+        unread = max(0, int(cl.get("outstanding", 0)) - int(s.get("sent", 0)))
+        by_phase["queued"] += unread  # sent by the clients, not yet read by the server
         c.by_phase = by_phase
-        c.in_flight = len(self.inflight)
+        c.in_flight = int(s.get("in_flight", 0)) + unread
         c.queued = by_phase["queued"]
         c.reading = by_phase["reading"]
-        c.outside = sum(1 for rid in self.inflight if rid >= EXTERNAL_IDS_START)
-        c.busy = self.busy_workers()
-        fill_latency(c, [lat for _, lat in self._lat])
-        fill_lag(c, [lag for _, lag in self._lags])
-        c.phase_ms = mean_phases([totals for _, totals in self._phases])
+        c.outside = int(s.get("outside", 0))
+        c.busy = int(s.get("busy", 0))
+        c.p50_ms, c.p95_ms, c.p99_ms, c.max_ms = cl.get("latency_ms") or (None, None, None, None)
+        c.samples = int(cl.get("samples", 0))
+        c.lag_p50_ms, c.lag_p99_ms, c.lag_max_ms = s.get("lag_ms") or (None, None, None)
+        c.phase_ms = {p.name.lower(): 0.0 for p in WAITING_PHASES} | dict(s.get("phase_ms", {}))
         return c
-
-
-def fill_latency(c: Counters, latencies_ns: list[int]) -> None:
-    c.samples = len(latencies_ns)
-    if latencies_ns:
-        lat = sorted(latencies_ns)
-        c.p50_ms, c.p95_ms, c.p99_ms = (percentile(lat, q) / 1e6 for q in (50, 95, 99))
-        c.max_ms = lat[-1] / 1e6
-
-
-def fill_lag(c: Counters, lags_ns: list[int]) -> None:
-    if lags_ns:
-        lags = sorted(lags_ns)
-        c.lag_p50_ms, c.lag_p99_ms = (percentile(lags, q) / 1e6 for q in (50, 99))
-        c.lag_max_ms = lags[-1] / 1e6
-
-
-def mean_phases(all_totals: list[list[int]]) -> dict[str, float]:
-    out = {p.name.lower(): 0.0 for p in WAITING_PHASES}
-    if all_totals:
-        n = len(all_totals)
-        for p in WAITING_PHASES:
-            out[p.name.lower()] = sum(t[p] for t in all_totals) / n / 1e6
-    return out
-
-
-def _trim(buf: deque, before: int) -> None:
-    while buf and buf[0][0] < before:
-        buf.popleft()
 
 
 class StreamStats:
@@ -217,18 +289,39 @@ class StreamStats:
 
     def feed(self, batch: Batch) -> None:
         engines = self.engines
+        local: set[int] = set()
         for t, e, rid, lane, phase in batch.transitions:
-            engines[e].transition(t, rid, lane, phase)
-        for t, e, _rid, lat, ok in batch.latencies:
-            engines[e].latency(t, lat, ok)
+            server, client = engines[e].local()
+            server.transition(t, rid, lane, phase)
+            if phase == QUEUED and rid < EXTERNAL_IDS_START:
+                client.sent(t, rid)
+            local.add(e)
+        for t, e, rid, lat, ok in batch.latencies:
+            engines[e].local()[1].answered(t, rid, lat, ok)
+            local.add(e)
         for t, e, lag in batch.lags:
-            engines[e].lag(t, lag)
+            engines[e].local()[0].lag_sample(t, lag)
+            local.add(e)
+        for e, rec in getattr(batch, "digests", ()):  # recordings made before digests have none
+            engines[e].take_record(rec)
         if batch.t_ns > self.last_t_ns:
             self.last_t_ns = batch.t_ns
+        for e in local:
+            engines[e].flush_local(self.last_t_ns)
+
+    def flush(self, now_ns: int | None = None) -> None:
+        """Bring every local digest's counters up to ``now_ns`` (before reading them at once)."""
+        now = self.last_t_ns if now_ns is None else now_ns
+        for e in self.engines:
+            e.flush_local(now, force_counters=True)
+
+    def set_zoom(self, ns_per_col: int) -> None:
+        for e in self.engines:
+            e.set_zoom(ns_per_col)
 
     def __getitem__(self, name: str) -> EngineStats:
         return self.engines[ENGINES.index(name)]
 
     def counters(self, now_ns: int | None = None) -> dict[str, Counters]:
-        now = self.last_t_ns if now_ns is None else now_ns
-        return {e.engine: e.counters(now) for e in self.engines}
+        self.flush(now_ns)
+        return {e.engine: e.counters(now_ns) for e in self.engines}

@@ -99,7 +99,8 @@ class SyncvizApp(App[int]):
         self.live = live
         self.screenshot_dir = Path(screenshot_dir)
         info = dict(start_info or getattr(source, "info", None) or {})
-        self.board = Board(info, zoom_ms=scenario_zoom(info.get("scenario", "")))
+        self.board = Board(info, zoom_ms=scenario_zoom(info.get("scenario", "")), on_zoom=source.set_zoom)
+        source.set_zoom(self.board.ns_per_col)
         self.paused = False
         self.replay = isinstance(source, Replay)
         self._frames = 0

@@ -7,6 +7,7 @@ A scenario switch restarts the engines, so the board starts afresh when the stre
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +38,15 @@ class EngineInfo:
 
 
 class Board:
-    def __init__(self, info: dict[str, Any] | None = None, zoom_ms: float = DEFAULT_ZOOM_MS) -> None:
+    def __init__(
+        self,
+        info: dict[str, Any] | None = None,
+        zoom_ms: float = DEFAULT_ZOOM_MS,
+        on_zoom: Callable[[int], None] | None = None,
+    ) -> None:
         self.info: dict[str, Any] = dict(info or {})
         self.zoom_ms = zoom_ms
+        self.on_zoom = on_zoom  # tells the source, whose digests draw the picture at this zoom
         self.batches = 0
         self.dropped = 0
         self._rows_wanted: dict[str, int] = {}
@@ -89,6 +96,7 @@ class Board:
         self.stats = StreamStats(keep=KEEP_TRACKS)
         self.history = History()
         ns = self.ns_per_col
+        self.stats.set_zoom(ns)
         self.lanes = {e.engine: LaneModel(e, ns) for e in self.stats.engines}
         self.rows = {e.engine: RequestRows(e, self._rows_wanted.get(e.engine, 12)) for e in self.stats.engines}
         self.counters: dict[str, Counters] = {}
@@ -132,6 +140,9 @@ class Board:
 
     def set_zoom(self, zoom_ms: float) -> None:
         self.zoom_ms = zoom_ms
+        self.stats.set_zoom(self.ns_per_col)
+        if self.on_zoom is not None:
+            self.on_zoom(self.ns_per_col)
         for model in self.lanes.values():
             model.rezoom(self.ns_per_col, self.now_ns)
 

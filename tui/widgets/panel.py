@@ -114,6 +114,7 @@ class EnginePanel(Vertical):
         if waits_wanted == 2:
             waits.append(("ready", frame.ready, Phase.READY, scale))
         row_model = board.rows[self.engine]
-        in_flight = len(board.stats[self.engine].inflight)
+        counters = board.counters.get(self.engine)
+        in_flight = counters.in_flight if counters is not None else 0
         header = f"requests · {row_model.shown_in_flight()} of {in_flight:,} in flight have a row"
         view.draw(frame, lanes, len(info.lanes) - shown, waits, row_model, header, now_ns)

@@ -1,0 +1,424 @@
+"""Counters and picture layers kept where the events happen: O(1) per event, bounded output.
+
+A server's process digests its own transitions with a :class:`ServerDigest`; the load
+process digests what its clients saw with a :class:`ClientDigest`. Each turns an unbounded
+stream (every transition of every request) into what the counters and the picture need:
+
+* gauges kept incrementally (in flight, per phase, busy workers, reading, outside);
+* windowed figures: latency and loop lag in HDR histograms (``hdrhistogram``, as wrk2 and
+  most latency tools), phase means and req/s in time buckets;
+* the picture at the viewer's zoom: per worker lane and column, how long it was held in
+  each holding phase; per column, how many requests waited queued or ready; and the
+  segments still open now (a lane held since t, requests queued since t).
+
+:meth:`ServerDigest.take` / :meth:`ClientDigest.take` return plain, JSON-ready records of
+what changed since the last take: their size is bounded by the picture (lanes x columns),
+not by req/s. :class:`~syncviz.engines.stats.StreamStats` merges them back into
+:class:`~syncviz.engines.stats.Counters`; the same classes run on raw batches in the
+consumer's process where there is no server process (in-process mode, recordings, bench).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from .events import HANDED_OVER, Phase
+from .http import EXTERNAL_IDS_START
+
+READING, QUEUED, READY, DONE, FAILED = Phase.READING, Phase.QUEUED, Phase.READY, Phase.DONE, Phase.FAILED
+NPHASES = len(Phase)
+LIVE_PHASES = tuple(p for p in Phase if p not in (DONE, FAILED))
+SLOT = {Phase.RUNNING: 0, Phase.BLOCKED: 1, Phase.READY: 2, Phase.READING: 3}
+"""A worker lane's per-column slots: how long it was held running, blocked, ready (GIL) and reading."""
+WAIT_QUEUED, WAIT_READY = 0, 1
+KEEP_COLS = 1200  # columns of the picture kept left of now (wider than any terminal)
+BUCKET_NS = 100_000_000  # windowed figures move in steps of 0.1 s
+HDR_LOW, HDR_HIGH, HDR_DIGITS = 1_000, 3_600_000_000_000, 2  # 1 us .. 1 h; 2 digits: within 1%
+ROW_RATE = 300  # requests per second per engine whose every transition is passed on (for rows)
+
+
+def _hist() -> HdrHistogram:
+    return HdrHistogram(HDR_LOW, HDR_HIGH, HDR_DIGITS)
+
+
+class HdrWindow:
+    """Values in HDR histograms per 0.1 s bucket, merged over the last ``window_ns`` on demand."""
+
+    def __init__(self, window_ns: int) -> None:
+        self.window_ns = window_ns
+        self._buckets: deque[tuple[int, HdrHistogram]] = deque()
+
+    def record(self, t: int, value: int) -> None:
+        key = t // BUCKET_NS
+        b = self._buckets
+        if not b or b[-1][0] < key:
+            b.append((key, _hist()))
+            while b and b[0][0] <= key - self.window_ns // BUCKET_NS - 1:
+                b.popleft()
+        b[-1][1].record_value(max(HDR_LOW, min(HDR_HIGH, value)))
+
+    def merged(self, now: int) -> HdrHistogram | None:
+        low = (now - self.window_ns) // BUCKET_NS
+        out = None
+        for key, h in self._buckets:
+            if key >= low and h.get_total_count():
+                if out is None:
+                    out = _hist()
+                out.add(h)
+        return out
+
+
+class CountWindow:
+    """Counts per 0.1 s bucket (req/s over a window, O(1) per event)."""
+
+    def __init__(self, window_ns: int) -> None:
+        self.window_ns = window_ns
+        self._buckets: deque[list[int]] = deque()  # [key, count]
+
+    def add(self, t: int, n: int = 1) -> None:
+        key = t // BUCKET_NS
+        b = self._buckets
+        if b and b[-1][0] == key:
+            b[-1][1] += n
+        elif not b or b[-1][0] < key:
+            b.append([key, n])
+            while b and b[0][0] <= key - self.window_ns // BUCKET_NS - 1:
+                b.popleft()
+        else:  # late: count it in the newest bucket
+            b[-1][1] += n
+
+    def rate(self, now: int) -> float:
+        start = now - self.window_ns
+        low = start // BUCKET_NS
+        part = 1.0 - (start - low * BUCKET_NS) / BUCKET_NS  # the share of the oldest bucket inside the window
+        total = 0.0
+        for key, n in self._buckets:
+            if key > low:
+                total += n
+            elif key == low:
+                total += n * part
+        return total / (self.window_ns / 1e9)
+
+
+def percentiles(h: HdrHistogram | None) -> dict[str, float | None]:
+    """p50, p95, p99 and max in ms (``None`` without samples)."""
+    if h is None or not h.get_total_count():
+        return {"p50": None, "p95": None, "p99": None, "max": None, "n": 0}
+    return {
+        "p50": h.get_value_at_percentile(50) / 1e6,
+        "p95": h.get_value_at_percentile(95) / 1e6,
+        "p99": h.get_value_at_percentile(99) / 1e6,
+        "max": h.get_max_value() / 1e6,
+        "n": h.get_total_count(),
+    }
+
+
+class _Req:
+    """One request the server digest follows: its current phase, lane and since when."""
+
+    __slots__ = ("lane", "phase", "row", "sent_col", "since", "totals")
+
+    def __init__(self, phase: int, lane: int, since: int, row: bool) -> None:
+        self.phase = phase
+        self.lane = lane
+        self.since = since
+        self.row = row  # its transitions are passed on (it may get a row on screen)
+        self.sent_col: int | None = None  # the column of its QUEUED (the client's send time)
+        self.totals = [0] * NPHASES
+
+
+class ServerDigest:
+    """One engine's transitions and loop lag, digested (see the module docstring).
+
+    ``has_loop``: lane 0 is a loop or hub, which a READY request does not hold.
+    """
+
+    def __init__(self, has_loop: bool, ns_per_col: int, window_s: float = 5.0) -> None:
+        self.has_loop = has_loop
+        self.window_ns = int(window_s * 1e9)
+        self.inflight: dict[int, _Req] = {}
+        self.by_phase = [0] * NPHASES
+        self.outside = 0
+        self.lag = HdrWindow(self.window_ns)
+        self._done: deque[tuple[int, list[int]]] = deque()  # (t_done, phase totals), window
+        self._done_sum = [0] * NPHASES
+        self._handed: tuple[int, _Req] | None = None
+        self._row_window = CountWindow(1_000_000_000)
+        self.rows: list[tuple[int, int, int, int, int]] = []  # transitions passed on since the last take
+        self.last_t = 0
+        self.set_zoom(ns_per_col)
+
+    # -- the picture's accumulators ------------------------------------------------------
+    def set_zoom(self, ns_per_col: int) -> None:
+        """Start the picture afresh at another zoom (the counters keep going)."""
+        self.ns = max(1, ns_per_col)
+        self.hold: dict[int, dict[int, list[int]]] = {}  # lane -> col -> [run, blocked, ready, reading] ns
+        self.wait: dict[int, list[int]] = {}  # col -> [queued, ready] request-ns
+        self.dirty_hold: set[tuple[int, int]] = set()
+        self.dirty_wait: set[int] = set()
+        self.holders: dict[int, tuple[int, int, int]] = {}  # lane -> (rid, slot, since): held now
+        self.open_wait: list[dict[int, int]] = [{}, {}]  # queued / ready now: since-col -> requests
+        self.sent: dict[int, int] = {}  # send col -> requests with a QUEUED here and not finished
+        for rid, r in self.inflight.items():  # what is open now stays on the picture
+            self._open(rid, r)
+
+    def _spread(self, t0: int, t1: int, lane: int, slot: int) -> None:
+        ns = self.ns
+        floor = self.last_t // ns - KEEP_COLS
+        c, last = t0 // ns, (t1 - 1) // ns
+        while c <= last:
+            if c >= floor:
+                lo, hi = max(t0, c * ns), min(t1, (c + 1) * ns)
+                if lane >= 0:
+                    cols = self.hold.get(lane)
+                    if cols is None:
+                        cols = self.hold[lane] = {}
+                    acc = cols.get(c)
+                    if acc is None:
+                        acc = cols[c] = [0, 0, 0, 0]
+                    acc[slot] += hi - lo
+                    self.dirty_hold.add((lane, c))
+                else:
+                    acc = self.wait.get(c)
+                    if acc is None:
+                        acc = self.wait[c] = [0, 0]
+                    acc[slot] += hi - lo
+                    self.dirty_wait.add(c)
+            c += 1
+
+    def holds(self, phase: int, lane: int) -> bool:
+        """The one rule (as :meth:`EngineStats.holds_worker`): whether ``phase`` on ``lane`` holds that worker."""
+        if lane < 0:
+            return False
+        return phase in SLOT and (phase != READY or not self.has_loop or lane > 0)
+
+    def _open(self, rid: int, r: _Req) -> None:
+        """Put ``r``'s current segment on the 'open now' layers."""
+        if self.holds(r.phase, r.lane):
+            self.holders[r.lane] = (rid, SLOT[r.phase], r.since)
+        elif r.phase == QUEUED or r.phase == READY:
+            layer = self.open_wait[WAIT_QUEUED if r.phase == QUEUED else WAIT_READY]
+            col = r.since // self.ns
+            layer[col] = layer.get(col, 0) + 1
+
+    def _close(self, rid: int, r: _Req, t: int) -> None:
+        """End ``r``'s current segment at ``t``: into the accumulators, off the open layers."""
+        phase, lane, since = r.phase, r.lane, r.since
+        if self.holds(phase, lane):
+            held = self.holders.get(lane)
+            if held is not None and held[0] == rid:
+                del self.holders[lane]
+            if t > since:
+                self._spread(since, t, lane, SLOT[phase])
+        elif phase in (QUEUED, READY):
+            which = WAIT_QUEUED if phase == QUEUED else WAIT_READY
+            layer, col = self.open_wait[which], since // self.ns
+            n = layer.get(col, 0) - 1
+            if n > 0:
+                layer[col] = n
+            else:
+                layer.pop(col, None)
+            if t > since:
+                self._spread(since, t, -1, which)
+        if t > since:
+            r.totals[phase] += t - since
+
+    # -- feeding -------------------------------------------------------------------------
+    def transition(self, t: int, rid: int, lane: int, phase: int) -> None:
+        if t > self.last_t:
+            self.last_t = t
+        if lane == HANDED_OVER:  # the provisional id's reading goes on under the request's own id
+            r = self.inflight.pop(rid, None)
+            if r is not None:
+                self._close(rid, r, r.since)  # off the open layers; nothing painted yet
+                self.by_phase[r.phase] -= 1
+                if rid >= EXTERNAL_IDS_START:
+                    self.outside -= 1
+                if r.row:
+                    self.rows.append((t, 0, rid, lane, phase))
+                self._handed = (rid, r)
+            return
+        r = self.inflight.get(rid)
+        if r is None:
+            if phase in (DONE, FAILED):
+                return  # began before we listened
+            handed, self._handed = self._handed, None
+            if handed is not None and phase == READING:
+                r = handed[1]  # the same bytes: keep their start and their row decision
+                r.lane = lane
+            else:
+                r = _Req(phase, lane, t, self._row_wanted(t))
+            r.phase, r.since = phase, t
+            self.inflight[rid] = r
+            self.by_phase[phase] += 1
+            if rid >= EXTERNAL_IDS_START:
+                self.outside += 1
+            if phase == QUEUED:
+                self._sent(r, t)
+            self._open(rid, r)
+            if r.row:
+                self.rows.append((t, 0, rid, lane, phase))
+            return
+        if t < r.since:
+            t = r.since  # recorded out of order by a few microseconds: keep time moving forward
+        self._close(rid, r, t)
+        self.by_phase[r.phase] -= 1
+        if r.row:
+            self.rows.append((t, 0, rid, lane, phase))
+        if phase in (DONE, FAILED):
+            del self.inflight[rid]
+            if rid >= EXTERNAL_IDS_START:
+                self.outside -= 1
+            if r.sent_col is not None:
+                self._unsent(r.sent_col)
+            if phase == DONE:
+                self._done.append((t, r.totals))
+                acc = self._done_sum
+                for i, v in enumerate(r.totals):
+                    acc[i] += v
+            return
+        r.phase, r.lane, r.since = phase, lane, t
+        self.by_phase[phase] += 1
+        if phase == QUEUED and r.sent_col is None:
+            self._sent(r, t)
+        self._open(rid, r)
+
+    def _sent(self, r: _Req, t: int) -> None:
+        r.sent_col = col = t // self.ns
+        self.sent[col] = self.sent.get(col, 0) + 1
+
+    def _unsent(self, col: int) -> None:
+        n = self.sent.get(col, 0) - 1
+        if n > 0:
+            self.sent[col] = n
+        else:
+            self.sent.pop(col, None)
+
+    def _row_wanted(self, t: int) -> bool:
+        """Pass on at most ~ROW_RATE new requests a second: enough to fill every row on screen."""
+        rw = self._row_window
+        if rw.rate(t) >= ROW_RATE:
+            return False
+        rw.add(t)
+        return True
+
+    def lag_sample(self, t: int, lag_ns: int) -> None:
+        self.lag.record(t, lag_ns)
+
+    # -- reading -------------------------------------------------------------------------
+    def busy(self) -> int:
+        return len(self.holders)
+
+    def counters(self, now: int) -> dict[str, Any]:
+        done, acc, before = self._done, self._done_sum, now - self.window_ns
+        while done and done[0][0] < before:
+            for i, v in enumerate(done.popleft()[1]):
+                acc[i] -= v
+        n = len(done)
+        lag = percentiles(self.lag.merged(now))
+        return {
+            "in_flight": len(self.inflight),
+            "by_phase": {Phase(p).name.lower(): self.by_phase[p] for p in LIVE_PHASES},
+            "busy": self.busy(),
+            "outside": self.outside,
+            "lag_ms": [lag["p50"], lag["p99"], lag["max"]],
+            "phase_ms": {
+                Phase(p).name.lower(): (acc[p] / n / 1e6 if n else 0.0) for p in Phase if p not in (DONE, FAILED)
+            },
+            "sent": sum(self.sent.values()),
+        }
+
+    def take(self, now: int, with_counters: bool) -> dict[str, Any]:
+        """What changed since the last take, JSON-ready (see :func:`picture_record`)."""
+        ns = self.ns
+        floor = now // ns - KEEP_COLS
+        for cols in self.hold.values():
+            for c in [c for c in cols if c < floor]:
+                del cols[c]
+        for c in [c for c in self.wait if c < floor]:
+            del self.wait[c]
+        out: dict[str, Any] = {
+            "ns": ns,
+            "now": now,
+            "hold": [[lane, c, *self.hold[lane][c]] for lane, c in self.dirty_hold if c in self.hold.get(lane, {})],
+            "wait": [[c, *self.wait[c]] for c in self.dirty_wait if c in self.wait],
+            "held": [[lane, slot, since] for lane, (_rid, slot, since) in self.holders.items()],
+            "open_q": [[c, n] for c, n in self.open_wait[WAIT_QUEUED].items()],
+            "open_r": [[c, n] for c, n in self.open_wait[WAIT_READY].items()],
+            "sent": [[c, n] for c, n in self.sent.items()],
+            "rows": [x for tr in self.rows for x in (tr[0], tr[2], tr[3], tr[4])],
+        }
+        self.dirty_hold.clear()
+        self.dirty_wait.clear()
+        self.rows = []
+        if with_counters:
+            out["counters"] = self.counters(now)
+        return out
+
+
+class ClientDigest:
+    """What the load generator's clients saw of one engine: completions, latency, requests out."""
+
+    def __init__(self, ns_per_col: int, window_s: float = 5.0, rate_window_s: float = 2.0) -> None:
+        self.window_ns = int(window_s * 1e9)
+        self.completed = 0
+        self.failed = 0
+        self.latency = HdrWindow(self.window_ns)
+        self.rate = CountWindow(int(rate_window_s * 1e9))
+        self._out: dict[int, int] = {}  # rid -> send time of requests sent and not answered
+        self.last_t = 0
+        self.set_zoom(ns_per_col)
+
+    def set_zoom(self, ns_per_col: int) -> None:
+        self.ns = max(1, ns_per_col)
+        self.out_cols: dict[int, int] = {}
+        for t in self._out.values():
+            c = t // self.ns
+            self.out_cols[c] = self.out_cols.get(c, 0) + 1
+
+    def sent(self, t: int, rid: int) -> None:
+        if rid in self._out:
+            return
+        self._out[rid] = t
+        c = t // self.ns
+        self.out_cols[c] = self.out_cols.get(c, 0) + 1
+        if t > self.last_t:
+            self.last_t = t
+
+    def answered(self, t_done: int, rid: int, latency_ns: int, ok: bool) -> None:
+        t = self._out.pop(rid, None)
+        if t is not None:
+            c = t // self.ns
+            n = self.out_cols.get(c, 0) - 1
+            if n > 0:
+                self.out_cols[c] = n
+            else:
+                self.out_cols.pop(c, None)
+        if t_done > self.last_t:
+            self.last_t = t_done
+        if ok:
+            self.completed += 1
+            self.rate.add(t_done)
+            self.latency.record(t_done, latency_ns)
+        else:
+            self.failed += 1
+
+    def counters(self, now: int) -> dict[str, Any]:
+        lat = percentiles(self.latency.merged(now))
+        return {
+            "completed": self.completed,
+            "failed": self.failed,
+            "rps": self.rate.rate(now),
+            "latency_ms": [lat["p50"], lat["p95"], lat["p99"], lat["max"]],
+            "samples": lat["n"],
+            "outstanding": len(self._out),
+        }
+
+    def take(self, now: int, with_counters: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"ns": self.ns, "now": now, "out": [[c, n] for c, n in self.out_cols.items()]}
+        if with_counters:
+            out["counters"] = self.counters(now)
+        return out
