@@ -42,8 +42,8 @@ TRICKLE_S = 3.5  # from the first request byte to the last
 PIECE_BYTES = 4  # bytes per write
 RETRY_S = 0.5  # pause after a failed connection (a dead engine is not stormed)
 ANSWER_TIMEOUT_S = 60.0  # an answer that never ends is given up on (counted as an error)
-REQUEST = (
-    b"GET / HTTP/1.1\r\nHost: syncviz\r\nX-Req-Id: %d\r\nUser-Agent: syncviz-slow-client\r\nConnection: close\r\n\r\n"
+REQUEST = (  # the id first: a server that reads headers as they come can tell whose bytes these are early
+    b"GET / HTTP/1.1\r\nX-Req-Id: %d\r\nHost: syncviz\r\nUser-Agent: syncviz-slow-client\r\nConnection: close\r\n\r\n"
 )
 
 
