@@ -280,6 +280,15 @@ class EngineStats:
         return c
 
 
+def stream_items(batch: Batch) -> int:
+    """How many records a batch carried: raw ones, and a digest's columns and row transitions."""
+    n = len(batch)
+    for _e, rec in getattr(batch, "digests", ()):
+        for part in rec.values():
+            n += len(part.get("hold", ())) + len(part.get("wait", ())) + len(part.get("rows", ())) // 4 + 1
+    return n
+
+
 class StreamStats:
     """Feeds batches to one :class:`EngineStats` per engine."""
 

@@ -201,3 +201,22 @@ async def test_no_color_draws_with_glyphs(monkeypatch: pytest.MonkeyPatch) -> No
         await play_all(app, pilot)
         picture = app.export_screenshot()
     assert "▓" in picture and "▒" in picture and "░" in picture
+
+
+async def test_perf_line_shows_frames_cpu_and_stream_events() -> None:
+    app = SyncvizApp(replay(), live=False)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await play_all(app, pilot)
+        for _ in range(5):
+            app.pump()
+            app.draw(force=True)
+        await pilot.press("f")
+        await pilot.pause()
+        perf = app.query_one("#perf")
+        assert perf.has_class("-on") and perf.display
+        text = str(perf.render())
+        assert "fps" in text and "ms/frame" in text and "events/s" in text
+        assert "0.0 fps" not in text  # it counted the frames drawn in the last second
+        await pilot.press("f")
+        await pilot.pause()
+        assert not perf.has_class("-on")

@@ -17,6 +17,7 @@ from syncviz.engines.events import ENGINES
 from syncviz.engines.recording import Replay
 from syncviz.engines.scenarios import SCENARIOS
 from syncviz.engines.source import EventSource, SourceStatus
+from syncviz.engines.stats import stream_items
 from syncviz.tui import signals
 from syncviz.tui.board import DEFAULT_ZOOM_MS, Board
 from syncviz.tui.commands import ScenarioCommands
@@ -24,6 +25,7 @@ from syncviz.tui.knobs import KNOBS, next_slow
 from syncviz.tui.widgets.bars import GIL_NOTE, Bar, caption_text, legend_text, status_text
 from syncviz.tui.widgets.help import HelpScreen
 from syncviz.tui.widgets.panel import EnginePanel
+from syncviz.tui.widgets.perf import PerfLine, PerfMeter
 from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -77,6 +79,7 @@ class SyncvizApp(App[int]):
         Binding("plus,equals_sign", "zoom(-1)", "zoom in", group=ZOOM_GROUP),
         Binding("space", "pause", "pause"),
         Binding("s", "shot", "screenshot"),
+        Binding("f", "perf", "perf", show=False),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),  # a key in raw mode: quit, not a hint
@@ -106,11 +109,13 @@ class SyncvizApp(App[int]):
         self._frames = 0
         self.health: SourceStatus | None = None
         self.frame_ms: list[float] = []  # CPU time of recent frames, for the benchmark
+        self.perf = PerfMeter()
 
     # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         with Vertical(id="main"):
             yield Bar(id="status")
+            yield PerfLine(id="perf")
             if self.in_process:
                 yield Static(GIL_NOTE, id="gil-note")
             yield Bar(id="caption")
@@ -153,6 +158,7 @@ class SyncvizApp(App[int]):
     def pump(self) -> bool:
         """Drain the source once and feed the board; True when the engines restarted."""
         batch = self.source.drain()
+        self.perf.events(stream_items(batch))
         restarted = self.board.feed(batch)
         if batch.info is not None or restarted:
             self._show_status()
@@ -173,6 +179,9 @@ class SyncvizApp(App[int]):
             self.notify(errors.popleft(), title="engines", severity="error", timeout=8)
         status = self.source.status()
         self.health = status
+        perf = self.query_one("#perf", PerfLine)
+        if perf.has_class("-on"):
+            perf.show(self.perf, status)
         key = self.restart_key
         for panel in self.query(EnginePanel):
             panel.set_status(status.engines.get(panel.engine), key)
@@ -191,6 +200,7 @@ class SyncvizApp(App[int]):
         t0 = time.thread_time()
         now = self.now_ns
         self._frames += 1
+        self.perf.frame()
         counters = force or self._frames % COUNTER_EVERY == 1
         if counters:
             self.board.refresh_counters()
@@ -255,6 +265,12 @@ class SyncvizApp(App[int]):
         self._show_status()
         if not self.paused:
             self.draw(force=True)
+
+    def action_perf(self) -> None:
+        perf = self.query_one("#perf", PerfLine)
+        perf.toggle_class("-on")
+        if perf.has_class("-on"):
+            perf.show(self.perf, self.health)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.board.scenario))

@@ -30,6 +30,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("- / +", "zoom the time axis: more / fewer ms per column"),
     ("space", "pause the picture (the engines keep running; resume jumps to now)"),
     ("s", "save an SVG screenshot in the current directory"),
+    ("f", "perf line: frames/s, ms per frame, the app's CPU, each engine's CPU, stream events/s"),
     ("?", "this help"),
     ("q", "quit (stops the engines, leaves nothing running)"),
 )
