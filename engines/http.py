@@ -164,6 +164,8 @@ class RequestReader:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head += len(name) + len(value) + 4
+        if self._head > MAX_HEAD:
+            raise self._refuse(431, "request header fields too large")
         if len(name) not in (8, 14, 17):  # the lengths of the three names looked at
             return
         lname = name.lower()
