@@ -92,8 +92,10 @@ def test_each_engine_process_sends_its_counts_and_the_status_holds_the_latest() 
         assert wait_for(
             lambda: all(st.server.t_ns > first[n] for n, st in child.status().engines.items()),  # type: ignore[union-attr]
         )
+        assert wait_for(lambda: child.status().engines["asyncio"].server.served >= 1)  # type: ignore[union-attr]
         srv = child.status().engines["asyncio"].server
         assert srv is not None and srv.workers >= 1 and srv.failed == 0
+        assert child.status().engines["gevent"].server.served == 0  # type: ignore[union-attr]
         assert child.procs["asyncio"].server(run=child.run + 1) is None  # another run's counts are not these
 
 
@@ -229,9 +231,11 @@ def test_headless_json_lines_then_sigint_exits_within_2_s_and_frees_the_ports() 
         for e in doc["engines"].values():
             assert set(e) == KEYS and isinstance(e["served_rps"], float)
             assert all(type(e[k]) is int and e[k] >= 0 for k in KEYS - {"served_rps"})
-        assert get(base + 1)[0] == 200  # the fixed ports serve an outside client
-        later = json.loads(serve.line())
-        assert later["t"] == pytest.approx(doc["t"] + 1, abs=0.3)
+        assert get(base + 1)[0] == 200  # the fixed ports serve an outside client, and the server counts it
+        later = [json.loads(serve.line()) for _ in range(2)]
+        assert later[0]["t"] == pytest.approx(doc["t"] + 1, abs=0.3)
+        assert any(d["engines"]["asyncio"]["served_rps"] > 0 for d in later)
+        assert all(d["engines"]["gevent"]["served_rps"] == 0 for d in later)
         code, took, err = serve.stop(signal.SIGINT)
     finally:
         serve.kill()
