@@ -219,13 +219,15 @@ def handler_plan(req: Request, settings: Settings) -> list[tuple[int, float | by
     if settings.chunks <= 1:
         if settings.io_s > 0:
             plan.append((IO, settings.io_s))
-        plan.append((SEND, response(200, HELLO, req.keep_alive)))
+        plan.append((SEND, head_only(req, response(200, HELLO, req.keep_alive))))
         return plan
     plan.append((SEND, chunked_head(req.keep_alive)))
     for i in range(settings.chunks):
         plan.append((IO, settings.io_s / settings.chunks))
-        plan.append((SEND, chunk(b"chunk %d\n" % i)))
-    plan.append((SEND, chunk(b"")))
+        if req.method != "HEAD":  # a HEAD response is the head alone (curl -I on keep-alive)
+            plan.append((SEND, chunk(b"chunk %d\n" % i)))
+    if req.method != "HEAD":
+        plan.append((SEND, chunk(b"")))
     return plan
 
 
@@ -255,15 +257,22 @@ def early_response(req: Request) -> tuple[bytes, int] | None:
     if status == 200 and req.path != HEALTH_PATH:
         return None
     if status == 200:
-        return response(200, b"ok\n", req.keep_alive), Phase.DONE
-    return response(status, b"no such path\n", req.keep_alive), Phase.FAILED
+        return head_only(req, response(200, b"ok\n", req.keep_alive)), Phase.DONE
+    return head_only(req, response(status, b"no such path\n", req.keep_alive)), Phase.FAILED
+
+
+def head_only(req: Request, data: bytes) -> bytes:
+    """``data`` for any method; for HEAD its head alone (the same Content-Length, no body)."""
+    if req.method != "HEAD":
+        return data
+    return data[: data.index(b"\r\n\r\n") + 4]
 
 
 def error_response(req: Request, settings: Settings) -> bytes:
     """The 500 for a failed handler; mid-stream there is no way to say it but to hang up."""
     if settings.chunks > 1:
         raise ConnectionAbortedError("handler failed mid-stream")
-    return INTERNAL_ERROR if req.keep_alive else response(500, b"handler failed\n", False)
+    return head_only(req, INTERNAL_ERROR if req.keep_alive else response(500, b"handler failed\n", False))
 
 
 def serve_sync(req: Request, rid: int, lane: int, work: Work, settings: Settings, send: Send) -> bool:

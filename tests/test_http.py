@@ -31,6 +31,15 @@ def test_pipelined_requests_are_answered_in_order(engine: Engine) -> None:
         assert read_response(sock)[0] == 404
 
 
+def test_head_gets_the_head_alone_and_the_connection_stays_usable(engine: Engine) -> None:
+    with connect(engine.port) as sock:
+        sock.sendall(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = b""
+        while data.count(b"HTTP/1.1 200 OK") < 2 or not data.endswith(b"hello from syncviz\n"):
+            data += sock.recv(65536)
+    assert data.count(b"hello from syncviz\n") == 1  # the HEAD response had no body
+
+
 def test_http10_closes_after_the_response(engine: Engine) -> None:
     with connect(engine.port) as sock:
         sock.sendall(b"GET / HTTP/1.0\r\n\r\n")

@@ -301,8 +301,9 @@ class AsyncioEngine(LoopEngine):
                 if item is None:
                     break
                 if type(item) is int:  # a refused request or a read timeout: answer and close
-                    conn.transport.write(error_page(item))
-                    self.counts.add(served=1)
+                    if not conn.closed:
+                        conn.transport.write(error_page(item))
+                        self.counts.add(served=1)
                     break
                 req: Request = item  # type: ignore[assignment]
                 self.native.emit(req.rid, LOOP, Phase.RUNNING)

@@ -34,12 +34,13 @@ SELECT_S = 0.25  # the selector's longest wait: how late past its idle timeout a
 
 
 class _Conn:
-    __slots__ = ("reader", "sock", "track")
+    __slots__ = ("reader", "sock", "t_ready", "track")
 
     def __init__(self, sock: socket.socket, track: ReadingTracker) -> None:
         self.sock = sock
         self.reader = RequestReader()
         self.track = track
+        self.t_ready = 0  # when the selector saw its bytes (a request's deadline counts from them)
 
 
 class ThreadedEngine(Engine):
@@ -119,6 +120,7 @@ class ThreadedEngine(Engine):
         sock, reader, track = conn.sock, conn.reader, conn.track
         timeout_s = self.settings.timeout_s
         t_free = t_taken  # since when this thread is free to read (its lane shows nothing else)
+        t_arrived = conn.t_ready  # the first read gets bytes that were there when the selector saw them
         served = False
         while True:
             if reader.partial:
@@ -135,7 +137,8 @@ class ThreadedEngine(Engine):
                 return self._refuse(conn, 408, timeout=True) if reader.partial else False
             except OSError:
                 data = b""
-            t = now_ns()
+            t = t_arrived or now_ns()
+            t_arrived = 0
             if not data:
                 track.close(t)  # the client left (mid-request: a failure) or the engine stops
                 return False
@@ -185,7 +188,9 @@ class ThreadedEngine(Engine):
         sel, parked = self._sel, self._parked
         idle_ns = int(self.keepalive_idle_s * 1e9)
         while not self._stopping:
-            for key, _ in sel.select(timeout=SELECT_S):
+            events = sel.select(timeout=SELECT_S)
+            t = now_ns()
+            for key, _ in events:
                 obj = key.fileobj
                 if obj is self._lsock:
                     self._accept()
@@ -194,9 +199,10 @@ class ThreadedEngine(Engine):
                 else:
                     sel.unregister(obj)
                     parked.pop(key.data, None)
+                    key.data.t_ready = t
                     self._jobs.put(key.data)
             if parked:
-                self._close_idle(now_ns() - idle_ns)
+                self._close_idle(t - idle_ns)
         self._shutdown_selector()
 
     def _accept(self) -> None:
