@@ -39,7 +39,7 @@ COUNTER_EVERY = 4  # frames between counter refreshes (2.5 Hz: counters() sorts 
 MIN_W, MIN_H = 80, 24
 WIDE = 150
 
-KNOB_KEYS = {"c": "clients", "w": "pool", "i": "io_ms", "u": "cpu_ms", "r": "rate"}
+KNOB_KEYS = {"c": "clients", "w": "pool", "i": "io_ms", "u": "cpu_ms", "r": "rate", "l": "slow_clients"}
 
 
 def _knob_bindings() -> list[Binding]:

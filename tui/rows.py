@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from syncviz.engines.events import TERMINAL, Phase
 from syncviz.engines.http import EXTERNAL_IDS_START
+from syncviz.engines.slowclients import SLOW_IDS_START
 from syncviz.engines.stats import EngineStats, RequestTrack
 
 NPHASES = len(Phase)
@@ -106,9 +107,15 @@ class RequestRows:
         return RowCells(phases, labels, ends)
 
 
+
+
 def rid_label(rid: int) -> str:
-    """``#42`` for the load generator's requests, ``↗7`` for an outside client's (curl, wrk, a slow reader)."""
-    return f"↗{rid - EXTERNAL_IDS_START}" if rid >= EXTERNAL_IDS_START else f"#{rid}"
+    """``#42`` for the load generator's requests, ``s3`` for its slow clients', ``↗7`` for an outside client's."""
+    if rid >= EXTERNAL_IDS_START:
+        return f"↗{rid - EXTERNAL_IDS_START}"
+    if rid >= SLOW_IDS_START:
+        return f"s{rid - SLOW_IDS_START}"
+    return f"#{rid}"
 
 
 def track_columns(steps: list[tuple[int, int, int]], end: int, ns: int, floor: int) -> tuple[int, list[int]]:

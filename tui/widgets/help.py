@@ -17,7 +17,7 @@ from textual.widgets import Static
 MUTED = "#8b93a7"
 KEYS: tuple[tuple[str, str], ...] = (
     (
-        "1 … 7",
+        f"1 … {len(SCENARIOS)}",
         "switch scenario (also ctrl+p, the command palette); the engines restart. The current"
         " scenario's key restarts it, and starts again any engine process that exited or stalled",
     ),
@@ -26,6 +26,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("i / I", "less / more I/O wait per request (ms)"),
     ("u / U", "less / more CPU per request (ms)"),
     ("r / R", "lower / higher open-loop arrival rate (lowest: closed loop)"),
+    ("l / L", "fewer / more slow clients per engine (they trickle their requests over seconds)"),
     ("m", "slow motion: workloads x10, x40, back to x1 (the zoom follows)"),
     ("- / +", "zoom the time axis: more / fewer ms per column"),
     ("space", "pause the picture (the engines keep running; resume jumps to now)"),
