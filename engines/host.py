@@ -198,6 +198,7 @@ class EngineHost(EventSource):
             "pid": os.getpid(),
             "pids": dict.fromkeys(self.engine_names, os.getpid()),
             "placement": dict.fromkeys(self.engine_names, "one process, one GIL"),
+            "load": self.load,  # the built-in load generator runs
         }
 
     def status(self) -> SourceStatus:

@@ -85,6 +85,7 @@ def test_in_process_status_carries_the_engines_counts() -> None:
 
 def test_each_engine_process_sends_its_counts_and_the_status_holds_the_latest() -> None:
     with ChildHost(scenario="io-bound", load=False, io_ms=1) as child:
+        assert child.info()["load"] is False  # the app can say the built-in load is off
         assert wait_for(lambda: all(st.server is not None for st in child.status().engines.values()), timeout=5)
         first = {n: st.server.t_ns for n, st in child.status().engines.items()}  # type: ignore[union-attr]
         status, _, _ = get(child.ports["asyncio"])
