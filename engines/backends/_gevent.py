@@ -137,6 +137,8 @@ class GeventEngine(LoopEngine):
         self, sock: gevent.socket.socket, track: ReadingTracker, reqs: list[Request], t: int, polls: int
     ) -> bool:
         """Serve complete requests in order; false once the connection must close."""
+        if track.reading:
+            sock.settimeout(self.settings.timeout_s)  # not what was left of its read deadline
         track.assign(reqs, t)
         work = self.native if self.mode == "native" else self.blocking
         counts = self.counts

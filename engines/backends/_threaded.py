@@ -161,6 +161,7 @@ class ThreadedEngine(Engine):
         track = conn.track
         if track.reading:
             t_run = t  # it was read over several reads: it runs from its last byte
+            conn.sock.settimeout(self.settings.timeout_s)  # not what was left of its read deadline
         track.assign(reqs, t)
         work, emit_at, counts, send = self.work, self.work.emit_at, self.counts, conn.sock.sendall
         for req in reqs:
