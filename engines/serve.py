@@ -150,6 +150,8 @@ class EngineLine:
 
 @dataclass
 class StatusLine:
+    """One line a second: when, and each engine's part."""
+
     t: float  # seconds since serving started
     engines: dict[str, EngineLine] = field(default_factory=dict)
 
