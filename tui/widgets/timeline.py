@@ -7,7 +7,7 @@ with the last frame's, and only rows that changed become new
 
 from __future__ import annotations
 
-from itertools import groupby
+import re
 
 from rich.segment import Segment
 from rich.style import Style
@@ -85,13 +85,10 @@ class Line:
         if len(chars) < width:
             chars = chars + [" "] * (width - len(chars))
             styles = styles + [PLAIN] * (width - len(styles))
-        segments = []
-        pos = 0
         text = "".join(chars)
-        for style, run in groupby(styles):
-            n = len(list(run))
-            segments.append(Segment(text[pos : pos + n], PALETTE[style]))
-            pos += n
+        segments = [
+            Segment(text[m.start() : m.end()], PALETTE[m.group()[0]]) for m in _RUNS.finditer(bytes(styles))
+        ]  # one segment per run of one style, found in C
         return Strip(segments, width)
 
 
@@ -176,11 +173,17 @@ def depth_line(name: str, depth: list[float], phase: Phase, scale: float) -> Lin
     return line
 
 
+_ROW_GLYPHS = (*GLYPHS, " ")  # index -1: no request in that column
+_ROW_STYLES = (*range(NPH), PLAIN)
+_RUNS = re.compile(rb"(.)\1*", re.DOTALL)
+
+
 def row_line(rows: RequestRows, i: int, first: int, cols: int, ns: int, now_ns: int) -> Line:
     rc = rows.cells(i, first, cols, ns, now_ns)
     line = Line("")
-    line.chars.extend(" " if ph < 0 else GLYPHS[ph] for ph in rc.phases)
-    line.styles.extend(PLAIN if ph < 0 else ph for ph in rc.phases)
+    phases = rc.phases
+    line.chars.extend([_ROW_GLYPHS[ph] for ph in phases])
+    line.styles.extend([_ROW_STYLES[ph] for ph in phases])
     for col, ph in rc.ends:
         if ph == Phase.FAILED:
             line.chars[GUTTER + col] = GLYPHS[ph]
@@ -252,6 +255,7 @@ class TimelineView(Widget):
         fresh = len(self._keys) != height
         strips: list[Strip] = []
         keys: list[tuple[str, bytes]] = []
+        changed: list[int] = []
         for y in range(height):
             line = lines[y] if y < len(lines) else Line("")
             key = line.key()
@@ -259,12 +263,14 @@ class TimelineView(Widget):
                 strips.append(self._strips[y])
             else:
                 strips.append(line.strip(width))
-                if not fresh:
-                    self.refresh(Region(0, y, width, 1))
+                changed.append(y)
             keys.append(key)
         self._strips, self._keys = strips, keys
-        if fresh:
-            self.refresh()
+        if fresh or len(changed) * 3 > height:
+            self.refresh()  # most rows move as time scrolls: one region is cheaper than one per row
+        else:
+            for y in changed:
+                self.refresh(Region(0, y, width, 1))
 
     def render_line(self, y: int) -> Strip:
         if y < len(self._strips):
