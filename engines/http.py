@@ -82,7 +82,6 @@ class RequestReader:
         "_in_head",
         "_out",
         "_parser",
-        "_query",
         "_req_id",
         "_t",
         "_url",
@@ -94,7 +93,6 @@ class RequestReader:
         self._parser = httptools.HttpRequestParser(self)
         self._out: list[Request] = []
         self._url = b""
-        self._query = ""
         self._req_id: int | None = None
         self._head = 0  # bytes of the current request line and headers seen by the callbacks
         self._head_fed = 0  # bytes fed while its head is unfinished (bounds a head that never ends)
