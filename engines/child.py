@@ -30,6 +30,7 @@ from .proc_handle import ProcHandle
 from .scenarios import DEFAULT_SCENARIO, get_scenario
 from .settings import SettingsError
 from .source import STALL_S, EngineStatus, EventSource, SourceStatus
+from .stats import DEFAULT_NS_PER_COL
 
 START_TIMEOUT_S = 15.0
 MONITOR_S = 0.5  # how often each process's CPU and RSS are sampled
@@ -49,8 +50,11 @@ class ChildHost(EventSource):
         port: int = 0,
         load: bool = True,
         cpus: list[int] | None = None,
+        stream: str = "full",
         **overrides: Any,
     ) -> None:
+        """``stream``: ``full`` (every raw event, digested by the consumer: bench, record) or
+        ``digest`` (digested where the events happen, in the engine and load processes: the app)."""
         for name in engines:
             if name not in ENGINE_IDS:
                 raise EngineError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})")
@@ -59,6 +63,8 @@ class ChildHost(EventSource):
         self.bind_host = host
         self.base_port = port
         self.load = load
+        self.stream = stream
+        self.ns_per_col = DEFAULT_NS_PER_COL
         self.scenario = get_scenario(scenario)
         self.settings = self.scenario.settings.with_changes(**overrides)
         self.placement: Placement = plan(self.engine_names, cpus)
@@ -93,7 +99,7 @@ class ChildHost(EventSource):
         return self
 
     def _start_load(self, timeout: float) -> None:
-        start = {"role": "load", "record": self.record, "cpus": list(self.placement.load)}
+        start = {"role": "load", "record": self.record, "cpus": list(self.placement.load), **self._view()}
         self.loadproc = ProcHandle("load", start, self.placement.load)
         self.upstream_port = int(self.loadproc.wait_started(timeout)["upstream_port"])
 
@@ -110,7 +116,19 @@ class ChildHost(EventSource):
             "port": port,
             "upstream_port": self.upstream_port,
             "cpus": list(self.placement.engines[name]),
+            **self._view(),
         }
+
+    def _view(self) -> dict[str, Any]:
+        return {"stream": self.stream, "ns": self.ns_per_col}
+
+    def set_zoom(self, ns_per_col: int) -> None:
+        """Digests in the processes start their picture afresh at this column width."""
+        self.ns_per_col = max(1, int(ns_per_col))
+        if self.stream == "digest":
+            for proc in [*self.procs.values(), self.loadproc]:
+                if proc is not None:
+                    proc.send("view", {"ns": self.ns_per_col})
 
     def _send_targets(self) -> None:
         if self.load and self.loadproc is not None:
@@ -211,6 +229,7 @@ class ChildHost(EventSource):
                     self._held.extend(batch.transitions)
                     out.latencies.extend(batch.latencies)
                     out.lags.extend(batch.lags)
+                    out.digests.extend(batch.digests)
                     out.dropped += batch.dropped
                 proc.watermark = max(proc.watermark, batch.t_ns)
             while proc.errors:

@@ -20,6 +20,7 @@ consumer's process where there is no server process (in-process mode, recordings
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any
 
@@ -147,7 +148,8 @@ class ServerDigest:
         self._done: deque[tuple[int, list[int]]] = deque()  # (t_done, phase totals), window
         self._done_sum = [0] * NPHASES
         self._handed: tuple[int, _Req] | None = None
-        self._row_window = CountWindow(1_000_000_000)
+        self._row_window = CountWindow(1_000_000_000)  # new requests a second
+        self._arrivals = 0
         self.rows: list[tuple[int, int, int, int, int]] = []  # transitions passed on since the last take
         self.last_t = 0
         self.set_zoom(ns_per_col)
@@ -299,12 +301,12 @@ class ServerDigest:
             self.sent.pop(col, None)
 
     def _row_wanted(self, t: int) -> bool:
-        """Pass on at most ~ROW_RATE new requests a second: enough to fill every row on screen."""
+        """Pass on every k-th new request, k chosen so ~ROW_RATE a second go (enough for every row)."""
         rw = self._row_window
-        if rw.rate(t) >= ROW_RATE:
-            return False
         rw.add(t)
-        return True
+        self._arrivals += 1
+        every = max(1, math.ceil(rw.rate(t) / ROW_RATE))
+        return self._arrivals % every == 0
 
     def lag_sample(self, t: int, lag_ns: int) -> None:
         self.lag.record(t, lag_ns)
@@ -423,3 +425,54 @@ class ClientDigest:
         if with_counters:
             out["counters"] = self.counters(now)
         return out
+
+
+# -- what crosses a pipe: checked on the way in ------------------------------------------
+_INT_ROWS = {"hold": 6, "wait": 3, "held": 3, "open_q": 2, "open_r": 2, "sent": 2, "out": 2}
+
+
+def check_record(rec: object) -> None:
+    """Raise ValueError (one line) unless ``rec`` is a well-formed ``{"server"|"client": ...}`` record."""
+    if not isinstance(rec, dict) or not rec or set(rec) - {"server", "client"}:
+        raise ValueError("a digest record is {'server': ...} or {'client': ...}")
+    for side, part in rec.items():
+        if not isinstance(part, dict):
+            raise ValueError(f"digest {side} part is not a record")
+        for key in ("ns", "now"):
+            if type(part.get(key)) is not int or part[key] < 0:
+                raise ValueError(f"digest field {key!r} is not a non-negative integer")
+        if part["ns"] < 1:
+            raise ValueError("digest column width must be at least 1 ns")
+        for key in ("hold", "wait", "held", "open_q", "open_r", "sent") if side == "server" else ("out",):
+            rows = part.get(key)
+            width = _INT_ROWS[key]
+            if not isinstance(rows, list) or not all(
+                isinstance(r, list) and len(r) == width and all(type(x) is int for x in r) for r in rows
+            ):
+                raise ValueError(f"digest field {key!r} is not a list of {width} integers each")
+        if side == "server":
+            flat = part.get("rows")
+            if not isinstance(flat, list) or len(flat) % 4 or not all(type(x) is int for x in flat):
+                raise ValueError("digest field 'rows' is not a flat list of 4-integer transitions")
+            phases = flat[3::4]
+            if any(not 0 <= p < NPHASES for p in phases):
+                raise ValueError("digest field 'rows' holds an unknown phase")
+        counters = part.get("counters")
+        if counters is not None:
+            _check_counters(counters)
+
+
+def _check_counters(counters: object) -> None:
+    if not isinstance(counters, dict):
+        raise ValueError("digest counters are not a record")
+    for key, value in counters.items():
+        if isinstance(value, bool) or not isinstance(key, str):
+            raise ValueError(f"digest counter {key!r} is not a number")
+        if isinstance(value, dict):
+            if not all(isinstance(k, str) and isinstance(v, (int, float)) for k, v in value.items()):
+                raise ValueError(f"digest counter {key!r} is not a table of numbers")
+        elif isinstance(value, list):
+            if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in value):
+                raise ValueError(f"digest counter {key!r} is not a list of numbers")
+        elif not isinstance(value, (int, float)):
+            raise ValueError(f"digest counter {key!r} is not a number")

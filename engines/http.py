@@ -61,6 +61,7 @@ class Request:
     req_id: int | None  # the load generator's id (an all-ASCII-digit ``X-Req-Id``), else None
     query: str = ""
     rid: int = 0  # the id the server records it under (set by :meth:`ReadingTracker.assign`)
+    sent_ns: int = 0  # the load generator's intended send time (``X-Sent-Ns``), 0 when absent
 
 
 class RequestReader:
@@ -83,6 +84,7 @@ class RequestReader:
         "_out",
         "_parser",
         "_req_id",
+        "_sent_ns",
         "_t",
         "_url",
         "partial",
@@ -94,6 +96,7 @@ class RequestReader:
         self._out: list[Request] = []
         self._url = b""
         self._req_id: int | None = None
+        self._sent_ns = 0
         self._head = 0  # bytes of the current request line and headers seen by the callbacks
         self._head_fed = 0  # bytes fed while its head is unfinished (bounds a head that never ends)
         self._body = 0
@@ -154,6 +157,7 @@ class RequestReader:
         self._began = self._in_head = True
         self._url = b""
         self._req_id = None
+        self._sent_ns = 0
         self._head = self._head_fed = self._body = 0
 
     def on_url(self, url: bytes) -> None:
@@ -164,11 +168,13 @@ class RequestReader:
         self._head += len(name) + len(value) + 4
         if self._head > MAX_HEAD:
             raise self._refuse(431, "request header fields too large")
-        if len(name) not in (8, 14, 17):  # the lengths of the three names looked at
+        if len(name) not in (8, 9, 14, 17):  # the lengths of the four names looked at
             return
         lname = name.lower()
         if lname == b"x-req-id":
             self._req_id = parse_id(value)
+        elif lname == b"x-sent-ns":
+            self._sent_ns = int(value) if value.isdigit() and len(value) <= 19 else 0
         elif lname == b"content-length":
             if value.isdigit() and (len(value) > 7 or int(value) > MAX_BODY):  # bytes.isdigit: ASCII only
                 raise self._refuse(413, "body too large")
@@ -200,6 +206,7 @@ class RequestReader:
                 parser.should_keep_alive(),
                 self._req_id,
                 query,
+                sent_ns=self._sent_ns,
             )
         )
         self.partial = False
@@ -264,6 +271,9 @@ class ReadingTracker:
 
     def assign(self, reqs: list[Request], t: int) -> None:
         """Give each completed request its id (``req.rid``); the first ends the reading, if any."""
+        for req in reqs:  # the load generator's requests: queued since the client sent them
+            if req.sent_ns and req.req_id is not None and req.sent_ns <= t:
+                self._emit_at(req.sent_ns, req.req_id, -1, Phase.QUEUED)
         start = 0
         if self.cid:
             req, cid = reqs[0], self.cid

@@ -29,7 +29,8 @@ import httptools
 from .events import Phase, Recorder, now_ns
 from .settings import Settings
 
-REQUEST = b"GET / HTTP/1.1\r\nHost: syncviz\r\nX-Req-Id: %d\r\n\r\n"
+REQUEST = b"GET / HTTP/1.1\r\nHost: syncviz\r\nX-Req-Id: %d\r\nX-Sent-Ns: %d\r\n\r\n"
+"""``X-Sent-Ns``: the intended send time (monotonic ns), so the server records the request's QUEUED itself."""
 RECONNECT_S = 0.1
 BURST_PERIOD_S, BURST_LEN_S = 5.0, 1.0  # open loop: a spike of ``burst`` x rate, 1 s in every 5
 
@@ -86,7 +87,7 @@ class _Client(asyncio.Protocol):
 
     def send(self, rid: int, t0: int) -> None:
         self.rid, self.t0, self.busy = rid, t0, True
-        self.transport.write(REQUEST % rid)  # type: ignore[union-attr]
+        self.transport.write(REQUEST % (rid, t0))  # type: ignore[union-attr]
 
     def data_received(self, data: bytes) -> None:
         status = self.parser.feed(data)

@@ -23,13 +23,17 @@ from collections import deque
 from typing import Any, BinaryIO
 
 from .base import Engine, EngineError, engine_class
-from .events import ENGINE_IDS, Recorder
+from .digest import ClientDigest, ServerDigest
+from .events import ENGINE_IDS, Phase, Recorder
 from .host import raise_fd_limit, sample_stalls
+from .http import EXTERNAL_IDS_START
 from .loadgen import LoadGen
 from .placement import set_cpus
+from .registry import engine_spec
 from .scenarios import get_scenario
 from .settings import Settings, SettingsError
 from .slowclients import SlowClients
+from .stats import COUNTERS_EVERY_NS, DEFAULT_NS_PER_COL
 from .upstream import Upstream
 from .wire import WireError, batch_to_wire, read_frame, write_frame
 
@@ -67,12 +71,18 @@ def _settings(payload: dict[str, Any]) -> Settings:
 
 
 class EngineRole(_Role):
+    """One engine server. With ``stream: digest`` its events are digested here, where they happen
+    (:class:`~syncviz.engines.digest.ServerDigest`), and only the digest crosses the pipe."""
+
     def __init__(self, out: BinaryIO, start: dict[str, Any]) -> None:
         super().__init__(out, bool(start.get("record", True)))
         self.name: str = start["engine"]
+        self.engine_id = ENGINE_IDS[self.name]
         self.host: str = start.get("host", "127.0.0.1")
         self.port: int = int(start.get("port", 0))
         self.engine: Engine | None = None
+        self.digest: ServerDigest | None = None
+        self.view = _View(start)
         self._start(start)
 
     def _start(self, p: dict[str, Any]) -> None:
@@ -83,6 +93,8 @@ class EngineRole(_Role):
         )
         self.port = engine.start()  # a restart binds the same port again: curl keeps working
         self.engine = engine
+        if self.view.digest:
+            self.digest = ServerDigest(engine_spec(self.name).has_loop, self.view.ns, self.view.window_s)
         self.send("started", {"port": self.port, "pid": os.getpid(), "run": self.run})
 
     def drain(self) -> dict[str, Any]:
@@ -91,12 +103,24 @@ class EngineRole(_Role):
         engine = self.engine
         stall = sample_stalls(batch, [engine] if engine is not None else []) if self.recorder.enabled else 0
         server = engine.server_snapshot(batch.t_ns) if engine is not None else None
+        digest = self.digest
+        if digest is not None:
+            for t, _e, rid, lane, phase in batch.transitions:
+                digest.transition(t, rid, lane, phase)
+            for t, _e, lag in batch.lags:
+                digest.lag_sample(t, lag)
+            batch.transitions, batch.lags = [], []
+            batch.digests = [(self.engine_id, {"server": digest.take(batch.t_ns, self.view.counters_due(batch.t_ns))})]
         wire = batch_to_wire(batch, self.run, server)
         wire["stall_ns"] = stall
         return wire
 
     def command(self, kind: str, payload: Any) -> None:
-        if kind == "apply" and self.engine is not None:
+        if kind == "view":
+            self.view.zoom(payload)
+            if self.digest is not None:
+                self.digest.set_zoom(self.view.ns)
+        elif kind == "apply" and self.engine is not None:
             self.engine.apply(_settings(payload))
         elif kind == "scenario":
             self.flush()
@@ -114,8 +138,13 @@ class EngineRole(_Role):
 
 
 class LoadRole(_Role):
+    """The load generator, its slow clients and the upstream. With ``stream: digest`` what its
+    clients saw is digested here (:class:`~syncviz.engines.digest.ClientDigest`, one per engine)."""
+
     def __init__(self, out: BinaryIO, start: dict[str, Any]) -> None:
         super().__init__(out, bool(start.get("record", True)))
+        self.view = _View(start)
+        self.digests: dict[int, ClientDigest] = {}
         self.loadgen: LoadGen | None = None
         self.slowclients: SlowClients | None = None
         self.upstream = Upstream()
@@ -127,15 +156,38 @@ class LoadRole(_Role):
             self._halt()
             self.run = int(payload["run"])
             ports = {ENGINE_IDS[name]: int(port) for name, port in payload["ports"].items()}
+            if self.view.digest:
+                self.digests = {e: ClientDigest(self.view.ns, self.view.window_s) for e in ports}
             self.loadgen = LoadGen(self.recorder, ports, _settings(payload))
             self.loadgen.start()
             self.slowclients = SlowClients(ports, _settings(payload)).start()
+        elif kind == "view":
+            self.view.zoom(payload)
+            for digest in self.digests.values():
+                digest.set_zoom(self.view.ns)
         elif kind == "halt":
             self._halt()
         elif kind == "apply" and self.loadgen is not None:
             self.loadgen.apply(_settings(payload))
             if self.slowclients is not None:
                 self.slowclients.apply(_settings(payload))
+
+    def drain(self) -> dict[str, Any]:
+        batch = self.recorder.drain()
+        if self.digests:
+            digests = self.digests
+            for t, e, rid, _lane, phase in batch.transitions:
+                d = digests.get(e)
+                if d is not None and phase == Phase.QUEUED and rid < EXTERNAL_IDS_START:
+                    d.sent(t, rid)
+            for t, e, rid, lat, ok in batch.latencies:
+                d = digests.get(e)
+                if d is not None:
+                    d.answered(t, rid, lat, ok)
+            due = self.view.counters_due(batch.t_ns)
+            batch.transitions, batch.latencies = [], []
+            batch.digests = [(e, {"client": d.take(batch.t_ns, due)}) for e, d in digests.items()]
+        return batch_to_wire(batch, self.run)
 
     def _halt(self) -> None:
         if self.slowclients is not None:
@@ -150,6 +202,29 @@ class LoadRole(_Role):
     def close(self) -> None:
         self._halt()
         self.upstream.stop()
+
+
+class _View:
+    """How the parent wants the stream: raw events (``full``) or digests, at which zoom and window."""
+
+    def __init__(self, start: dict[str, Any]) -> None:
+        self.digest = start.get("stream", "full") == "digest"
+        self.window_s = float(start.get("window_s", 5.0))
+        self.ns = DEFAULT_NS_PER_COL
+        self.zoom(start)
+        self._counters_at = 0
+
+    def zoom(self, payload: Any) -> None:
+        ns = payload.get("ns") if isinstance(payload, dict) else None
+        if type(ns) is int and ns > 0:
+            self.ns = ns
+
+    def counters_due(self, now: int) -> bool:
+        """Counters go out a few times a second; the picture with every batch."""
+        if now - self._counters_at >= COUNTERS_EVERY_NS:
+            self._counters_at = now
+            return True
+        return False
 
 
 def child_main() -> int:

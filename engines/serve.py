@@ -112,7 +112,9 @@ def start_host(
     ports = engine_ports(port, engines)
     probe_ports(host, ports)
     try:
-        return ChildHost(scenario=scenario, engines=engines, host=host, port=port, load=load, **overrides).start()
+        return ChildHost(
+            scenario=scenario, engines=engines, host=host, port=port, load=load, stream="digest", **overrides
+        ).start()
     except EngineError:
         probe_ports(host, ports)  # taken between the probe and the bind: say which one
         raise

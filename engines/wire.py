@@ -19,12 +19,15 @@ import struct
 from typing import Any, BinaryIO, NamedTuple
 
 from .counts import ServerSnapshot
-from .events import Batch
+from .digest import check_record
+from .events import ENGINES, Batch
 
 VERSION = 1
 FRAME = struct.Struct(">I")
 MAX_FRAME = 64 * 1024 * 1024
-KINDS = frozenset({"start", "started", "batch", "error", "apply", "scenario", "targets", "halt", "stop", "stopped"})
+KINDS = frozenset(
+    {"start", "started", "batch", "error", "apply", "scenario", "targets", "halt", "stop", "stopped", "view"}
+)
 
 
 class WireError(ValueError):
@@ -58,7 +61,10 @@ def read_frame(stream: BinaryIO) -> tuple[str, Any] | None:
 
 
 def batch_to_wire(batch: Batch, run: int, server: ServerSnapshot | None = None) -> dict[str, Any]:
-    """A batch as a plain record; ``server``: the engine's source counters, sent as ``srv``."""
+    """A batch as a plain record; ``server``: the engine's source counters, sent as ``srv``.
+
+    Its digests (:mod:`~syncviz.engines.digest` records) travel as ``dg``: ``[[engine, record], ...]``.
+    """
     chain = itertools.chain.from_iterable
     out = {
         "v": VERSION,
@@ -71,6 +77,8 @@ def batch_to_wire(batch: Batch, run: int, server: ServerSnapshot | None = None) 
     }
     if server is not None:
         out["srv"] = server.as_dict()
+    if batch.digests:
+        out["dg"] = [[e, rec] for e, rec in batch.digests]
     return out
 
 
@@ -107,6 +115,7 @@ def decode_batch(payload: object) -> WireBatch:
     batch.transitions = _ints(payload, "tr", 5)  # type: ignore[assignment]
     batch.latencies = [(a, b, c, d, bool(ok)) for a, b, c, d, ok in _ints(payload, "lat", 5)]
     batch.lags = _ints(payload, "lag", 3)  # type: ignore[assignment]
+    batch.digests = _digests(payload.get("dg", []))
     return WireBatch(batch, run, server_from_wire(payload), stall)
 
 
@@ -114,6 +123,21 @@ def batch_from_wire(payload: object) -> tuple[Batch, int]:
     """The batch and the run number it belongs to, validated."""
     got = decode_batch(payload)
     return got.batch, got.run
+
+
+def _digests(items: object) -> list[tuple[int, dict[str, Any]]]:
+    if not isinstance(items, list):
+        raise WireError("batch field 'dg' is not a list")
+    out = []
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 2 and type(item[0]) is int and 0 <= item[0] < len(ENGINES)):
+            raise WireError("batch field 'dg' holds an item that is not [engine, record]")
+        try:
+            check_record(item[1])
+        except ValueError as exc:
+            raise WireError(f"batch field 'dg': {exc}") from None
+        out.append((item[0], item[1]))
+    return out
 
 
 def server_from_wire(payload: dict[str, Any]) -> ServerSnapshot | None:

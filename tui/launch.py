@@ -34,7 +34,7 @@ def make_source(args: argparse.Namespace, overrides: dict[str, Any]) -> Started:
         return host, host.info()
     from syncviz.engines.child import ChildHost
 
-    child = ChildHost(**kwargs).start()
+    child = ChildHost(stream="digest", **kwargs).start()  # digested in the engine processes
     set_cpus(child.placement.ui)  # the drawing keeps off the engines' cores
     return child, child.info()
 
