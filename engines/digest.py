@@ -29,10 +29,13 @@ from hdrh.histogram import HdrHistogram
 from .events import HANDED_OVER, Phase
 from .http import EXTERNAL_IDS_START
 
-READING, QUEUED, READY, DONE, FAILED = Phase.READING, Phase.QUEUED, Phase.READY, Phase.DONE, Phase.FAILED
+# plain ints: comparing and hashing IntEnum members costs more on this hot path
+READING, QUEUED, READY, DONE, FAILED = (
+    int(p) for p in (Phase.READING, Phase.QUEUED, Phase.READY, Phase.DONE, Phase.FAILED)
+)
 NPHASES = len(Phase)
 LIVE_PHASES = tuple(p for p in Phase if p not in (DONE, FAILED))
-SLOT = {Phase.RUNNING: 0, Phase.BLOCKED: 1, Phase.READY: 2, Phase.READING: 3}
+SLOT = {int(Phase.RUNNING): 0, int(Phase.BLOCKED): 1, int(Phase.READY): 2, int(Phase.READING): 3}
 """A worker lane's per-column slots: how long it was held running, blocked, ready (GIL) and reading."""
 WAIT_QUEUED, WAIT_READY = 0, 1
 KEEP_COLS = 1200  # columns of the picture kept left of now (wider than any terminal)
@@ -119,17 +122,34 @@ def percentiles(h: HdrHistogram | None) -> dict[str, float | None]:
 
 
 class _Req:
-    """One request the server digest follows: its current phase, lane and since when."""
+    """One request the server digest follows: its current phase, lane, since when, and its segment's code."""
 
-    __slots__ = ("lane", "phase", "row", "sent_col", "since", "totals")
+    __slots__ = ("code", "lane", "phase", "row", "sent_col", "since", "totals")
 
     def __init__(self, phase: int, lane: int, since: int, row: bool) -> None:
         self.phase = phase
         self.lane = lane
         self.since = since
+        self.code = NONE
         self.row = row  # its transitions are passed on (it may get a row on screen)
         self.sent_col: int | None = None  # the column of its QUEUED (the client's send time)
         self.totals = [0] * NPHASES
+
+
+NONE, WAITQ, WAITR = -1, 4, 5
+"""Segment codes: 0-3 a lane held in that slot, WAITQ / WAITR waiting queued / ready, NONE neither."""
+
+
+def segment_codes(has_loop: bool) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Codes per phase for lane < 0, lane 0 and lane > 0: the one rule of who holds a worker.
+
+    A pool or offload thread stays its request's while it waits for the GIL (READY); the loop
+    or hub (lane 0 of asyncio and gevent) is free for others while a request is READY.
+    """
+    no_lane = tuple(WAITQ if p == QUEUED else WAITR if p == READY else NONE for p in Phase)
+    on_lane = tuple(SLOT.get(p, NONE) if p != QUEUED else WAITQ for p in Phase)
+    loop = tuple(WAITR if (p == READY and has_loop) else c for p, c in zip(Phase, on_lane, strict=True))
+    return no_lane, loop, on_lane
 
 
 class ServerDigest:
@@ -140,6 +160,7 @@ class ServerDigest:
 
     def __init__(self, has_loop: bool, ns_per_col: int, window_s: float = 5.0) -> None:
         self.has_loop = has_loop
+        self._codes = segment_codes(has_loop)
         self.window_ns = int(window_s * 1e9)
         self.inflight: dict[int, _Req] = {}
         self.by_phase = [0] * NPHASES
@@ -150,6 +171,7 @@ class ServerDigest:
         self._handed: tuple[int, _Req] | None = None
         self._row_window = CountWindow(1_000_000_000)  # new requests a second
         self._arrivals = 0
+        self._every = 0
         self.rows: list[tuple[int, int, int, int, int]] = []  # transitions passed on since the last take
         self.last_t = 0
         self.set_zoom(ns_per_col)
@@ -160,74 +182,89 @@ class ServerDigest:
         self.ns = max(1, ns_per_col)
         self.hold: dict[int, dict[int, list[int]]] = {}  # lane -> col -> [run, blocked, ready, reading] ns
         self.wait: dict[int, list[int]] = {}  # col -> [queued, ready] request-ns
-        self.dirty_hold: set[tuple[int, int]] = set()
-        self.dirty_wait: set[int] = set()
+        self.dirty_hold: dict[int, int] = {}  # lane -> the first column changed since the last take
+        self.dirty_wait: int | None = None
         self.holders: dict[int, tuple[int, int, int]] = {}  # lane -> (rid, slot, since): held now
         self.open_wait: list[dict[int, int]] = [{}, {}]  # queued / ready now: since-col -> requests
         self.sent: dict[int, int] = {}  # send col -> requests with a QUEUED here and not finished
         for rid, r in self.inflight.items():  # what is open now stays on the picture
             self._open(rid, r)
 
-    def _spread(self, t0: int, t1: int, lane: int, slot: int) -> None:
+    def _spread(self, t0: int, t1: int, lane: int, code: int) -> None:
+        """Add [t0, t1) to the accumulators of ``lane`` (held, ``code`` a slot) or of the waits."""
         ns = self.ns
-        floor = self.last_t // ns - KEEP_COLS
         c, last = t0 // ns, (t1 - 1) // ns
+        floor = self.last_t // ns - KEEP_COLS
+        if c < floor:
+            if last < floor:
+                return
+            c, t0 = floor, floor * ns
+        if code < WAITQ:
+            cols = self.hold.get(lane)
+            if cols is None:
+                cols = self.hold[lane] = {}
+            slot = code
+            first = self.dirty_hold.get(lane)
+            if first is None or c < first:
+                self.dirty_hold[lane] = c
+        else:
+            cols = self.wait
+            slot = code - WAITQ
+            if self.dirty_wait is None or c < self.dirty_wait:
+                self.dirty_wait = c
+        width = 4 if code < WAITQ else 2
+        if c == last:  # the common case: the segment lies in one column
+            acc = cols.get(c)
+            if acc is None:
+                acc = cols[c] = [0] * width
+            acc[slot] += t1 - t0
+            return
         while c <= last:
-            if c >= floor:
-                lo, hi = max(t0, c * ns), min(t1, (c + 1) * ns)
-                if lane >= 0:
-                    cols = self.hold.get(lane)
-                    if cols is None:
-                        cols = self.hold[lane] = {}
-                    acc = cols.get(c)
-                    if acc is None:
-                        acc = cols[c] = [0, 0, 0, 0]
-                    acc[slot] += hi - lo
-                    self.dirty_hold.add((lane, c))
-                else:
-                    acc = self.wait.get(c)
-                    if acc is None:
-                        acc = self.wait[c] = [0, 0]
-                    acc[slot] += hi - lo
-                    self.dirty_wait.add(c)
+            acc = cols.get(c)
+            if acc is None:
+                acc = cols[c] = [0] * width
+            acc[slot] += min(t1, (c + 1) * ns) - max(t0, c * ns)
             c += 1
 
     def holds(self, phase: int, lane: int) -> bool:
-        """The one rule (as :meth:`EngineStats.holds_worker`): whether ``phase`` on ``lane`` holds that worker."""
-        if lane < 0:
-            return False
-        return phase in SLOT and (phase != READY or not self.has_loop or lane > 0)
+        """Whether ``phase`` on ``lane`` holds that worker (the same rule as :meth:`EngineStats.holds_worker`)."""
+        return 0 <= self._code(phase, lane) < WAITQ
+
+    def _code(self, phase: int, lane: int) -> int:
+        no_lane, loop, on_lane = self._codes
+        return no_lane[phase] if lane < 0 else loop[phase] if lane == 0 else on_lane[phase]
 
     def _open(self, rid: int, r: _Req) -> None:
         """Put ``r``'s current segment on the 'open now' layers."""
-        if self.holds(r.phase, r.lane):
-            self.holders[r.lane] = (rid, SLOT[r.phase], r.since)
-        elif r.phase == QUEUED or r.phase == READY:
-            layer = self.open_wait[WAIT_QUEUED if r.phase == QUEUED else WAIT_READY]
+        code = r.code = self._code(r.phase, r.lane)
+        if code < 0:
+            return
+        if code < WAITQ:
+            self.holders[r.lane] = (rid, code, r.since)
+        else:
+            layer = self.open_wait[code - WAITQ]
             col = r.since // self.ns
             layer[col] = layer.get(col, 0) + 1
 
     def _close(self, rid: int, r: _Req, t: int) -> None:
         """End ``r``'s current segment at ``t``: into the accumulators, off the open layers."""
-        phase, lane, since = r.phase, r.lane, r.since
-        if self.holds(phase, lane):
-            held = self.holders.get(lane)
-            if held is not None and held[0] == rid:
-                del self.holders[lane]
-            if t > since:
-                self._spread(since, t, lane, SLOT[phase])
-        elif phase in (QUEUED, READY):
-            which = WAIT_QUEUED if phase == QUEUED else WAIT_READY
-            layer, col = self.open_wait[which], since // self.ns
-            n = layer.get(col, 0) - 1
-            if n > 0:
-                layer[col] = n
+        code, since = r.code, r.since
+        if code >= 0:
+            if code < WAITQ:
+                held = self.holders.get(r.lane)
+                if held is not None and held[0] == rid:
+                    del self.holders[r.lane]
             else:
-                layer.pop(col, None)
+                layer, col = self.open_wait[code - WAITQ], since // self.ns
+                n = layer.get(col, 0) - 1
+                if n > 0:
+                    layer[col] = n
+                else:
+                    layer.pop(col, None)
             if t > since:
-                self._spread(since, t, -1, which)
+                self._spread(since, t, r.lane, code)
         if t > since:
-            r.totals[phase] += t - since
+            r.totals[r.phase] += t - since
 
     # -- feeding -------------------------------------------------------------------------
     def transition(self, t: int, rid: int, lane: int, phase: int) -> None:
@@ -265,9 +302,27 @@ class ServerDigest:
             if r.row:
                 self.rows.append((t, 0, rid, lane, phase))
             return
-        if t < r.since:
-            t = r.since  # recorded out of order by a few microseconds: keep time moving forward
-        self._close(rid, r, t)
+        since = r.since
+        if t < since:
+            t = since  # recorded out of order by a few microseconds: keep time moving forward
+        # _close, inlined (this is the hot path: every transition of every request)
+        code = r.code
+        if code >= 0:
+            if code < WAITQ:
+                held = self.holders.get(r.lane)
+                if held is not None and held[0] == rid:
+                    del self.holders[r.lane]
+            else:
+                layer, col = self.open_wait[code - WAITQ], since // self.ns
+                n = layer.get(col, 0) - 1
+                if n > 0:
+                    layer[col] = n
+                else:
+                    layer.pop(col, None)
+            if t > since:
+                self._spread(since, t, r.lane, code)
+        if t > since:
+            r.totals[r.phase] += t - since
         self.by_phase[r.phase] -= 1
         if r.row:
             self.rows.append((t, 0, rid, lane, phase))
@@ -281,13 +336,23 @@ class ServerDigest:
                 self._done.append((t, r.totals))
                 acc = self._done_sum
                 for i, v in enumerate(r.totals):
-                    acc[i] += v
+                    if v:
+                        acc[i] += v
             return
         r.phase, r.lane, r.since = phase, lane, t
         self.by_phase[phase] += 1
         if phase == QUEUED and r.sent_col is None:
             self._sent(r, t)
-        self._open(rid, r)
+        # _open, inlined
+        no_lane, loop, on_lane = self._codes
+        code = r.code = no_lane[phase] if lane < 0 else loop[phase] if lane == 0 else on_lane[phase]
+        if code >= 0:
+            if code < WAITQ:
+                self.holders[lane] = (rid, code, t)
+            else:
+                layer = self.open_wait[code - WAITQ]
+                col = t // self.ns
+                layer[col] = layer.get(col, 0) + 1
 
     def _sent(self, r: _Req, t: int) -> None:
         r.sent_col = col = t // self.ns
@@ -305,7 +370,10 @@ class ServerDigest:
         rw = self._row_window
         rw.add(t)
         self._arrivals += 1
-        every = max(1, math.ceil(rw.rate(t) / ROW_RATE))
+        every = (
+            max(1, math.ceil(rw.rate(t) / ROW_RATE)) if self._arrivals % 64 == 0 or self._every == 0 else self._every
+        )
+        self._every = every
         return self._arrivals % every == 0
 
     def lag_sample(self, t: int, lag_ns: int) -> None:
@@ -346,8 +414,16 @@ class ServerDigest:
         out: dict[str, Any] = {
             "ns": ns,
             "now": now,
-            "hold": [[lane, c, *self.hold[lane][c]] for lane, c in self.dirty_hold if c in self.hold.get(lane, {})],
-            "wait": [[c, *self.wait[c]] for c in self.dirty_wait if c in self.wait],
+            "hold": [
+                [lane, c, *cols[c]]
+                for lane, first in self.dirty_hold.items()
+                if (cols := self.hold.get(lane))
+                for c in range(max(first, floor), now // ns + 1)
+                if c in cols
+            ],
+            "wait": []
+            if self.dirty_wait is None
+            else [[c, *self.wait[c]] for c in range(max(self.dirty_wait, floor), now // ns + 1) if c in self.wait],
             "held": [[lane, slot, since] for lane, (_rid, slot, since) in self.holders.items()],
             "open_q": [[c, n] for c, n in self.open_wait[WAIT_QUEUED].items()],
             "open_r": [[c, n] for c, n in self.open_wait[WAIT_READY].items()],
@@ -355,7 +431,7 @@ class ServerDigest:
             "rows": [x for tr in self.rows for x in (tr[0], tr[2], tr[3], tr[4])],
         }
         self.dirty_hold.clear()
-        self.dirty_wait.clear()
+        self.dirty_wait = None
         self.rows = []
         if with_counters:
             out["counters"] = self.counters(now)
