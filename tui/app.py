@@ -179,9 +179,9 @@ class SyncvizApp(App[int]):
             self.notify(errors.popleft(), title="engines", severity="error", timeout=8)
         status = self.source.status()
         self.health = status
-        perf = self.query_one("#perf", PerfLine)
-        if perf.has_class("-on"):
-            perf.show(self.perf, status)
+        for perf in self.query("#perf").results(PerfLine):  # none while the app shuts down
+            if perf.has_class("-on"):
+                perf.show(self.perf, status)
         key = self.restart_key
         for panel in self.query(EnginePanel):
             panel.set_status(status.engines.get(panel.engine), key)
@@ -213,10 +213,21 @@ class SyncvizApp(App[int]):
 
     def _show_status(self) -> None:
         board = self.board
-        self.query_one("#status", Bar).set(
-            status_text(board.scenario, board.settings, board.zoom_ms, self.paused, self.replay, self.health)
+        bars = {bar.id: bar for bar in self.query(Bar)}
+        if "status" not in bars:
+            return  # a timer fired while the app shuts down
+        bars["status"].set(
+            status_text(
+                board.scenario,
+                board.settings,
+                board.zoom_ms,
+                self.paused,
+                self.replay,
+                self.health,
+                load=board.info.get("load", True) is not False,
+            )
         )
-        self.query_one("#caption", Bar).set(caption_text(board.scenario))
+        bars["caption"].set(caption_text(board.scenario))
         for panel in self.query(EnginePanel):
             panel.set_info(board.engine_info(panel.engine))
 

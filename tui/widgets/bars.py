@@ -35,14 +35,21 @@ def status_text(
     paused: bool,
     replay: bool,
     health: SourceStatus | None = None,
+    load: bool = True,
 ) -> Text:
+    """The first line; ``load`` false: the built-in load is off (``syncviz serve``): say so, not its knobs."""
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(" syncviz ", "bold #1b1e28 on #56b4e9")
     t.append(f" {scenario} ", "bold")
     names = list(SCENARIOS)
     if scenario in names:
         t.append(f"({names.index(scenario) + 1}/{len(names)})  ", KEY)
+    if not load:
+        t.append(" load off: serving outside clients ", "bold #1b1e28 on #f0e442")
+        t.append("  ")
     for label, value in knob_line(settings):
+        if not load and label in ("clients", "rate", "slow clients"):
+            continue  # knobs of the load that is not running
         t.append(f"{label} ", KEY)
         t.append(f"{value}  ", "bold")
     if settings.slow != 1:

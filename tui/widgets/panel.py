@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from syncviz.engines.events import Phase
 from syncviz.engines.registry import engine_spec
+from syncviz.engines.served import ServedRate
 from syncviz.engines.source import EngineStatus
 from syncviz.tui.board import Board, EngineInfo
 from syncviz.tui.widgets.counters import CountersView, CounterView
@@ -24,6 +27,7 @@ class EnginePanel(Vertical):
         self._info: EngineInfo | None = None
         self.status: EngineStatus | None = None
         self.restart_key = "1"
+        self.served = ServedRate()  # the server's own responses/s, outside clients included
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="side"):
@@ -53,6 +57,7 @@ class EnginePanel(Vertical):
     def set_status(self, status: EngineStatus | None, restart_key: str) -> None:
         """The process behind the panel: its line, and the title and border when it is down."""
         self.status, self.restart_key = status, restart_key
+        self.served.update(status.server if status is not None else None)
         for line in self.query(ProcessLine):
             line.show(status, restart_key)
         state = status.state if status is not None else "starting"
@@ -89,6 +94,8 @@ class EnginePanel(Vertical):
             p99_history=list(history.p99.get(self.engine, ())),
             not_shown=max(0, (counters.in_flight if counters else 0) - rows.shown_in_flight()),
             down=down_text(self.status, self.restart_key),
+            server=self.status.server if self.status is not None else None,
+            served_rps=self.served.rps(time.monotonic_ns()),
         )
         for counters_view in self.query(CountersView):  # none while mounting or shutting down
             counters_view.show(view, stacked)
