@@ -56,7 +56,9 @@ WAITING_PHASES = (Phase.READING, Phase.QUEUED, Phase.RUNNING, Phase.BLOCKED, Pha
 # Transitions a well-formed request may take (checked by the tests, shown by the UI).
 ALLOWED_NEXT: dict[Phase, frozenset[Phase]] = {
     Phase.READING: frozenset({Phase.QUEUED, Phase.RUNNING, Phase.READY, Phase.FAILED}),
-    Phase.QUEUED: frozenset({Phase.READING, Phase.RUNNING, Phase.READY, Phase.FAILED}),
+    # QUEUED twice: the client records it when it sends, the server again when it reads the
+    # request's X-Sent-Ns (the same instant): in one stream (in-process, bench) both arrive.
+    Phase.QUEUED: frozenset({Phase.QUEUED, Phase.READING, Phase.RUNNING, Phase.READY, Phase.FAILED}),
     Phase.RUNNING: frozenset(
         {Phase.BLOCKED, Phase.AWAITING, Phase.YIELDED, Phase.QUEUED, Phase.READY, Phase.DONE, Phase.FAILED}
     ),
