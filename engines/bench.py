@@ -6,6 +6,14 @@ app places them; ``in_process`` runs the literal one-process host instead), lets
 generator open its connections and warm up, then measures a window. Throughput and latency
 come from the load generator's samples inside the window; phase means and loop lag from the
 servers' transitions, through the same :class:`~syncviz.engines.stats.StreamStats` the app uses.
+
+Before anything starts, every run's file descriptors are checked (:mod:`~syncviz.engines.limits`:
+the soft limit raised, or one line saying how many clients fit). The warm-up starts once the load
+generator has opened its connections and sends (10,000 take a few seconds). ``failed`` counts
+the window's failed requests and every connection that could not be opened during the run
+(``connect_errors`` by errno); ``client_bound`` says when the load process, not the server, was
+the limit (:func:`~syncviz.engines.bottleneck.client_bound`; ``load_process`` has its CPU), and
+``notes`` what else limits the run (gevent's pool below the clients).
 """
 
 from __future__ import annotations
@@ -16,9 +24,12 @@ from typing import Any
 
 from rich.table import Table
 
+from .bottleneck import client_bound
 from .child import ChildHost
 from .events import ENGINE_IDS, ENGINES, Batch
 from .host import EngineHost
+from .limits import connection_note, require_fds
+from .loadgen import connect_errors, is_connect_error
 from .placement import set_cpus
 from .scenarios import get_scenario
 from .settings import bound_rps
@@ -26,6 +37,7 @@ from .source import EventSource
 from .stats import Counters, StreamStats, fill_latency
 
 WARMUP_S = 1.0
+TRAFFIC_WAIT_S = 30.0  # at most this long for the load to open its connections and send
 
 
 def run_scenario(
@@ -38,7 +50,12 @@ def run_scenario(
     in_process: bool = False,
     **overrides: Any,
 ) -> list[dict[str, Any]]:
-    """Measure ``scenario`` on each engine; one result dict per engine (see :func:`result`)."""
+    """Measure ``scenario`` on each engine; one result dict per engine (see :func:`result`).
+
+    :class:`~syncviz.engines.limits.FdLimitError` (one line) before anything starts when the
+    descriptor limit cannot hold the clients.
+    """
+    require_fds([scenario], engines, together, in_process, **overrides)
     groups = [tuple(engines)] if together else [(e,) for e in engines]
     results: list[dict[str, Any]] = []
     for group in groups:
@@ -68,9 +85,10 @@ def _measure(
         host = ChildHost(scenario, engines=engines, record=record, **overrides)
         set_cpus(host.placement.ui)  # this process keeps off the engines' cores
     with host:
-        time.sleep(warmup_s)
-        warm.extend(host.drain())
+        _wait_for_traffic(host, engines, warm)
+        _collect(host, warm, warmup_s)
         cpu0 = _cpu_seconds(host)
+        load0 = _load_sample(host)
         t_start = time.monotonic_ns()
         deadline = t_start + int(seconds * 1e9)
         try:
@@ -82,6 +100,7 @@ def _measure(
                 gc.freeze()
             t_end = time.monotonic_ns()
             cpu1 = _cpu_seconds(host)
+            load = _load_sample(host)
         finally:
             gc.unfreeze()
         settings, scen = host.settings, host.scenario
@@ -92,26 +111,94 @@ def _measure(
     counters = stats.counters(t_end)
     span_s = (t_end - t_start) / 1e9
     out = []
+    load_process = _load_process(load, load0, span_s)
+    everything = [*warm.latencies, *window.latencies]
     for name in engines:
         e = ENGINE_IDS[name]
         ok = [lat for t, eng, _, lat, good in window.latencies if eng == e and good and t_start <= t <= t_end]
-        bad = sum(1 for t, eng, _, _, good in window.latencies if eng == e and not good and t_start <= t)
+        bad = sum(
+            1
+            for t, eng, rid, _, good in window.latencies
+            if eng == e and not good and t_start <= t and not is_connect_error(rid)
+        )
+        refused = connect_errors(s for s in everything if s[1] == e)  # every failed connect of the run
         st = status.engines[name]
         r = result(
-            scen.name, name, scen.mode(name), settings, seconds, together, ok, bad, span_s, counters[name], st.cpu_share
+            scen.name,
+            name,
+            scen.mode(name),
+            settings,
+            seconds,
+            together,
+            ok,
+            bad + sum(refused.values()),
+            span_s,
+            counters[name],
+            st.cpu_share,
         )
+        r["connect_errors"] = dict(sorted(refused.items()))
         r["placement"] = st.placement
         proc = st.process
+        engine_cpu = None
         if proc is not None:
             used = (cpu1.get(name) or 0.0) - (cpu0.get(name) or 0.0)
+            engine_cpu = round(100 * used / span_s, 1) if name in cpu1 else None
             r["process"] = {
                 "pid": proc.pid,
                 "cpus": list(proc.cpus),
-                "cpu_percent": round(100 * used / span_s, 1) if name in cpu1 else None,
+                "cpu_percent": engine_cpu,
                 "rss_mb": _round(proc.rss_mb, 1),
             }
+        r["load_process"] = load_process
+        r["client_bound"] = load_process is not None and client_bound(
+            load_process["cpu_percent"], len(load_process["cpus"]), engine_cpu, st.cpu_share
+        )
+        note = connection_note(name, settings.clients)
+        r["notes"] = [note] if note else []
         out.append(r)
     return out
+
+
+def _wait_for_traffic(host: EventSource, engines: tuple[str, ...], into: Batch) -> None:
+    """Drain into ``into`` until every engine has seen its first request (the load opens all its
+    connections before it sends), for at most :data:`TRAFFIC_WAIT_S`."""
+    waiting = {ENGINE_IDS[name] for name in engines}
+    deadline = time.monotonic() + TRAFFIC_WAIT_S
+    while waiting and time.monotonic() < deadline:
+        time.sleep(0.05)
+        batch = host.drain()
+        into.extend(batch)
+        waiting -= {e for _, e, *_ in batch.transitions} | {e for _, e, *_ in batch.latencies}
+
+
+def _collect(host: EventSource, into: Batch, seconds: float) -> None:
+    """Drain into ``into`` every 100 ms for ``seconds`` (the bounded buffers never fill)."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(0.1, left))
+        into.extend(host.drain())
+
+
+def _load_sample(host: EventSource) -> tuple[Any, float | None] | None:
+    """The load process's handle and CPU seconds so far (``None`` in process: it is everyone's)."""
+    proc = getattr(host, "loadproc", None)
+    if proc is None:
+        return None
+    proc.measure()
+    return proc, proc.cpu_seconds()
+
+
+def _load_process(
+    end: tuple[Any, float | None] | None, start: tuple[Any, float | None] | None, span_s: float
+) -> dict[str, Any] | None:
+    """The load process over the window: pid, CPUs, CPU % (of one core), RSS."""
+    if end is None or start is None:
+        return None
+    proc, used1 = end
+    used0 = start[1]
+    sample = proc.sample
+    cpu = round(100 * (used1 - used0) / span_s, 1) if used0 is not None and used1 is not None and span_s > 0 else None
+    return {"pid": proc.pid, "cpus": list(sample.cpus), "cpu_percent": cpu, "rss_mb": _round(sample.rss_mb, 1)}
 
 
 def _cpu_seconds(host: EventSource) -> dict[str, float]:
@@ -175,13 +262,35 @@ def _round(value: float | None, digits: int = 2) -> float | None:
 
 
 def run_bench(scenarios: list[str], **kwargs: Any) -> list[dict[str, Any]]:
-    """Every scenario in turn (validated first, so a typo fails before anything runs)."""
+    """Every scenario in turn (validated first, and their descriptors checked: a typo or a limit
+    fails before anything runs)."""
     for name in scenarios:
         get_scenario(name)
+    require_fds(
+        scenarios,
+        kwargs.get("engines", ENGINES),
+        kwargs.get("together", False),
+        kwargs.get("in_process", False),
+        **{k: v for k, v in kwargs.items() if k not in _RUN_ARGS},
+    )
     results: list[dict[str, Any]] = []
     for name in scenarios:
         results.extend(run_scenario(name, **kwargs))
     return results
+
+
+_RUN_ARGS = frozenset({"engines", "seconds", "together", "record", "warmup_s", "in_process"})
+
+
+def notes(results: list[dict[str, Any]]) -> list[str]:
+    """Every distinct note of the results, in order (for under the table)."""
+    seen: dict[str, None] = {}
+    for r in results:
+        for note in r.get("notes", ()):
+            seen.setdefault(note, None)
+        if r.get("client_bound"):
+            seen.setdefault(f"{r['engine']}: client-bound (the load process, not the server, was the limit)", None)
+    return list(seen)
 
 
 def table(results: list[dict[str, Any]]) -> Table:

@@ -9,7 +9,6 @@ says so. The default is one process per engine (:mod:`syncviz.engines.child`). B
 from __future__ import annotations
 
 import os
-import resource
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -17,6 +16,7 @@ from typing import Any
 
 from .base import Engine, EngineError, engine_class
 from .events import ENGINE_IDS, ENGINES, Batch, Recorder
+from .limits import raise_soft_limit
 from .loadgen import LoadGen
 from .scenarios import DEFAULT_SCENARIO, Scenario, get_scenario
 from .settings import Settings
@@ -66,13 +66,9 @@ def pin_to_one_cpu() -> int | None:
 
 
 def raise_fd_limit() -> None:
-    """Thousands of loopback connections need more than the usual 1,024 descriptors."""
-    try:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft < hard:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ValueError, OSError):
-        pass
+    """Raise the soft descriptor limit to the hard one: thousands of loopback connections need more
+    than the usual 1,024 (what a run needs is checked before it starts: :mod:`~syncviz.engines.limits`)."""
+    raise_soft_limit()
 
 
 class EngineHost(EventSource):

@@ -11,27 +11,41 @@ streams (a Python client is the bottleneck long before the servers otherwise).
 
 Every request is recorded as QUEUED at its intended send time (the ``X-Req-Id`` header ties
 it to the server's transitions) and as a latency sample when its answer is complete.
-Connections are opened before traffic starts; :attr:`LoadGen.connected` tells when.
+
+Connections are opened before traffic starts, at most :data:`CONNECT_BATCH` at once per engine
+(well under every listen backlog, so 10,000 clients connect without a dropped SYN); traffic
+starts once all are open, or once none has opened for :data:`CONNECT_STALL_S` (a server that
+stops accepting, like gevent with its pool full: the rest join as they connect).
+:attr:`LoadGen.connected` tells when. A connection that cannot be opened is a failed latency
+sample whose request id is minus its errno (:func:`connect_error_rid`): counted as ``failed``
+wherever samples are, summarised in one line by :func:`connect_errors_line`, retried with a
+growing pause (a single probe while they keep failing: a dead server is not stormed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 import random
 import socket
 import threading
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
 
 import httptools
 
-from .events import Phase, Recorder, now_ns
+from .events import Latency, Phase, Recorder, now_ns
 from .settings import Settings
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: syncviz\r\nX-Req-Id: %d\r\nX-Sent-Ns: %d\r\n\r\n"
 """``X-Sent-Ns``: the intended send time (monotonic ns), so the server records the request's QUEUED itself."""
-RECONNECT_S = 0.1
+RECONNECT_S = 0.1  # first pause before connections are opened again; doubles while they fail
+RECONNECT_MAX_S = 2.0
+CONNECT_BATCH = 256  # connects in flight at once per engine (listen backlogs are 1,024)
+CONNECT_STALL_S = 1.0  # the first connections: traffic starts when none has opened for this long
+STOP_WAIT_S = 1.0  # stop: how long the cancelled tasks get to finish
 BURST_PERIOD_S, BURST_LEN_S = 5.0, 1.0  # open loop: a spike of ``burst`` x rate, 1 s in every 5
 
 
@@ -69,6 +83,41 @@ class _Response:
 
 
 BAD_RESPONSE = -1  # what _Response.feed says of bytes that are not a response (counted as a failure)
+
+
+def connect_error_rid(exc: OSError) -> int:
+    """The request id a failed connect is recorded under: minus its errno (0: no errno).
+
+    Requests are numbered from 1, so a sample with an id of 0 or less is a connection error.
+    """
+    code = exc.errno if isinstance(exc.errno, int) and exc.errno > 0 else 0
+    if not code and isinstance(exc, TimeoutError):
+        code = errno.ETIMEDOUT
+    return -code
+
+
+def is_connect_error(rid: int) -> bool:
+    """A latency sample's request id that stands for a connection that could not be opened."""
+    return rid <= 0
+
+
+def connect_error_name(rid: int) -> str:
+    """``ECONNREFUSED`` for a connect error's id; ``error`` when it carried no errno."""
+    return errno.errorcode.get(-rid, "error") if rid < 0 else "error"
+
+
+def connect_errors(latencies: Iterable[Latency]) -> Counter[str]:
+    """Connection errors among latency samples, by errno name."""
+    return Counter(connect_error_name(rid) for _, _, rid, _, ok in latencies if rid <= 0 and not ok)
+
+
+def connect_errors_line(counts: Mapping[str, int]) -> str | None:
+    """``37 connections failed (ECONNREFUSED 30, ETIMEDOUT 7)``; ``None`` when none did."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    parts = ", ".join(f"{name} {n}" for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"{total} connection{'s' if total != 1 else ''} failed ({parts})"
 
 
 class _Client(asyncio.Protocol):
@@ -110,23 +159,62 @@ class _Target:
         self.conns: set[_Client] = set()
         self.idle: list[_Client] = []
         self.pending: deque[tuple[int, int]] = deque()  # open loop: (rid, intended time)
-        self.connecting = 0
+        self.connecting = 0  # connections asked for and not yet open (or failed)
         self.refilling = False  # a refill is scheduled
+        self.failing = False  # the last connect failed: refills send one probe until one opens
+        self.backoff = RECONNECT_S
+        self.gate = asyncio.Semaphore(CONNECT_BATCH)
         self.queued = gen.recorder.transition
         self.sample = gen.recorder.latency
         self.record = gen.recorder.enabled
 
     async def connect(self) -> _Client | None:
+        """One connection (at most :data:`CONNECT_BATCH` connecting at once); ``None`` when it failed
+        (recorded: :func:`connect_error_rid`) or the load is stopping."""
         loop = asyncio.get_running_loop()
-        self.connecting += 1
-        try:
-            _, client = await loop.create_connection(lambda: _Client(self), "127.0.0.1", self.port)
-        except OSError:
-            return None
-        finally:
-            self.connecting -= 1
+        async with self.gate:
+            if not self.gen.running:
+                return None
+            t0 = now_ns()
+            try:
+                _, client = await loop.create_connection(lambda: _Client(self), "127.0.0.1", self.port)
+            except OSError as exc:
+                self.connect_failed(exc, t0)
+                return None
+        self.failing, self.backoff = False, RECONNECT_S
         self.conns.add(client)
         return client
+
+    def connect_failed(self, exc: OSError, t0: int) -> None:
+        if not self.gen.running:
+            return
+        t = now_ns()
+        self.sample((t, self.engine, connect_error_rid(exc), t - t0, False))
+        self.failing = True
+        self.schedule_refill()
+
+    async def open(self, n: int) -> None:
+        """Open ``n`` connections, :data:`CONNECT_BATCH` at a time, each handed to the load as it opens."""
+        if n <= 0:
+            return
+        left = n
+        self.connecting += n
+
+        async def worker() -> None:
+            nonlocal left
+            while left > 0 and self.gen.running:
+                left -= 1
+                try:
+                    client = await self.connect()
+                finally:
+                    self.connecting -= 1
+                if client is not None:
+                    self.gen.opened(client)
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(min(n, CONNECT_BATCH))))
+        finally:
+            self.connecting -= left  # those never tried (stopping)
 
     def start_request(self, client: _Client, t0: int | None = None) -> None:
         if self.pending:
@@ -165,21 +253,45 @@ class _Target:
         self.conns.discard(client)
         if client in self.idle:
             self.idle.remove(client)
+        if not self.gen.running:  # our own stop cut it: no failure of the server's
+            return
         if client.busy:
             t = now_ns()
             self.sample((t, self.engine, client.rid, t - client.t0, False))
-        if self.gen.running and not client.retire and self.gen.settings.rate is None and not self.refilling:
-            self.refilling = True  # one refill for many lost connections: a dead server is not stormed
-            self.gen.loop.call_later(RECONNECT_S, self.gen.spawn, self.refill())
+        if not client.retire:
+            self.schedule_refill()
+
+    def schedule_refill(self) -> None:
+        """Closed loop: one refill after a pause, for many lost or failed connections at once."""
+        gen = self.gen
+        if self.refilling or not gen.running or gen.settings.rate is not None:
+            return
+        self.refilling = True
+        delay = self.backoff
+        if self.failing:  # they keep failing: wait longer each time
+            self.backoff = min(RECONNECT_MAX_S, self.backoff * 2)
+        gen.loop.call_later(delay, self._refill_now)
+
+    def _refill_now(self) -> None:
+        if self.gen.running:
+            self.gen.spawn(self.refill())
+        else:
+            self.refilling = False
 
     async def refill(self) -> None:
         """Closed loop: bring the connection count to ``clients`` and start each new one."""
         self.refilling = False
         want = self.gen.settings.clients - len(self.conns) - self.connecting
-        clients = await asyncio.gather(*(self.connect() for _ in range(max(0, want))))
-        for client in clients:
-            if client is not None and self.gen.running:
-                self.next_for(client) if self.gen.settings.rate is not None else self.start_request(client)
+        if self.failing:
+            want = min(want, 1)  # a probe: the rest follow once one opens
+        await self.open(want)
+        if (
+            self.gen.running
+            and not self.failing
+            and want > 0
+            and len(self.conns) + self.connecting < self.gen.settings.clients
+        ):
+            self.schedule_refill()  # the probe opened: now the rest
 
     def shrink(self) -> None:
         extra = len(self.conns) - self.gen.settings.clients
@@ -202,9 +314,13 @@ class _Target:
             self.gen.spawn(self._open_and_send())
 
     async def _open_and_send(self) -> None:
-        client = await self.connect()
+        self.connecting += 1
+        try:
+            client = await self.connect()
+        finally:
+            self.connecting -= 1
         if client is not None:
-            self.next_for(client)
+            self.gen.opened(client)
 
 
 class LoadGen:
@@ -216,14 +332,28 @@ class LoadGen:
         self.settings = settings
         self.running = False
         self.connected = threading.Event()
+        self.flowing = False  # traffic has started: a connection that opens starts at once
         self.random = random.Random(seed)
         self._tasks: set[asyncio.Task] = set()
+        self._held: list[_Client] = []  # opened before traffic started
+        self._last_open = 0.0
         self._thread: threading.Thread | None = None
 
-    def spawn(self, coro: object) -> None:
+    def spawn(self, coro: object) -> asyncio.Task:
         task = self.loop.create_task(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
+
+    def opened(self, client: _Client) -> None:
+        """A connection is open: it starts now, or with the others when traffic starts."""
+        self._last_open = self.loop.time()
+        if not self.running or client.retire:
+            client.transport.close()  # type: ignore[union-attr]
+        elif self.flowing:
+            self._begin(client)
+        else:
+            self._held.append(client)
 
     def start(self, wait_s: float = 10.0) -> None:
         self.loop = asyncio.new_event_loop()
@@ -241,22 +371,33 @@ class LoadGen:
             loop.close()
 
     async def _main(self) -> None:
-        self._stop = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._stop = loop.create_future()
         s = self.settings
         first = s.clients if s.rate is None else min(s.clients, 64)
-        opened = await asyncio.gather(*(t.connect() for t in self.targets for _ in range(first)))
+        self._last_open = loop.time()
+        opening = [self.spawn(t.open(first)) for t in self.targets]
+        while not self._stop.done():  # until all are open, or none has opened for a while
+            _, pending = await asyncio.wait(opening, timeout=0.1)
+            if not pending or loop.time() - self._last_open > CONNECT_STALL_S:
+                break
+        self.flowing = True
         self.connected.set()
-        for client in opened:
-            if client is not None:
+        held, self._held = self._held, []
+        for client in held:
+            if client in client.target.conns:
                 self._begin(client)
         self.spawn(self._arrivals())
         await self._stop
         self.running = False
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
         for target in self.targets:
             for client in list(target.conns):
                 client.transport.abort()  # type: ignore[union-attr]
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_WAIT_S)
         await asyncio.sleep(0)
 
     def _begin(self, client: _Client) -> None:
@@ -296,6 +437,7 @@ class LoadGen:
                     target.idle.remove(client)
                     target.start_request(client)
                 if settings.clients > len(target.conns) or old.rate is not None:
+                    target.failing, target.backoff = False, RECONNECT_S  # asked for: try them all now
                     self.spawn(target.refill())
 
     def stop(self, timeout: float = 2.0) -> None:

@@ -1,8 +1,10 @@
 """The ``syncviz`` command: the app by default; ``bench``, ``claims``, ``scenarios``, ``record``, ``serve``.
 
 Bad input (a negative count, an unknown scenario or engine, a port in use, an unreadable
-recording) is one line on stderr and exit status 2, never a traceback. Textual is imported
-only when the app really opens, so the headless commands start fast.
+recording, more clients than the file-descriptor limit holds) is one line on stderr and exit
+status 2, never a traceback. Textual is imported only when the app really opens, so the
+headless commands start fast. Connections that failed during a bench or a recording are
+summarised in one line on stderr at the end (``syncviz: 37 connections failed (ECONNREFUSED 30)``).
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from typing import Any, NoReturn
 
 from syncviz.engines.base import EngineError
 from syncviz.engines.events import ENGINES
+from syncviz.engines.limits import FdLimitError
 from syncviz.engines.recording import RecordingError
 from syncviz.engines.scenarios import DEFAULT_SCENARIO, SCENARIOS
 from syncviz.engines.settings import SettingsError
@@ -151,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return _dispatch(args)
+    except FdLimitError as exc:  # "syncviz: 1000 clients per engine need ~1064 file descriptors; ..."
+        print(f"syncviz: {exc}", file=sys.stderr)
+        return 2
     except (UsageError, SettingsError, EngineError, RecordingError) as exc:
         print(f"syncviz: error: {exc}", file=sys.stderr)
         return 2
@@ -173,7 +180,29 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _serve(args)
     from syncviz.tui.launch import launch_app
 
-    return launch_app(args, knob_overrides(args))
+    overrides = knob_overrides(args)
+    if not args.replay:
+        _require_fds([args.scenario], args.in_process, overrides)  # before the app or any engine starts
+    return launch_app(args, overrides)
+
+
+def _require_fds(scenarios: list[str], in_process: bool, overrides: dict[str, Any], **run: Any) -> None:
+    """Raise the descriptor limit for these runs, or :class:`FdLimitError` (one line, exit 2)."""
+    from syncviz.engines.limits import require_fds
+    from syncviz.engines.scenarios import get_scenario
+
+    for name in scenarios:
+        get_scenario(name)  # an unknown scenario is its own one-line error
+    require_fds(scenarios, run.get("engines", ENGINES), run.get("together", True), in_process, **overrides)
+
+
+def _say_failed_connections(counts: Counter[str]) -> None:
+    """One line on stderr when connections could not be opened (never one line per connection)."""
+    from syncviz.engines.loadgen import connect_errors_line
+
+    line = connect_errors_line(counts)
+    if line:
+        print(f"syncviz: {line}", file=sys.stderr)
 
 
 def _scenarios() -> int:
@@ -200,7 +229,7 @@ def _engines(spec: str) -> list[str]:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from syncviz.engines.bench import run_bench, table
+    from syncviz.engines.bench import notes, run_bench, table
     from syncviz.engines.host import pin_to_one_cpu
     from syncviz.engines.scenarios import get_scenario
 
@@ -213,6 +242,7 @@ def _bench(args: argparse.Namespace) -> int:
     if not 0.5 <= args.seconds <= 600:
         raise UsageError(f"--seconds must be between 0.5 and 600, not {args.seconds:g}")
     overrides = knob_overrides(args)
+    _require_fds(scenarios, args.in_process, overrides, engines=engines, together=args.together)
     if args.in_process:
         pin_to_one_cpu()
     results = run_bench(
@@ -234,6 +264,9 @@ def _bench(args: argparse.Namespace) -> int:
         if not console.is_terminal:
             console.width = max(console.width, 150)
         console.print(table(results))
+        for note in notes(results):
+            console.print(f"note: {note}", highlight=False)
+    _say_failed_connections(sum((Counter(r.get("connect_errors", {})) for r in results), Counter()))
     return 0
 
 
@@ -245,10 +278,15 @@ def _record(args: argparse.Namespace) -> int:
     get_scenario(args.scenario)
     if not 0.5 <= args.seconds <= 600:
         raise UsageError(f"--seconds must be between 0.5 and 600, not {args.seconds:g}")
-    with ChildHost(scenario=args.scenario, host=args.host, port=args.port, **knob_overrides(args)) as source:
+    overrides = knob_overrides(args)
+    _require_fds([args.scenario], False, overrides)
+    with ChildHost(scenario=args.scenario, host=args.host, port=args.port, **overrides) as source:
         batches = record(source, args.seconds)
         info = source.info()
     count = write_recording(args.file, info, batches)
+    from syncviz.engines.loadgen import connect_errors
+
+    _say_failed_connections(connect_errors(s for b in batches for s in b.latencies))
     print(f"wrote {count} batches ({args.seconds:g} s of {args.scenario}) to {args.file}")
     return 0
 
@@ -262,6 +300,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.json and not args.headless:
         raise UsageError("--json goes with --headless (the app draws instead)")
     overrides = knob_overrides(args)
+    if args.load:
+        _require_fds([args.scenario], False, overrides)
     warning = exposure_warning(args.host)
     if warning:
         print(warning, file=sys.stderr)
