@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import httptools
 
 from .counts import ServerCounts
-from .events import HANDED_OVER, Phase
+from .events import HANDED_OVER, Phase, now_ns
 
 MAX_HEAD = 16 * 1024
 MAX_BODY = 1024 * 1024
@@ -151,6 +151,11 @@ class RequestReader:
         self._error = HttpError(status, reason)
         return self._error
 
+    @property
+    def partial_req_id(self) -> int | None:
+        """The ``X-Req-Id`` of the request still arriving, once its header has (None before, or without one)."""
+        return self._req_id if self.partial else None
+
     def on_message_begin(self) -> None:
         self.partial = True
         self.started_ns = self._t
@@ -246,13 +251,14 @@ class ReadingTracker:
     whole in one read never comes here: it costs nothing but :meth:`assign`'s id.
     """
 
-    __slots__ = ("_counts", "_emit_at", "_new_id", "cid", "lane", "t_first")
+    __slots__ = ("_counts", "_emit_at", "_known", "_new_id", "cid", "lane", "t_first")
 
     def __init__(self, new_id: Callable[[], int], emit_at: EmitAt, counts: ServerCounts) -> None:
         self._new_id = new_id
         self._emit_at = emit_at
         self._counts = counts
         self.cid = 0  # the provisional id of the request being read (0: none)
+        self._known = False  # cid is the request's own X-Req-Id, not a provisional one
         self.lane = -1
         self.t_first = 0
 
@@ -260,11 +266,17 @@ class ReadingTracker:
     def reading(self) -> bool:
         return self.cid != 0
 
-    def begin(self, t_first: int, lane: int) -> None:
-        """A request is incomplete after a read (no-op if it is already being read)."""
+    def begin(self, t_first: int, lane: int, known_id: int | None = None) -> None:
+        """A request is incomplete after a read. ``known_id``: its ``X-Req-Id`` if that header has
+        arrived (a slow client of the load generator): the row takes it at once instead of at the end."""
         if self.cid:
+            if known_id is not None and self.cid != known_id and not self._known:
+                self._emit_at(now_ns(), self.cid, HANDED_OVER, Phase.READING)
+                self.cid, self._known = known_id, True
+                self._emit_at(self.t_first, known_id, self.lane, Phase.READING)
             return
-        self.cid = self._new_id()
+        self._known = known_id is not None
+        self.cid = known_id if known_id is not None else self._new_id()
         self.t_first, self.lane = t_first, lane
         self._emit_at(t_first, self.cid, lane, Phase.READING)
         self._counts.add(reading=1)
@@ -281,6 +293,8 @@ class ReadingTracker:
             self._counts.add(reading=-1)
             if req.req_id is None:
                 req.rid = cid  # an outside client keeps its provisional id
+            elif req.req_id == cid:
+                req.rid = cid  # identified while it was still arriving
             else:
                 req.rid = req.req_id
                 self._emit_at(t, cid, HANDED_OVER, Phase.READING)

@@ -139,6 +139,20 @@ def test_a_request_read_in_two_parts_is_handed_over_to_its_id(quick: Engine, rec
     assert counts(quick)["reading"] == 0
 
 
+def test_a_slow_request_takes_its_id_as_soon_as_its_x_req_id_has_come(quick: Engine, recorder: Recorder) -> None:
+    seen: list[Transition] = []
+    with connect(quick.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nX-Req-Id: 4243\r\nHo")  # the id's header is complete, the request is not
+        assert wait_for(lambda: counts(quick)["reading"] == 1, 0.4)
+        assert wait_for(lambda: (rows(recorder, seen).get(4243) or [(0, 0, -1)])[0][2] == Phase.READING, 0.4)
+        sock.sendall(b"st: t\r\n\r\n")
+        assert read_response(sock)[0] == 200
+    assert wait_for(lambda: rows(recorder, seen)[4243][-1][2] == Phase.DONE)
+    phases = [p for _, _, p in rows(recorder, seen)[4243]]
+    assert phases[0] == Phase.READING and phases.count(Phase.READING) == 1 and phases[-1] == Phase.DONE
+    assert counts(quick)["reading"] == 0
+
+
 def test_an_outside_request_read_in_two_parts_keeps_its_provisional_id(quick: Engine, recorder: Recorder) -> None:
     with connect(quick.port) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\n")

@@ -137,10 +137,12 @@ class _Conn(asyncio.Protocol):
                 return
             if reqs:
                 self._queue(reqs, t)
-            if reader.partial and not track.reading:
-                track.begin(reader.started_ns, -1)  # the loop is free meanwhile: no lane held
-                left = (reader.started_ns - t) / 1e9 + self.engine.settings.timeout_s
-                self._deadline = asyncio.get_running_loop().call_later(max(0.0, left), self._timed_out)
+            if reader.partial:
+                was_reading = track.reading
+                track.begin(reader.started_ns, -1, reader.partial_req_id)  # no lane: the loop is free meanwhile
+                if not was_reading:
+                    left = (reader.started_ns - t) / 1e9 + self.engine.settings.timeout_s
+                    self._deadline = asyncio.get_running_loop().call_later(max(0.0, left), self._timed_out)
             if len(self.requests) >= MAX_QUEUED and not self._held:
                 self._held = True
                 self.transport.pause_reading()

@@ -104,7 +104,7 @@ class GeventEngine(LoopEngine):
         timeout_s = self.settings.timeout_s
         while True:
             if reader.partial:  # the rest of a request: wait up to its deadline
-                track.begin(reader.started_ns, -1)
+                track.begin(reader.started_ns, -1, reader.partial_req_id)
                 left = reader.started_ns / 1e9 + timeout_s - now_ns() / 1e9
                 if left <= 0:
                     self._refuse(sock, track, 408, timeout=True)

@@ -124,7 +124,7 @@ class ThreadedEngine(Engine):
         served = False
         while True:
             if reader.partial:
-                track.begin(max(reader.started_ns, t_free), lane)
+                track.begin(max(reader.started_ns, t_free), lane, reader.partial_req_id)
                 left = reader.started_ns / 1e9 + timeout_s - now_ns() / 1e9
                 if left <= 0:
                     return self._refuse(conn, 408, timeout=True)
