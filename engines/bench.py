@@ -18,8 +18,12 @@ the limit (:func:`~syncviz.engines.bottleneck.client_bound`; ``load_process`` ha
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gc
+import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from rich.table import Table
@@ -37,6 +41,7 @@ from .source import EventSource
 from .stats import Counters, StreamStats, fill_latency
 
 WARMUP_S = 1.0
+BENCH_LOCK = "/tmp/syncviz-bench.lock"
 TRAFFIC_WAIT_S = 30.0  # at most this long for the load to open its connections and send
 
 
@@ -255,6 +260,31 @@ def result(
         ),
         "phase_ms": {k: round(v, 3) for k, v in counters.phase_ms.items()},
     }
+
+
+@contextlib.contextmanager
+def bench_lock(path: str = BENCH_LOCK) -> Iterator[None]:
+    """Hold the benchmark lock (one benchmark on the machine at a time, as ``flock path cmd`` does);
+    a lock inherited from ``flock path cmd`` (the same open file) is already held and reused."""
+    inherited = _inherited_fd(path)
+    fd = inherited if inherited is not None else os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        if inherited is None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def _inherited_fd(path: str) -> int | None:
+    target = os.path.realpath(path)
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                if os.path.realpath(f"/proc/self/fd/{name}") == target:
+                    return int(name)
+    return None
 
 
 def _round(value: float | None, digits: int = 2) -> float | None:
