@@ -40,6 +40,7 @@ class RequestRows:
         self.cols = 400  # the window's width, as last drawn
         self._seen: set[int] = set()
         self._cache: dict[int, tuple[int, int, list[int]]] = {}  # rid -> (ns, first col, phases)
+        self._live: dict[int, tuple[tuple[int, int], int, list[int]]] = {}  # in flight: up to the last step
         self._swept_at = 0
 
     def resize(self, rows: int) -> None:
@@ -54,6 +55,9 @@ class RequestRows:
         for row in rows:
             while row and row[0].phase in TERMINAL and row[0].since < now_ns - horizon_ns:
                 self._cache.pop(row.popleft().rid, None)
+        if len(self._live) > 4 * MAX_ROWS:  # finished ones have their own cache
+            inflight = self.stats.inflight
+            self._live = {rid: v for rid, v in self._live.items() if rid in inflight}
         for rid, track in self.stats.inflight.items():
             if rid in seen:
                 continue
@@ -75,6 +79,24 @@ class RequestRows:
     def shown_in_flight(self) -> int:
         return sum(1 for row in self.rows[: self.visible] if row and row[-1].phase not in TERMINAL)
 
+    def _live_columns(self, track: RequestTrack, now_ns: int, ns: int, floor: int) -> tuple[int, list[int]]:
+        """An in-flight request's columns: those before its last step's column are built once
+        (until it takes another step), only the rest up to now each frame."""
+        steps = track.steps
+        last_col = steps[-1][0] // ns
+        key = (ns, len(steps))
+        cached = self._live.get(track.rid)
+        if cached is None or cached[0] != key:
+            whole = last_col * ns > steps[0][0]  # some columns lie wholly before the last step's
+            base = track_columns(steps, last_col * ns, ns, steps[0][0] // ns) if whole else (0, [])
+            cached = self._live[track.rid] = (key, *base)
+        _, start0, cells0 = cached
+        start1, cells1 = track_columns(steps, now_ns, ns, max(last_col, floor))
+        if not cells0 or start0 + len(cells0) <= floor:
+            return start1, cells1
+        lo = max(0, floor - start0)  # drop what lies left of the window
+        return start0 + lo, cells0[lo:] + cells1
+
     def cells(self, index: int, first_col: int, cols: int, ns: int, now_ns: int) -> RowCells:
         """Row ``index`` over columns ``first_col .. first_col + cols - 1`` (absolute)."""
         self.cols = cols
@@ -95,7 +117,7 @@ class RequestRows:
                     cached = self._cache[track.rid] = (ns, *track_columns(steps, end, ns, first_col - cols))
                 _, start, cells = cached
             else:
-                start, cells = track_columns(steps, end, ns, first_col)
+                start, cells = self._live_columns(track, end, ns, first_col)
             lo, hi = max(start, first_col), min(start + len(cells), last_col)
             if hi > lo:
                 phases[lo - first_col : hi - first_col] = cells[lo - start : hi - start]
@@ -105,8 +127,6 @@ class RequestRows:
             if terminal and 0 <= end // ns - first_col < cols:
                 ends.append((end // ns - first_col, track.phase))
         return RowCells(phases, labels, ends)
-
-
 
 
 def rid_label(rid: int) -> str:

@@ -28,6 +28,7 @@ class EnginePanel(Vertical):
         self.status: EngineStatus | None = None
         self.restart_key = "1"
         self.served = ServedRate()  # the server's own responses/s, outside clients included
+        self._timeline: TimelineView | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="side"):
@@ -104,10 +105,12 @@ class EnginePanel(Vertical):
         info = self._info
         if info is None:
             return
-        views = self.query(TimelineView)
-        if not views:  # a timer can fire while the panel mounts or the app shuts down
-            return
-        view = views.first()
+        view = self._timeline
+        if view is None or not view.is_attached:
+            views = self.query(TimelineView)
+            if not views:  # a timer can fire while the panel mounts or the app shuts down
+                return
+            view = self._timeline = views.first()  # found once, not every frame
         if view.size.height <= 0:
             return
         waits_wanted = 2 if engine_spec(self.engine).has_loop else 1  # READY: waiting for the loop or hub

@@ -129,17 +129,29 @@ def _secs(ns: int) -> str:
     return f"{s:g}s" if s >= 1 else f"{s * 1000:g}ms"
 
 
+_HELD = (Phase.RUNNING, Phase.BLOCKED, Phase.READY, Phase.READING)  # the order of a lane's per-column slots
+
+
 def lane_line(name: str, per_col: list[list[int]], ns: int, labels) -> Line:
     line = Line(name)
     chars, styles = line.chars, line.styles
-    for acc in per_col:
-        total = sum(acc)
+    full = FULL * ns
+    run_, blocked_, ready_, reading_ = _HELD
+    for run, blocked, ready, reading in per_col:
+        total = run + blocked + ready + reading
         if total <= 0:
             chars.append(IDLE_GLYPH)
             styles.append(IDLE)
             continue
-        phase = _dominant(acc)
-        chars.append(GLYPHS[phase] if total >= FULL * ns else eighth(total / ns))
+        # the phase that held it longest (ties: running, blocked, ready, reading), inlined: every cell
+        phase, most = run_, run
+        if blocked > most:
+            phase, most = blocked_, blocked
+        if ready > most:
+            phase, most = ready_, ready
+        if reading > most:
+            phase = reading_
+        chars.append(GLYPHS[phase] if total >= full else eighth(total / ns))
         styles.append(phase)
     for c0, c1, rid in labels:
         c0 = max(0, c0)
@@ -147,18 +159,6 @@ def lane_line(name: str, per_col: list[list[int]], ns: int, labels) -> Line:
         if st < NPH and chars[GUTTER + c0] == GLYPHS[st]:
             line.label(c0, min(c1, len(per_col) - 1), rid)
     return line
-
-
-_HELD = (Phase.RUNNING, Phase.BLOCKED, Phase.READY, Phase.READING)  # the order of a lane's per-column slots
-
-
-def _dominant(acc: list[int]) -> Phase:
-    """The phase that held the lane longest in the column (ties: running, blocked, ready, reading)."""
-    best = 0
-    for i in range(1, len(acc)):
-        if acc[i] > acc[best]:
-            best = i
-    return _HELD[best]
 
 
 def depth_line(name: str, depth: list[float], phase: Phase, scale: float) -> Line:
