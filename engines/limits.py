@@ -145,6 +145,15 @@ def require_fds(
     return ensure_fds(worst[1], worst[2], in_process)
 
 
+def max_clients(settings: Settings, modes: Mapping[str, Mode], in_process: bool = False) -> int:
+    """The most clients per engine this process's hard limit holds (for a knob raised while running)."""
+    try:
+        hard = limits()[1]
+    except (ValueError, OSError):
+        return MAX_CLIENTS
+    return clients_that_fit(hard, settings, modes, in_process)
+
+
 def connection_limit(engine: str) -> int | None:
     """How many connections the engine serves at once (``None``: as many as memory allows).
 

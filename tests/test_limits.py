@@ -21,6 +21,7 @@ from syncviz.engines.limits import (
     connection_note,
     ensure_fds,
     fd_need,
+    max_clients,
     require_fds,
     suggested_limit,
 )
@@ -104,6 +105,12 @@ def test_a_low_hard_limit_is_one_line_naming_it_and_what_fits(fake: FakeLimits) 
         "at most 64 clients fit; raise it with ulimit -n 4096"
     )
     assert (fake.soft, fake.hard) == (256, 256)  # nothing changed
+
+
+def test_max_clients_is_what_the_hard_limit_holds(fake: FakeLimits) -> None:
+    fake.soft, fake.hard = 256, 20_000
+    assert max_clients(Settings(), NATIVE) == (20_000 - FD_MARGIN) // 3
+    assert max_clients(Settings(), {"asyncio": "native", "gevent": "native"}) == 9968
 
 
 def test_require_fds_takes_the_worst_run_of_all(fake: FakeLimits) -> None:
