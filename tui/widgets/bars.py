@@ -104,9 +104,12 @@ class Bar(Static):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__("", id=id, classes=classes)
         self._last: str | None = None
+        self._lines = -1
 
     def set(self, text: Text | str) -> None:
         key = text.markup if isinstance(text, Text) else text
         if key != self._last:
             self._last = key
-            self.update(text)
+            lines = key.count("\n")
+            self.update(text, layout=lines != self._lines)  # a layout pass costs tens of ms at 200x50
+            self._lines = lines

@@ -134,10 +134,13 @@ class CountersView(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id)
         self._last: str | None = None
+        self._lines = -1
 
     def show(self, view: CounterView, stacked: bool) -> None:
         text = counter_text(view, self.size.width or 60, stacked)
         key = text.markup
         if key != self._last:
             self._last = key
-            self.update(text)
+            lines = key.count("\n")
+            self.update(text, layout=lines != self._lines)  # only a new height needs a layout pass
+            self._lines = lines

@@ -76,7 +76,8 @@ class EnginePanel(Vertical):
             title += " · [b]✖ EXITED[/b]"
         elif state == "stalled":
             title += " · [b]▲ STALLED[/b]"
-        self.border_title = title
+        if title != self.border_title:  # setting it repaints the whole panel
+            self.border_title = title
 
     def draw_counters(self, board: Board, stacked: bool) -> None:
         info = self._info

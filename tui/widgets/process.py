@@ -73,4 +73,4 @@ class ProcessLine(Static):
         text = process_text(status, restart_key)
         if text.markup != self._last:
             self._last = text.markup
-            self.update(text)
+            self.update(text, layout=False)  # always one line: no layout pass
