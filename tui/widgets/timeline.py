@@ -79,7 +79,7 @@ class Line:
     def key(self) -> tuple[str, bytes]:
         return "".join(self.chars), bytes(self.styles)
 
-    def strip(self, width: int) -> Strip:
+    def strip(self, width: int, palette: list[Style] = PALETTE) -> Strip:
         """One Strip of exactly ``width`` cells (every glyph used is one cell wide)."""
         chars, styles = self.chars[:width], self.styles[:width]
         if len(chars) < width:
@@ -87,7 +87,7 @@ class Line:
             styles = styles + [PLAIN] * (width - len(styles))
         text = "".join(chars)
         segments = [
-            Segment(text[m.start() : m.end()], PALETTE[m.group()[0]]) for m in _RUNS.finditer(bytes(styles))
+            Segment(text[m.start() : m.end()], palette[m.group()[0]]) for m in _RUNS.finditer(bytes(styles))
         ]  # one segment per run of one style, found in C
         return Strip(segments, width)
 
@@ -205,6 +205,8 @@ class TimelineView(Widget):
         super().__init__(id=id)
         self._strips: list[Strip] = []
         self._keys: list[tuple[str, bytes]] = []
+        self._palette: list[Style] | None = None  # PALETTE on this widget's background
+        self._blank: Strip | None = None
 
     @property
     def cols(self) -> int:
@@ -262,7 +264,7 @@ class TimelineView(Widget):
             if not fresh and self._keys[y] == key:
                 strips.append(self._strips[y])
             else:
-                strips.append(line.strip(width))
+                strips.append(line.strip(width, self.palette))
                 changed.append(y)
             keys.append(key)
         self._strips, self._keys = strips, keys
@@ -272,6 +274,35 @@ class TimelineView(Widget):
             for y in changed:
                 self.refresh(Region(0, y, width, 1))
 
+    @property
+    def palette(self) -> list[Style]:
+        if self._palette is None:
+            base, bg = self.background_colors
+            back = Style(bgcolor=(base + bg).rich_color)
+            self._palette = [back + style for style in PALETTE]
+            self._blank = Strip.blank(self.size.width, back)
+        return self._palette
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """The strips as built, cropped, through the app's line filters (NO_COLOR and the like).
+
+        The lines carry their own colours and the widget's background (:attr:`palette`), and
+        the widget has no border or padding, so Textual's per-line styling pass is skipped:
+        it cost more than building the lines (a ~110-line picture changes every frame).
+        """
+        strips = self._strips
+        blank = self._blank or Strip.blank(self.size.width, self.rich_style)
+        out = [strips[y] if y < len(strips) else blank for y in crop.line_range]
+        x1, x2 = crop.column_span
+        if (x1, x2) != (0, self.size.width):
+            out = [strip.crop(x1, x2) for strip in out]
+        filters = self.get_line_filters()
+        if filters:
+            background = self.background_colors[1]
+            for f in filters:
+                out = [strip.apply_filter(f, background) for strip in out]
+        return out
+
     def render_line(self, y: int) -> Strip:
         if y < len(self._strips):
             return self._strips[y]
@@ -279,3 +310,4 @@ class TimelineView(Widget):
 
     def on_resize(self) -> None:
         self._keys = []
+        self._palette = None  # the blank line's width, and the background if the theme changed
