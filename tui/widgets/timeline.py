@@ -24,6 +24,7 @@ from syncviz.tui.phases import (
     eighth,
 )
 from syncviz.tui.rows import RequestRows, rid_label
+from textual.filter import ANSIToTruecolor
 from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
@@ -296,7 +297,8 @@ class TimelineView(Widget):
         x1, x2 = crop.column_span
         if (x1, x2) != (0, self.size.width):
             out = [strip.crop(x1, x2) for strip in out]
-        filters = self.get_line_filters()
+        # The palette is truecolor only: converting ANSI colours would find none to convert.
+        filters = [f for f in self.get_line_filters() if not isinstance(f, ANSIToTruecolor)]
         if filters:
             background = self.background_colors[1]
             for f in filters:
