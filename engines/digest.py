@@ -182,8 +182,9 @@ class ServerDigest:
         self.ns = max(1, ns_per_col)
         self.hold: dict[int, dict[int, list[int]]] = {}  # lane -> col -> [run, blocked, ready, reading] ns
         self.wait: dict[int, list[int]] = {}  # col -> [queued, ready] request-ns
-        self.dirty_hold: dict[int, int] = {}  # lane -> the first column changed since the last take
-        self.dirty_wait: int | None = None
+        self.dirty_hold: dict[int, set[int]] = {}  # lane -> columns changed since the last take
+        self.dirty_wait: set[int] = set()
+        self._trimmed = 0
         self.holders: dict[int, tuple[int, int, int]] = {}  # lane -> (rid, slot, since): held now
         self.open_wait: list[dict[int, int]] = [{}, {}]  # queued / ready now: since-col -> requests
         self.sent: dict[int, int] = {}  # send col -> requests with a QUEUED here and not finished
@@ -204,26 +205,27 @@ class ServerDigest:
             if cols is None:
                 cols = self.hold[lane] = {}
             slot = code
-            first = self.dirty_hold.get(lane)
-            if first is None or c < first:
-                self.dirty_hold[lane] = c
+            dirty = self.dirty_hold.get(lane)
+            if dirty is None:
+                dirty = self.dirty_hold[lane] = set()
         else:
             cols = self.wait
             slot = code - WAITQ
-            if self.dirty_wait is None or c < self.dirty_wait:
-                self.dirty_wait = c
+            dirty = self.dirty_wait
         width = 4 if code < WAITQ else 2
         if c == last:  # the common case: the segment lies in one column
             acc = cols.get(c)
             if acc is None:
                 acc = cols[c] = [0] * width
             acc[slot] += t1 - t0
+            dirty.add(c)
             return
         while c <= last:
             acc = cols.get(c)
             if acc is None:
                 acc = cols[c] = [0] * width
             acc[slot] += min(t1, (c + 1) * ns) - max(t0, c * ns)
+            dirty.add(c)
             c += 1
 
     def holds(self, phase: int, lane: int) -> bool:
@@ -406,24 +408,24 @@ class ServerDigest:
         """What changed since the last take, JSON-ready (see :func:`picture_record`)."""
         ns = self.ns
         floor = now // ns - KEEP_COLS
-        for cols in self.hold.values():
-            for c in [c for c in cols if c < floor]:
-                del cols[c]
-        for c in [c for c in self.wait if c < floor]:
-            del self.wait[c]
+        if now - self._trimmed > 1_000_000_000:  # forget what fell off the left edge, once a second
+            self._trimmed = now
+            for cols in self.hold.values():
+                for c in [c for c in cols if c < floor]:
+                    del cols[c]
+            for c in [c for c in self.wait if c < floor]:
+                del self.wait[c]
         out: dict[str, Any] = {
             "ns": ns,
             "now": now,
             "hold": [
                 [lane, c, *cols[c]]
-                for lane, first in self.dirty_hold.items()
+                for lane, dirty in self.dirty_hold.items()
                 if (cols := self.hold.get(lane))
-                for c in range(max(first, floor), now // ns + 1)
-                if c in cols
+                for c in dirty
+                if c in cols and c >= floor
             ],
-            "wait": []
-            if self.dirty_wait is None
-            else [[c, *self.wait[c]] for c in range(max(self.dirty_wait, floor), now // ns + 1) if c in self.wait],
+            "wait": [[c, *self.wait[c]] for c in self.dirty_wait if c in self.wait and c >= floor],
             "held": [[lane, slot, since] for lane, (_rid, slot, since) in self.holders.items()],
             "open_q": [[c, n] for c, n in self.open_wait[WAIT_QUEUED].items()],
             "open_r": [[c, n] for c, n in self.open_wait[WAIT_READY].items()],
@@ -431,7 +433,7 @@ class ServerDigest:
             "rows": [x for tr in self.rows for x in (tr[0], tr[2], tr[3], tr[4])],
         }
         self.dirty_hold.clear()
-        self.dirty_wait = None
+        self.dirty_wait.clear()
         self.rows = []
         if with_counters:
             out["counters"] = self.counters(now)
