@@ -108,9 +108,9 @@ class LaneModel:
         first = now_ns // ns - cols + 1
         out = LaneFrame(first, cols, ns)
         zero = (0, 0, 0, 0)
-        for lane in lanes:
-            src = pic.hold.get(lane, {})
-            out.hold[lane] = [list(src.get(c, zero)) for c in range(first, first + cols)]
+        get = {lane: pic.hold.get(lane, {}).get for lane in lanes}
+        for lane in lanes:  # the accumulated columns as they are (not copied: only read)
+            out.hold[lane] = list(map(get[lane], range(first, first + cols), [zero] * cols))
         for lane, slot, since in pic.held:  # held now: from since to now
             per_col = out.hold.get(lane)
             if per_col is not None:
@@ -142,14 +142,16 @@ class LaneModel:
         return out
 
 
-def _add_span(per_col: list[list[int]], slot: int, t0: int, t1: int, ns: int, first: int, cols: int) -> None:
-    """Add [t0, t1) to a lane's window columns in ``slot``."""
+def _add_span(per_col: list, slot: int, t0: int, t1: int, ns: int, first: int, cols: int) -> None:
+    """Add [t0, t1) to a lane's window columns in ``slot`` (on copies: the cells are the picture's own)."""
     if t1 <= t0:
         return
     c0, c1 = max(t0 // ns, first), min((t1 - 1) // ns, first + cols - 1)
     for c in range(c0, c1 + 1):
         lo, hi = max(t0, c * ns), min(t1, (c + 1) * ns)
-        per_col[c - first][slot] += hi - lo
+        cell = list(per_col[c - first])
+        cell[slot] += hi - lo
+        per_col[c - first] = cell
 
 
 def _add_open(depth: list[float], open_by_col: dict[int, int], first: int, cols: int, now_ns: int, ns: int) -> None:

@@ -80,17 +80,14 @@ class Line:
     def key(self) -> tuple[str, bytes]:
         return "".join(self.chars), bytes(self.styles)
 
-    def strip(self, width: int, palette: list[Style] = PALETTE) -> Strip:
-        """One Strip of exactly ``width`` cells (every glyph used is one cell wide)."""
-        chars, styles = self.chars[:width], self.styles[:width]
-        if len(chars) < width:
-            chars = chars + [" "] * (width - len(chars))
-            styles = styles + [PLAIN] * (width - len(styles))
-        text = "".join(chars)
-        segments = [
-            Segment(text[m.start() : m.end()], palette[m.group()[0]]) for m in _RUNS.finditer(bytes(styles))
-        ]  # one segment per run of one style, found in C
-        return Strip(segments, width)
+    def strip(self, width: int, palette: list[Style] = PALETTE, key: tuple[str, bytes] | None = None) -> Strip:
+        """One Strip of exactly ``width`` cells (every glyph used is one cell wide); ``key``: :meth:`key`, if made."""
+        text, styles = key if key is not None else self.key()
+        if len(text) != width:
+            text = text[:width].ljust(width)
+            styles = styles[:width].ljust(width, bytes((PLAIN,)))
+        spans = [m.span() for m in _RUNS.finditer(styles)]  # one segment per run of one style, found in C
+        return Strip([Segment(text[a:b], palette[styles[a]]) for a, b in spans], width)
 
 
 def tick_step_ns(ns_per_col: int) -> int:
@@ -265,7 +262,7 @@ class TimelineView(Widget):
             if not fresh and self._keys[y] == key:
                 strips.append(self._strips[y])
             else:
-                strips.append(line.strip(width, self.palette))
+                strips.append(line.strip(width, self.palette, key))
                 changed.append(y)
             keys.append(key)
         self._strips, self._keys = strips, keys
