@@ -37,6 +37,7 @@ class CounterView:
     down: str = ""  # the engine's process exited or stalled: these are its last figures
     server: ServerSnapshot | None = None  # the server's own counts (every client, outside ones too)
     served_rps: float | None = None  # responses the server wrote per second (from ``server``)
+    client_bound: bool = False  # the load process's CPU is full before the server's share is
 
 
 def fmt_n(x: float | None) -> str:
@@ -67,6 +68,8 @@ def counter_text(v: CounterView, width: int, stacked: bool) -> Text:
         t.append("waiting for the first requests…", KEY)
         return t
     kv("req/s", fmt_n(c.rps), f"bold {RPS}", " ")
+    if v.client_bound:  # the load generator, not the server, is the limit: the figure is not the server's
+        t.append("client-bound ", "bold #1b1e28 on #f0e442")
     bound = "∞" if v.bound is None else fmt_n(v.bound)
     kv("of bound", bound, KEY, "  ")
     if stacked:

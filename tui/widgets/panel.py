@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from rich.text import Text
+from syncviz.engines.bottleneck import client_bound
 from syncviz.engines.events import Phase
 from syncviz.engines.registry import engine_spec
 from syncviz.engines.served import ServedRate
@@ -98,9 +99,20 @@ class EnginePanel(Vertical):
             down=down_text(self.status, self.restart_key),
             server=self.status.server if self.status is not None else None,
             served_rps=self.served.rps(time.monotonic_ns()),
+            client_bound=self._client_bound(),
         )
         for counters_view in self.query(CountersView):  # none while mounting or shutting down
             counters_view.show(view, stacked)
+
+    def _client_bound(self) -> bool:
+        """The load generator is what limits this engine's figures (``engines/bottleneck.py`` decides)."""
+        st = self.status
+        load = self.app.health.load if getattr(self.app, "health", None) is not None else None
+        if st is None or st.process is None or load is None:
+            return False
+        if load.cpu_percent is None or st.process.cpu_percent is None:
+            return False
+        return client_bound(load.cpu_percent, len(load.cpus) or 1, st.process.cpu_percent, st.cpu_share)
 
     def draw_timeline(self, board: Board, now_ns: int) -> None:
         info = self._info
