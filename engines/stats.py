@@ -120,6 +120,7 @@ class Picture:
     lanes_seen: set[int] = field(default_factory=set)
     _sent: dict[int, int] = field(default_factory=dict)  # server: requests it has read, by send column
     _out: dict[int, int] = field(default_factory=dict)  # clients: requests sent, not answered, by send column
+    _trimmed: int = 0
 
     def take_server(self, rec: dict[str, Any]) -> None:
         for lane, c, *slots in rec["hold"]:
@@ -133,8 +134,9 @@ class Picture:
         self._sent = dict(rec["sent"])
         self.now = max(self.now, rec["now"])
         self._merge_open_q()
-        floor = self.now // self.ns - KEEP_COLS
-        if len(self.wait) > 2 * KEEP_COLS:
+        if self.now - self._trimmed >= 1_000_000_000:  # forget what fell off the left edge, once a second
+            self._trimmed = self.now
+            floor = self.now // self.ns - KEEP_COLS
             for c in [c for c in self.wait if c < floor]:
                 del self.wait[c]
             for cols in self.hold.values():
