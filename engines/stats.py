@@ -16,7 +16,7 @@ import itertools
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .digest import KEEP_COLS, ClientDigest, ServerDigest
 from .events import ENGINES, HANDED_OVER, TERMINAL, WAITING_PHASES, Batch, Phase
@@ -27,6 +27,23 @@ RUNNING, BLOCKED, READY, QUEUED = Phase.RUNNING, Phase.BLOCKED, Phase.READY, Pha
 _HOLDING = (RUNNING, BLOCKED, Phase.READING)  # READING holds a worker only on a lane (a pool thread in recv)
 DEFAULT_NS_PER_COL = 10_000_000
 COUNTERS_EVERY_NS = 200_000_000  # digests send their counters this often (the picture every batch)
+BLOCKS_KEPT = 32  # finished blocked calls kept per engine (the watchdogs', engines/watchdog.py)
+BLOCK_RECENT_NS = 5_000_000_000  # a blocked call is news this long after it ended
+BLOCK_ONGOING_NS = 250_000_000  # an ongoing one replaces the last finished one once this long and longer
+
+
+class BlockedCall(NamedTuple):
+    """A call that held a loop, hub or worker past the watchdog's threshold (:mod:`~syncviz.engines.watchdog`)."""
+
+    t_start_ns: int
+    duration_ns: int  # so far, while ``ongoing``
+    lane: int
+    where: str  # "time.sleep ← BlockingWork._sleep (engines/work.py:136) ← ..."
+    ongoing: bool
+
+    @property
+    def end_ns(self) -> int:
+        return self.t_start_ns + self.duration_ns
 
 
 @dataclass
@@ -52,6 +69,7 @@ class Counters:
     lag_max_ms: float | None = None
     phase_ms: dict[str, float] = field(default_factory=dict)  # mean per finished request, window
     samples: int = 0  # latency samples in the window
+    blocked: BlockedCall | None = None  # the call that held the loop or a worker lately (EngineStats.shown_block)
 
     @property
     def has_loop(self) -> bool:
@@ -151,7 +169,10 @@ class Picture:
         """Queued now: what the server holds queued, plus what clients sent that it has not read yet."""
         q = dict(getattr(self, "_server_q", {}))
         sent = self._sent
+        known = self.now // self.ns  # the server's last report: what was sent after it may be read already
         for c, n in self._out.items():
+            if c >= known:
+                continue
             unread = n - sent.get(c, 0)
             if unread > 0:
                 q[c] = q.get(c, 0) + unread
@@ -174,6 +195,9 @@ class EngineStats:
         self._local_client: ClientDigest | None = None
         self._last_t = 0
         self._counters_at = 0
+        self.blocks: deque[BlockedCall] = deque(maxlen=BLOCKS_KEPT)  # finished, newest last
+        self.blocked_lanes: dict[int, BlockedCall] = {}  # the latest per lane (finished or ongoing)
+        self.blocked: BlockedCall | None = None  # the latest of all (the newest start)
 
     @property
     def completed(self) -> int:
@@ -239,6 +263,34 @@ class EngineStats:
                 del self.inflight[rid]
                 self.recent.append(track)
 
+    def take_block(self, t: int, duration: int, lane: int, ongoing: bool, where: str) -> None:
+        """A call that held a worker (a record of ``batch.blocks``); an ongoing one comes again, longer."""
+        rec = BlockedCall(t, duration, lane, where, ongoing)
+        prev = self.blocked_lanes.get(lane)
+        if prev is None or t >= prev.t_start_ns:
+            self.blocked_lanes[lane] = rec
+        if not ongoing:
+            self.blocks.append(rec)
+        latest = self.blocked
+        if latest is None or t > latest.t_start_ns or (t == latest.t_start_ns and lane == latest.lane):
+            self.blocked = rec
+
+    def shown_block(self, now: int) -> BlockedCall | None:
+        """The blocked call to show at ``now``: none once :data:`BLOCK_RECENT_NS` have passed since it ended.
+
+        A loop engine's last finished call, unless a call has been holding it for longer than that
+        one took and :data:`BLOCK_ONGOING_NS` (a stall as it happens); a pool's latest of any lane.
+        """
+        latest = self.blocked
+        if latest is None or now - latest.end_ns > BLOCK_RECENT_NS:
+            return None
+        if not self.has_loop or not latest.ongoing:
+            return latest
+        done = self.blocks[-1] if self.blocks else None
+        if done is None or now - done.end_ns > BLOCK_RECENT_NS:
+            return latest
+        return latest if latest.duration_ns > max(done.duration_ns, BLOCK_ONGOING_NS) else done
+
     def set_zoom(self, ns_per_col: int) -> None:
         """The picture afresh at another zoom; local digests follow, remote ones are told by the source."""
         self.picture = Picture(max(1, ns_per_col))
@@ -279,6 +331,7 @@ class EngineStats:
         c.samples = int(cl.get("samples", 0))
         c.lag_p50_ms, c.lag_p99_ms, c.lag_max_ms = s.get("lag_ms") or (None, None, None)
         c.phase_ms = {p.name.lower(): 0.0 for p in WAITING_PHASES} | dict(s.get("phase_ms", {}))
+        c.blocked = self.shown_block(self._last_t if now_ns is None else now_ns)
         return c
 
 
@@ -315,6 +368,8 @@ class StreamStats:
             local.add(e)
         for e, rec in getattr(batch, "digests", ()):  # recordings made before digests have none
             engines[e].take_record(rec)
+        for t, d, e, lane, ongoing, where in getattr(batch, "blocks", ()):  # nor before the watchdogs
+            engines[e].take_block(t, d, lane, ongoing, where)
         if batch.t_ns > self.last_t_ns:
             self.last_t_ns = batch.t_ns
         for e in local:
