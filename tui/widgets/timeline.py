@@ -130,27 +130,63 @@ def _secs(ns: int) -> str:
 _HELD = (Phase.RUNNING, Phase.BLOCKED, Phase.READY, Phase.READING)  # the order of a lane's per-column slots
 
 
-def lane_line(name: str, per_col: list[list[int]], ns: int, labels) -> Line:
-    line = Line(name)
+def lane_cell(cell: list[int] | tuple[int, ...], ns: int) -> tuple[str, int]:
+    """(glyph, style) of one lane column: the phase that held it longest, or a partial block."""
+    run, blocked, ready, reading = cell
+    total = run + blocked + ready + reading
+    if total <= 0:
+        return IDLE_GLYPH, IDLE
+    run_, blocked_, ready_, reading_ = _HELD  # ties: running, blocked, ready, reading
+    phase, most = run_, run
+    if blocked > most:
+        phase, most = blocked_, blocked
+    if ready > most:
+        phase, most = ready_, ready
+    if reading > most:
+        phase = reading_
+    return (GLYPHS[phase] if total >= FULL * ns else eighth(total / ns)), phase
+
+
+class CellCache:
+    """A lane's built cells by absolute column, kept while the picture's cell object is the same one.
+
+    The picture replaces a column's cell whenever it changes (a digest record brings it again) and
+    the columns held now are fresh copies every frame, so "the same object" means "the same
+    content": as time scrolls only the new and the changed columns are worked out again.
+    """
+
+    def __init__(self) -> None:
+        self._cells: dict[int, tuple[object, str, int]] = {}
+
+    def line(self, name: str, per_col: list, first: int, ns: int) -> Line:
+        line = Line(name)
+        chars, styles = line.chars, line.styles
+        cache = self._cells
+        for c, cell in enumerate(per_col, first):
+            hit = cache.get(c)
+            if hit is None or hit[0] is not cell:
+                glyph, style = lane_cell(cell, ns)
+                cache[c] = (cell, glyph, style)
+            else:
+                _, glyph, style = hit
+            chars.append(glyph)
+            styles.append(style)
+        if len(cache) > 2 * len(per_col) + 64:
+            for c in [c for c in cache if c < first]:
+                del cache[c]
+        return line
+
+
+def lane_line(name: str, per_col: list, ns: int, labels, cache: CellCache | None = None, first: int = 0) -> Line:
+    if cache is not None:
+        line = cache.line(name, per_col, first, ns)
+    else:
+        line = Line(name)
+        for cell in per_col:
+            glyph, style = lane_cell(cell, ns)
+            line.chars.append(glyph)
+            line.styles.append(style)
     chars, styles = line.chars, line.styles
-    full = FULL * ns
-    run_, blocked_, ready_, reading_ = _HELD
-    for run, blocked, ready, reading in per_col:
-        total = run + blocked + ready + reading
-        if total <= 0:
-            chars.append(IDLE_GLYPH)
-            styles.append(IDLE)
-            continue
-        # the phase that held it longest (ties: running, blocked, ready, reading), inlined: every cell
-        phase, most = run_, run
-        if blocked > most:
-            phase, most = blocked_, blocked
-        if ready > most:
-            phase, most = ready_, ready
-        if reading > most:
-            phase = reading_
-        chars.append(GLYPHS[phase] if total >= full else eighth(total / ns))
-        styles.append(phase)
     for c0, c1, rid in labels:
         c0 = max(0, c0)
         st = styles[GUTTER + c0] if c1 >= c0 else IDLE
@@ -204,6 +240,8 @@ class TimelineView(Widget):
         self._strips: list[Strip] = []
         self._keys: list[tuple[str, bytes]] = []
         self._palette: list[Style] | None = None  # PALETTE on this widget's background
+        self._lane_cells: dict[int, CellCache] = {}
+        self._cells_ns = 0
         self._blank: Strip | None = None
 
     @property
@@ -235,8 +273,15 @@ class TimelineView(Widget):
         by_lane: dict[int, list[tuple[int, int, int]]] = {}
         for lane, c0, c1, rid in frame.labels:
             by_lane.setdefault(lane, []).append((c0, c1, rid))
+        caches = self._lane_cells
+        if self._cells_ns != ns:
+            caches.clear()
+            self._cells_ns = ns
         for lane, name in lanes:
-            lines.append(lane_line(name, frame.hold[lane], ns, by_lane.get(lane, ())))
+            cache = caches.get(lane)
+            if cache is None:
+                cache = caches[lane] = CellCache()
+            lines.append(lane_line(name, frame.hold[lane], ns, by_lane.get(lane, ()), cache, frame.first_col))
         if hidden_lanes:
             more = Line("")
             more.add(f"… {hidden_lanes} more lanes", HEAD)
