@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--load", action="store_true", help="also run the built-in load generator against them")
     s.add_argument("--headless", action="store_true", help="no app: one status line a second on stdout")
     s.add_argument("--json", action="store_true", help="with --headless: each line one JSON object (URLs on stderr)")
+    from syncviz.tui.trace_cli import add_trace_parser
+
+    add_trace_parser(sub, _add_knobs)
     return p
 
 
@@ -178,6 +181,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _record(args)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "trace":
+        from syncviz.tui.trace_cli import run_trace
+
+        return run_trace(args)
     from syncviz.tui.launch import launch_app
 
     overrides = knob_overrides(args)
