@@ -18,10 +18,11 @@ from collections.abc import Iterable
 from typing import ClassVar
 
 from .counts import ServerCounts, ServerSnapshot
-from .events import ENGINE_IDS, Recorder, now_ns
+from .events import ENGINE_IDS, Block, Recorder, now_ns
 from .http import EXTERNAL_IDS_START, Request
 from .registry import EngineError, load
 from .settings import Mode, Settings
+from .watchdog import Watchdog
 
 STOP_TIMEOUT_S = 10.0  # a stop takes milliseconds (every wait and CPU step checks ``stopping``); a bound, not a budget
 
@@ -64,6 +65,7 @@ class Engine(ABC):
     """
 
     name: ClassVar[str]
+    watchdog: Watchdog | None = None  # what held its loop or workers (engines/watchdog.py), while recording
 
     def __init__(
         self,
@@ -112,6 +114,27 @@ class Engine(ABC):
     def overdue_ns(self, now: int) -> int:
         """How late the loop's ticker is right now: a stalled loop's lag, before it ends (0: no loop)."""
         return 0
+
+    def take_blocks(self, now: int) -> list[Block]:
+        """The calls that held the loop or a worker past the watchdog's threshold since the last take,
+        and those still holding it (their duration so far); none without a watchdog."""
+        wd = self.watchdog
+        if wd is None:
+            return []
+        e = self.engine_id
+        return [(t, d, e, lane, ongoing, where) for t, d, lane, ongoing, where in wd.take(now)]
+
+    def _start_watchdog(self, watchdog: Watchdog) -> None:
+        """Start ``watchdog`` beside the engine's threads (only while recording: it is part of the picture)."""
+        if self.recorder.enabled:
+            self.watchdog = watchdog.start()
+
+    def _stop_watchdog(self, deadline_ns: int) -> None:
+        """Stop and join the watchdog (its records stay to be taken)."""
+        wd = self.watchdog
+        if wd is not None and wd.thread.is_alive():
+            wd.stop()
+            join_threads(self.name, [wd.thread], deadline_ns)
 
     def apply(self, settings: Settings) -> None:
         """Take new settings while running (the handler reads them per request)."""

@@ -84,6 +84,9 @@ provisional row, which is neither done nor failed. Outside clients keep the prov
 Transition = tuple[int, int, int, int, int]
 Latency = tuple[int, int, int, int, bool]
 Lag = tuple[int, int, int]
+Block = tuple[int, int, int, int, bool, str]
+"""A call that held a loop, hub or worker past the watchdog's threshold (:mod:`~syncviz.engines.watchdog`):
+``(t_start_ns, duration_ns, engine, lane, ongoing, where)``; an ongoing one's duration is so far."""
 
 now_ns = time.monotonic_ns
 
@@ -104,6 +107,7 @@ class Batch:
     dropped: int = 0
     info: dict | None = None  # host status (ports, settings, scenario, errors) when it changed
     digests: list[tuple[int, dict]] = field(default_factory=list)  # (engine id, {"server"|"client": record}), in order
+    blocks: list[Block] = field(default_factory=list)  # what held a loop or worker (the watchdogs'), in order
 
     def __len__(self) -> int:
         return len(self.transitions) + len(self.latencies) + len(self.lags)
@@ -118,6 +122,7 @@ class Batch:
         if other.info is not None:
             self.info = other.info
         self.digests.extend(getattr(other, "digests", ()))
+        self.blocks.extend(getattr(other, "blocks", ()))
 
 
 class Recorder:

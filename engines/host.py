@@ -182,6 +182,8 @@ class EngineHost(EventSource):
         batch = self.recorder.drain()
         if self.recorder.enabled:
             sample_stalls(batch, self.engines.values())
+            for engine in self.engines.values():  # what held a loop or a worker (engines/watchdog.py)
+                batch.blocks.extend(engine.take_blocks(batch.t_ns))
         if self._info_changed:
             self._info_changed = False
             batch.info = self.info()

@@ -98,7 +98,8 @@ class EngineRole(_Role):
         self.send("started", {"port": self.port, "pid": os.getpid(), "run": self.run})
 
     def drain(self) -> dict[str, Any]:
-        """The recorded batch, with the server's source counters (``srv``) and its loop's stall."""
+        """The recorded batch, with the server's source counters (``srv``), its loop's stall and the
+        calls its watchdog found holding the loop or a worker (``bk``)."""
         batch = self.recorder.drain()
         engine = self.engine
         stall = sample_stalls(batch, [engine] if engine is not None else []) if self.recorder.enabled else 0
@@ -111,6 +112,7 @@ class EngineRole(_Role):
                 digest.lag_sample(t, lag)
             batch.transitions, batch.lags = [], []
             batch.digests = [(self.engine_id, {"server": digest.take(batch.t_ns, self.view.counters_due(batch.t_ns))})]
+        batch.blocks = engine.take_blocks(batch.t_ns) if engine is not None else []  # what held its loop
         wire = batch_to_wire(batch, self.run, server)
         wire["stall_ns"] = stall
         return wire

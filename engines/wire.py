@@ -8,7 +8,9 @@ is not what it claims raises :class:`WireError`, one line.
 An engine process's batch also carries ``srv``, its server's source counters
 (:class:`~syncviz.engines.counts.ServerSnapshot` as a plain record), and ``stall_ns``, how long
 its loop has been held; both are optional (the load process sends neither, and older frames
-without them stay valid). :func:`decode_batch` reads all of it.
+without them stay valid). So is ``bk``, the calls the engine's watchdog found holding its loop or
+a worker (:mod:`~syncviz.engines.watchdog`): ``[[t_start_ns, duration_ns, engine, lane, ongoing,
+where], ...]``, ``ongoing`` 0 or 1, ``where`` one short line of text. :func:`decode_batch` reads all of it.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ from typing import Any, BinaryIO, NamedTuple
 
 from .counts import ServerSnapshot
 from .digest import check_record
-from .events import ENGINES, Batch
+from .events import ENGINES, Batch, Block
 
 VERSION = 1
 FRAME = struct.Struct(">I")
 MAX_FRAME = 64 * 1024 * 1024
+MAX_BLOCKS = 1024  # blocked-call records in one batch
+MAX_WHERE = 400  # characters of one blocked call's ``where``
+INT64 = 1 << 63
 KINDS = frozenset(
     {"start", "started", "batch", "error", "apply", "scenario", "targets", "halt", "stop", "stopped", "view"}
 )
@@ -79,6 +84,9 @@ def batch_to_wire(batch: Batch, run: int, server: ServerSnapshot | None = None) 
         out["srv"] = server.as_dict()
     if batch.digests:
         out["dg"] = [[e, rec] for e, rec in batch.digests]
+    blocks = getattr(batch, "blocks", ())
+    if blocks:
+        out["bk"] = [[t, d, e, lane, int(ongoing), where] for t, d, e, lane, ongoing, where in blocks]
     return out
 
 
@@ -116,6 +124,7 @@ def decode_batch(payload: object) -> WireBatch:
     batch.latencies = [(a, b, c, d, bool(ok)) for a, b, c, d, ok in _ints(payload, "lat", 5)]
     batch.lags = _ints(payload, "lag", 3)  # type: ignore[assignment]
     batch.digests = _digests(payload.get("dg", []))
+    batch.blocks = blocks_from_wire(payload.get("bk", []))
     return WireBatch(batch, run, server_from_wire(payload), stall)
 
 
@@ -137,6 +146,24 @@ def _digests(items: object) -> list[tuple[int, dict[str, Any]]]:
         except ValueError as exc:
             raise WireError(f"batch field 'dg': {exc}") from None
         out.append((item[0], item[1]))
+    return out
+
+
+def blocks_from_wire(items: object) -> list[Block]:
+    """A batch's ``bk`` records, checked: every integer in its range, ``where`` printable text."""
+    if not isinstance(items, list) or len(items) > MAX_BLOCKS:
+        raise WireError(f"batch field 'bk' is not a list of at most {MAX_BLOCKS} blocked calls")
+    out: list[Block] = []
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 6 and all(type(x) is int for x in item[:5])):
+            raise WireError("batch field 'bk' holds an item that is not [t, duration, engine, lane, ongoing, where]")
+        t, d, e, lane, ongoing, where = item
+        in_range = 0 <= t < INT64 and 0 <= d < INT64 and -1 <= lane < INT64
+        if not (in_range and 0 <= e < len(ENGINES) and ongoing in (0, 1)):
+            raise WireError("batch field 'bk' holds a value out of range")
+        if not (isinstance(where, str) and 0 < len(where) <= MAX_WHERE and where.isprintable()):
+            raise WireError(f"batch field 'bk' holds a 'where' that is not one line of up to {MAX_WHERE} characters")
+        out.append((t, d, e, lane, bool(ongoing), where))
     return out
 
 

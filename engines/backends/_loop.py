@@ -16,6 +16,7 @@ from typing import ClassVar
 from ..base import STOP_TIMEOUT_S, Engine, EngineError, join_threads, listen
 from ..counts import KEEPALIVE_IDLE_S
 from ..events import now_ns
+from ..watchdog import LoopWatchdog
 from ..work import BlockingWork, Work
 
 LAG_TICK_S = 0.010  # the loop/hub ticker's period; its lateness is the loop lag
@@ -48,6 +49,9 @@ class LoopEngine(Engine):
         self._ready.wait(START_TIMEOUT_S)
         if self._error is not None:
             raise EngineError(f"{self.name} engine failed to start: {self._error}")
+        self._start_watchdog(
+            LoopWatchdog(self._thread, lambda: self._tick_due, int(LAG_TICK_S * 1e9), self._free_since_ns)
+        )
         return self.port
 
     @abstractmethod
@@ -74,8 +78,14 @@ class LoopEngine(Engine):
     def overdue_ns(self, now: int) -> int:
         return max(0, now - self._tick_due) if self._tick_due else 0
 
+    def _free_since_ns(self) -> int:
+        """The latest moment the loop was seen free besides its ticker's runs: the gevent hub's last
+        poll (``_t_poll``, kept by engines/backends/_gevent.py); 0 when the engine keeps none."""
+        return getattr(self, "_t_poll", 0)
+
     # -- stop ----------------------------------------------------------------------------
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        self._stop_watchdog(now_ns() + int(timeout * 1e9))  # first: a loop ending is not a loop held
         thread = getattr(self, "_thread", None)
         if thread is None or not thread.is_alive():
             return

@@ -27,7 +27,8 @@ from ..counts import KEEPALIVE_IDLE_S
 from ..events import Phase, now_ns
 from ..http import RECV_SIZE, HttpError, ReadingTracker, Request, RequestReader, error_page, send_final
 from ..settings import Settings
-from ..work import BlockingWork, serve_sync
+from ..watchdog import WorkerWatchdog
+from ..work import BlockingWork, Work, serve_sync
 
 IDLE_POLL_S = 0.2  # how often an idle worker checks whether the pool shrank
 SELECT_S = 0.25  # the selector's longest wait: how late past its idle timeout a parked connection closes
@@ -70,6 +71,8 @@ class ThreadedEngine(Engine):
         self._acceptor = threading.Thread(target=self._select_loop, name="threaded-selector", daemon=True)
         self._acceptor.start()
         self._grow()
+        # Which blocking call each parked worker is in: a frame of Work.io on its stack (phase blocked).
+        self._start_watchdog(WorkerWatchdog(self.name, lambda: self._workers, [Work.io.__code__]))
         return self.port
 
     # -- pool ---------------------------------------------------------------------------
@@ -265,6 +268,7 @@ class ThreadedEngine(Engine):
         if getattr(self, "_stopping", True):
             return
         deadline = now_ns() + int(timeout * 1e9)
+        self._stop_watchdog(deadline)
         self._stopping = True
         self.work.stopping = True  # CPU steps and waits in progress end now
         self.work.abort()  # so does a call parked on the upstream
