@@ -230,6 +230,7 @@ class ChildHost(EventSource):
                     out.latencies.extend(batch.latencies)
                     out.lags.extend(batch.lags)
                     out.digests.extend(batch.digests)
+                    out.blocks.extend(batch.blocks)  # what held a loop or worker (engines/watchdog.py)
                     out.dropped += batch.dropped
                 proc.watermark = max(proc.watermark, batch.t_ns)
             while proc.errors:
