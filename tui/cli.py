@@ -1,4 +1,4 @@
-"""The ``syncviz`` command: the app by default; ``bench``, ``claims``, ``scenarios``, ``record``, ``serve``.
+"""The ``syncviz`` command: the app by default; ``bench``, ``claims``, ``scenarios``, ``record``, ``replay``, ``serve``.
 
 Bad input (a negative count, an unknown scenario or engine, a port in use, an unreadable
 recording, more clients than the file-descriptor limit holds) is one line on stderr and exit
@@ -119,12 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quick", action="store_true", help="shorter runs (all claims in about a minute)")
     c.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
-    r = sub.add_parser("record", help="record the live event stream to a file for --replay")
-    r.add_argument("file")
+    r = sub.add_parser("record", help="record the live event stream headless to a file for `syncviz replay`")
+    r.add_argument("file", nargs="?", help="the recording to write (or --out FILE)")
+    r.add_argument("--out", metavar="FILE", help="the recording to write (a gzip'd syncviz-recording)")
     r.add_argument("--scenario", default=DEFAULT_SCENARIO, metavar="NAME")
     r.add_argument("--seconds", type=float, default=5.0, metavar="S")
+    r.add_argument("--json", action="store_true", help="print the run's summary per engine as one JSON object")
     _add_knobs(r)
     _add_network(r)
+
+    rp = sub.add_parser("replay", help="play a recording in the app, or --summary: its totals, headless")
+    rp.add_argument("recording", metavar="FILE", help="a recording made by `syncviz record`")
+    rp.add_argument("--summary", action="store_true", help="read the whole file headless and print its totals")
+    rp.add_argument("--json", action="store_true", help="with --summary: one JSON object")
 
     s = sub.add_parser(
         "serve",
@@ -179,6 +186,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_claims(args)
     if args.command == "record":
         return _record(args)
+    if args.command == "replay":
+        return _replay(args)
     if args.command == "serve":
         return _serve(args)
     if args.command == "trace":
@@ -188,8 +197,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     from syncviz.tui.launch import launch_app
 
     overrides = knob_overrides(args)
-    if not args.replay:
-        _require_fds([args.scenario], args.in_process, overrides)  # before the app or any engine starts
+    if args.replay:
+        return _open_replay(args, args.replay, overrides)
+    _require_fds([args.scenario], args.in_process, overrides)  # before the app or any engine starts
     return launch_app(args, overrides)
 
 
@@ -278,24 +288,75 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _record(args: argparse.Namespace) -> int:
+    """``syncviz record``: the live stream, headless, to a recording (``--json``: the run's summary)."""
     from syncviz.engines.child import ChildHost
-    from syncviz.engines.recording import record, write_recording
+    from syncviz.engines.loadgen import connect_errors
+    from syncviz.engines.recording import RecordingWriter, Summary, drain_for
     from syncviz.engines.scenarios import get_scenario
 
+    if args.file and args.out and args.file != args.out:
+        raise UsageError(f"two files to write: {args.file} and --out {args.out}")
+    out = args.out or args.file
+    if not out:
+        raise UsageError("record needs a file to write: --out FILE")
     get_scenario(args.scenario)
     if not 0.5 <= args.seconds <= 600:
         raise UsageError(f"--seconds must be between 0.5 and 600, not {args.seconds:g}")
     overrides = knob_overrides(args)
     _require_fds([args.scenario], False, overrides)
-    with ChildHost(scenario=args.scenario, host=args.host, port=args.port, **overrides) as source:
-        batches = record(source, args.seconds)
-        info = source.info()
-    count = write_recording(args.file, info, batches)
-    from syncviz.engines.loadgen import connect_errors
+    failed: Counter[str] = Counter()
+    interrupted = False
+    summary = Summary(ENGINES, background=True) if args.json else None  # fed live, as the batches come
+    with RecordingWriter(out) as writer:  # an unwritable path fails here, before anything starts
+        with ChildHost(scenario=args.scenario, host=args.host, port=args.port, **overrides) as source:
+            writer.start(source.info(), seconds=args.seconds)
+            try:
+                for batch in drain_for(source, args.seconds):
+                    writer.write(batch)
+                    if summary is not None:
+                        summary.add(batch)
+                    failed.update(connect_errors(batch.latencies))
+            except KeyboardInterrupt:  # keep what was recorded so far
+                interrupted = True
+        count = writer.finish()
+    _say_failed_connections(failed)
+    what = f"{args.seconds:g} s of {args.scenario}" + (", interrupted" if interrupted else "")
+    said = f"wrote {count} batches ({what}) to {out}"
+    if summary is not None:
+        json.dump(summary.result(), sys.stdout)
+        sys.stdout.write("\n")
+        print(said, file=sys.stderr)
+    else:
+        print(said)
+    return 130 if interrupted else 0
 
-    _say_failed_connections(connect_errors(s for b in batches for s in b.latencies))
-    print(f"wrote {count} batches ({args.seconds:g} s of {args.scenario}) to {args.file}")
+
+def _replay(args: argparse.Namespace) -> int:
+    """``syncviz replay F``: the app on a recording; ``--summary``: its totals, headless (no Textual)."""
+    if args.json and not args.summary:
+        raise UsageError("--json goes with --summary (without it the app plays the recording)")
+    if not args.summary:
+        return _open_replay(args, args.recording, {})
+    from syncviz.engines.recording import summarize
+
+    result = summarize(args.recording)
+    if args.json:
+        json.dump(result, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    for name, row in result["engines"].items():
+        p50, p99 = (f"{row[k]:.1f} ms" if row[k] is not None else "-" for k in ("p50_ms", "p99_ms"))
+        print(f"{name:<9} completed {row['completed']:>8}   p50 {p50:>11}   p99 {p99:>11}")
     return 0
+
+
+def _open_replay(args: argparse.Namespace, path: str, overrides: dict[str, Any]) -> int:
+    """The app on the recording at ``path``, read and checked whole before anything opens."""
+    from syncviz.engines.recording import Replay
+    from syncviz.tui.launch import launch_app
+
+    replay = Replay.from_file(path)
+    return launch_app(args, overrides, start=lambda: (replay, replay.info))
 
 
 def _serve(args: argparse.Namespace) -> int:
