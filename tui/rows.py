@@ -30,6 +30,54 @@ class RowCells:
     ends: list[tuple[int, int]]  # (col, phase) of terminal transitions
 
 
+class _DoneRow:
+    """A row's finished requests: phase per absolute column from ``start``, labels and ends."""
+
+    __slots__ = ("ends", "labels", "live", "ns", "phases", "rids", "start")
+
+    def __init__(self, ns: int) -> None:
+        self.ns = ns
+        self.start = 0
+        self.phases: list[int] = []
+        self.labels: list[tuple[int, int, int]] = []  # (c0, c1, rid), absolute columns
+        self.ends: list[tuple[int, int]] = []  # (col, phase), absolute
+        self.rids: set[int] = set()
+        self.live: list[RequestTrack] = []
+
+    def add(self, track: RequestTrack, ns: int, floor: int) -> None:
+        steps = track.steps
+        end = steps[-1][0]
+        start, cells = track_columns(steps, end, ns, floor)
+        self.rids.add(track.rid)
+        if not cells:
+            return
+        if not self.phases:
+            self.start = start
+        if start < self.start:  # a request seated late, older than what is laid: grow to the left
+            self.phases[:0] = [-1] * (self.start - start)
+            self.start = start
+        stop = start + len(cells) - self.start
+        if stop > len(self.phases):
+            self.phases.extend([-1] * (stop - len(self.phases)))
+        a = start - self.start
+        for i, ph in enumerate(cells):  # only where it has a phase: never blank out a neighbour
+            if ph >= 0:
+                self.phases[a + i] = ph
+        self.labels.append((steps[0][0] // ns, end // ns, track.rid))
+        self.ends.append((end // ns, track.phase))
+        keep = 4096  # columns kept to the left of the newest request
+        if len(self.phases) > 2 * keep:
+            cut = len(self.phases) - keep
+            del self.phases[:cut]
+            self.start += cut
+
+    def forget(self, rids: set[int]) -> None:
+        self.rids &= rids
+        self.labels = [x for x in self.labels if x[2] in rids]
+        first = min((c0 for c0, _, _ in self.labels), default=self.start + len(self.phases))
+        self.ends = [x for x in self.ends if x[0] >= first]
+
+
 class RequestRows:
     """Seats requests in rows; ``rows`` is how many the view can show."""
 
@@ -39,8 +87,8 @@ class RequestRows:
         self.visible = rows
         self.cols = 400  # the window's width, as last drawn
         self._seen: set[int] = set()
-        self._cache: dict[int, tuple[int, int, list[int]]] = {}  # rid -> (ns, first col, phases)
         self._live: dict[int, tuple[tuple[int, int], int, list[int]]] = {}  # in flight: up to the last step
+        self._done: dict[int, _DoneRow] = {}  # row index -> its finished requests, laid out once
         self._swept_at = 0
 
     def resize(self, rows: int) -> None:
@@ -54,7 +102,7 @@ class RequestRows:
         rows = self.rows[: self.visible]
         for row in rows:
             while row and row[0].phase in TERMINAL and row[0].since < now_ns - horizon_ns:
-                self._cache.pop(row.popleft().rid, None)
+                row.popleft()
         if len(self._live) > 4 * MAX_ROWS:  # finished ones have their own cache
             inflight = self.stats.inflight
             self._live = {rid: v for rid, v in self._live.items() if rid in inflight}
@@ -98,35 +146,57 @@ class RequestRows:
         return start0 + lo, cells0[lo:] + cells1
 
     def cells(self, index: int, first_col: int, cols: int, ns: int, now_ns: int) -> RowCells:
-        """Row ``index`` over columns ``first_col .. first_col + cols - 1`` (absolute)."""
+        """Row ``index`` over columns ``first_col .. first_col + cols - 1`` (absolute).
+
+        The row's finished requests are laid once into an array by absolute column (their
+        phases never change again), so a frame slices it and lays only the requests in flight.
+        """
         self.cols = cols
-        phases = [-1] * cols
-        labels: list[tuple[int, int, int]] = []
-        ends: list[tuple[int, int]] = []
-        first_ns = first_col * ns
+        done = self._done_row(index, ns, first_col - cols)
+        base, abs0 = done.phases, done.start
+        lo = first_col - abs0
+        if lo >= 0 and lo + cols <= len(base):
+            phases = base[lo : lo + cols]
+        else:
+            phases = [-1] * cols
+            a, b = max(first_col, abs0), min(first_col + cols, abs0 + len(base))
+            if b > a:
+                phases[a - first_col : b - first_col] = base[a - abs0 : b - abs0]
         last_col = first_col + cols
-        for track in self.rows[index]:
+        labels = [
+            (max(0, c0 - first_col), min(cols - 1, c1 - first_col), rid)
+            for c0, c1, rid in done.labels
+            if c1 >= first_col and c0 < last_col
+        ]
+        ends = [(c - first_col, ph) for c, ph in done.ends if first_col <= c < last_col]
+        first_ns = first_col * ns
+        for track in done.live:
             steps = track.steps
-            terminal = track.phase in TERMINAL
-            end = steps[-1][0] if terminal else now_ns
-            if end < first_ns or steps[0][0] > now_ns:
+            if now_ns < first_ns or steps[0][0] > now_ns:
                 continue
-            if terminal:
-                cached = self._cache.get(track.rid)
-                if cached is None or cached[0] != ns:
-                    cached = self._cache[track.rid] = (ns, *track_columns(steps, end, ns, first_col - cols))
-                _, start, cells = cached
-            else:
-                start, cells = self._live_columns(track, end, ns, first_col)
-            lo, hi = max(start, first_col), min(start + len(cells), last_col)
-            if hi > lo:
-                phases[lo - first_col : hi - first_col] = cells[lo - start : hi - start]
-            c0 = max(0, steps[0][0] // ns - first_col)
-            c1 = min(cols - 1, end // ns - first_col)
-            labels.append((c0, c1, track.rid))
-            if terminal and 0 <= end // ns - first_col < cols:
-                ends.append((end // ns - first_col, track.phase))
+            start, cells = self._live_columns(track, now_ns, ns, first_col)
+            a, b = max(start, first_col), min(start + len(cells), last_col)
+            if b > a:
+                phases[a - first_col : b - first_col] = cells[a - start : b - start]
+            labels.append((max(0, steps[0][0] // ns - first_col), min(cols - 1, now_ns // ns - first_col), track.rid))
         return RowCells(phases, labels, ends)
+
+    def _done_row(self, index: int, ns: int, floor: int) -> _DoneRow:
+        """Row ``index``'s finished requests by absolute column (brought up to date), and those in flight."""
+        done = self._done.get(index)
+        if done is None or done.ns != ns:
+            done = self._done[index] = _DoneRow(ns)
+        row = self.rows[index]
+        live = []
+        for track in row:
+            if track.phase not in TERMINAL:
+                live.append(track)
+            elif track.rid not in done.rids:
+                done.add(track, ns, floor)
+        done.live = live
+        if len(done.rids) > 2 * len(row) + 16:  # forget what the row no longer holds
+            done.forget({t.rid for t in row})
+        return done
 
 
 def rid_label(rid: int) -> str:
