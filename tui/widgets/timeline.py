@@ -87,7 +87,8 @@ class Line:
             text = text[:width].ljust(width)
             styles = styles[:width].ljust(width, bytes((PLAIN,)))
         spans = [m.span() for m in _RUNS.finditer(styles)]  # one segment per run of one style, found in C
-        return Strip([Segment(text[a:b], palette[styles[a]]) for a, b in spans], width)
+        new = tuple.__new__  # Segment is a NamedTuple: its generated __new__ cost more than building the line
+        return Strip([new(Segment, (text[a:b], palette[styles[a]], None)) for a, b in spans], width)
 
 
 def tick_step_ns(ns_per_col: int) -> int:
