@@ -48,7 +48,7 @@ BLOCK_THRESHOLD_NS = 20_000_000
 """A loop held longer than this is reported (20 ms: two of the lag ticker's periods). The anchors,
 gevent's ``max_blocking_time`` and asyncio's ``slow_callback_duration``, default to 100 ms; a
 lower bar catches the 50 ms ``time.sleep`` of the ``blocking-call`` scenario."""
-LOOP_SAMPLE_S = 0.003  # how often a held loop's stack is sampled
+LOOP_SAMPLE_S = 0.002  # how often a held loop's stack is sampled
 WORKER_SAMPLE_S = 0.010  # how often a pool's threads are looked at
 IDLE_CHECK_S = 0.1  # the longest sleep between two looks at a loop that is not ticking yet
 PROJECT_FRAMES = 3  # the project's own frames kept in ``where``
@@ -283,7 +283,8 @@ def _parse_callee(code: CodeType, lasti: int, lineno: int | None) -> list[str] |
         by_offset = {ins.offset: ins for ins in dis.get_instructions(code)}
         _instructions[id(code)] = (code, by_offset)
     ins = by_offset.get(lasti)
-    if ins is None or not ins.opname.startswith("CALL") or ins.opname.startswith("CALL_INTRINSIC"):
+    # A warmed-up call of a C function runs inside its PRECALL (3.11's specialized forms): the same span.
+    if ins is None or not ins.opname.startswith(("CALL", "PRECALL")) or ins.opname.startswith("CALL_INTRINSIC"):
         return None
     pos = getattr(ins, "positions", None)  # Python 3.11+: the call expression's span
     if pos is not None and None not in (pos.lineno, pos.end_lineno, pos.col_offset, pos.end_col_offset):

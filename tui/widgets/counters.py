@@ -1,16 +1,18 @@
 """An engine's numbers: throughput against its Little's-law bound, queue, workers, latency.
 
 Everything comes from :class:`~syncviz.engines.stats.Counters`; the bound from
-:func:`~syncviz.engines.settings.bound_rps`; the sparklines from :mod:`syncviz.tui.history`.
+:func:`~syncviz.engines.settings.bound_rps`; the sparklines from :mod:`syncviz.tui.history`; the
+call that held the loop or a worker lately from the engine's watchdog (:func:`blocked_text`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
 from rich.text import Text
 from syncviz.engines.counts import ServerSnapshot
-from syncviz.engines.stats import Counters
+from syncviz.engines.stats import BlockedCall, Counters
 from syncviz.tui.history import sparkline
 from syncviz.tui.phases import LOOKS, Phase
 from textual.widgets import Static
@@ -38,6 +40,7 @@ class CounterView:
     server: ServerSnapshot | None = None  # the server's own counts (every client, outside ones too)
     served_rps: float | None = None  # responses the server wrote per second (from ``server``)
     client_bound: bool = False  # the load process's CPU is full before the server's share is
+    lane_labels: dict[int, str] = field(default_factory=dict)  # lane -> its name ("loop", "hub", "w3")
 
 
 def fmt_n(x: float | None) -> str:
@@ -48,6 +51,42 @@ def fmt_ms(x: float | None) -> str:
     if x is None:
         return "—"
     return f"{x:,.1f}" if x < 10 else f"{x:,.0f}"
+
+
+ARROW = " ← "
+_QUALIFIED = re.compile(r"^[\w.<>]+\.(?=[\w<>]+ \()")  # "BlockingWork._sleep (…)" -> "_sleep (…)"
+
+
+def fit_where(where: str, room: int) -> str:
+    """A blocked call's frames in ``room`` columns: outer frames dropped first (down to the library
+    call and the innermost of ours), then class names, then the innermost frame alone; cut last."""
+    parts = where.split(ARROW)
+    short = [_QUALIFIED.sub("", p) for p in parts]
+    least = min(2, len(parts)) if " (" not in parts[0] else 1  # a library call keeps our frame that made it
+    tries = [ARROW.join(parts[:n]) for n in range(len(parts), least - 1, -1)]
+    tries += [ARROW.join(short[:n]) for n in range(len(short), 0, -1)]
+    for text in tries:
+        if len(text) <= room:
+            return text
+    return tries[-1][: max(0, room - 1)] + "…"
+
+
+def blocked_text(b: BlockedCall, label: str, loop: bool, width: int) -> Text:
+    """``loop blocked 50 ms in time.sleep ← _sleep (engines/work.py:136)``; a pool thread's without
+    its duration (``w3 blocked in time.sleep ← …``): blocking is what its threads are for."""
+    t = Text(no_wrap=True, overflow="ellipsis")
+    if loop:
+        color = LOOKS[Phase.BLOCKED].color
+        took = f"{fmt_n(b.duration_ns / 1e6)} ms" + (" so far" if b.ongoing else "")
+        head = f"{label} blocked {took}"
+        t.append(f"{label} blocked ", color)
+        t.append(took, f"bold {color}")
+    else:
+        head = f"{label} blocked"
+        t.append(head, VALUE)
+    t.append(" in ", KEY)
+    t.append(fit_where(b.where, width - len(head) - 4), "#e8ebf2")
+    return t
 
 
 def counter_text(v: CounterView, width: int, stacked: bool) -> Text:
@@ -109,6 +148,12 @@ def counter_text(v: CounterView, width: int, stacked: bool) -> Text:
     lag = fmt_ms(c.lag_p99_ms) + " ms" if v.has_lag else "n/a (no loop)"
     kv("lag p99", lag, VALUE if v.has_lag else KEY, "")
     t.append("\n")
+    b = c.blocked
+    if b is not None:
+        loop = c.has_loop and b.lane == 0
+        label = v.lane_labels.get(b.lane) or ("loop" if loop else f"lane {b.lane}")
+        t.append_text(blocked_text(b, label, loop, width))
+        t.append("\n")
     spark_w = max(8, width - 8)
     t.append("req/s ", KEY)
     t.append(sparkline(v.rps_history, spark_w), RPS)

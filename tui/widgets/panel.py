@@ -100,6 +100,7 @@ class EnginePanel(Vertical):
             server=self.status.server if self.status is not None else None,
             served_rps=self.served.rps(time.monotonic_ns()),
             client_bound=self._client_bound(),
+            lane_labels=dict(info.lanes),
         )
         for counters_view in self.query(CountersView):  # none while mounting or shutting down
             counters_view.show(view, stacked)

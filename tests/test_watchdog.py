@@ -1,0 +1,218 @@
+"""The watchdogs: what held the loop, the hub or a pool thread, from the engine to the panel."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from support import get
+from syncviz.engines.base import Engine, engine_class
+from syncviz.engines.events import ENGINE_IDS, Batch, Recorder, now_ns
+from syncviz.engines.settings import Settings
+from syncviz.engines.stats import BLOCK_RECENT_NS, StreamStats
+from syncviz.engines.upstream import Upstream
+from syncviz.engines.watchdog import describe
+from syncviz.engines.wire import WireError, batch_to_wire, decode_batch
+from syncviz.engines.work import BlockingWork, Stopping
+from syncviz.tui.widgets.counters import CounterView, counter_text
+
+WORK_LINE = re.compile(r"\(engines/work\.py:\d+\)")
+
+
+@pytest.fixture
+def make_engine(upstream: Upstream) -> Iterator:
+    started: list[Engine] = []
+
+    def make(name: str, mode: str, io_ms: int, recorder: Recorder | None = None) -> Engine:
+        eng = engine_class(name)(recorder or Recorder(), Settings(io_ms=io_ms, pool=4), mode, upstream.port)
+        eng.start()
+        started.append(eng)
+        return eng
+
+    yield make
+    for eng in started:
+        eng.stop()
+
+
+def _finished(eng: Engine, timeout: float = 2.0) -> list[tuple]:
+    """The finished records the engine's watchdog has, once it has some (or after ``timeout``)."""
+    out: list[tuple] = []
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        out += [b for b in eng.take_blocks(now_ns()) if not b[4]]
+        if out:
+            time.sleep(0.05)  # anything after it
+            return out + [b for b in eng.take_blocks(now_ns()) if not b[4]]
+        time.sleep(0.02)
+    return out
+
+
+def _watchdogs() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.endswith("-watchdog")]
+
+
+@pytest.mark.parametrize("name", ["asyncio", "gevent"])
+def test_a_blocked_loop_names_time_sleep_and_the_project_line(make_engine, name: str) -> None:
+    eng = make_engine(name, "blocking", io_ms=60)
+    time.sleep(0.05)  # the ticker runs
+    assert get(eng.port)[0] == 200
+    blocks = _finished(eng)
+    assert len(blocks) == 1, blocks
+    _t, d, e, lane, ongoing, where = blocks[0]
+    assert (e, lane, ongoing) == (ENGINE_IDS[name], 0, False)
+    assert 55e6 <= d <= 110e6, d / 1e6  # the handler's 60 ms sleep (its start is known to a ticker period)
+    assert where.startswith("time.sleep ← BlockingWork._sleep (engines/work.py:"), where
+    assert WORK_LINE.search(where), where
+
+
+@pytest.mark.parametrize("name", ["asyncio", "gevent"])
+def test_a_healthy_loop_reports_nothing(make_engine, name: str) -> None:
+    eng = make_engine(name, "native", io_ms=30)
+    for _ in range(4):
+        assert get(eng.port)[0] == 200
+    time.sleep(0.1)
+    assert eng.take_blocks(now_ns()) == []
+
+
+def test_an_ongoing_block_shows_as_it_happens(make_engine) -> None:
+    eng = make_engine("asyncio", "blocking", io_ms=400)
+    time.sleep(0.05)
+    client = threading.Thread(target=get, args=(eng.port,))
+    client.start()
+    time.sleep(0.2)
+    now = now_ns()
+    ongoing = eng.take_blocks(now)
+    client.join()
+    assert len(ongoing) == 1 and ongoing[0][4], ongoing
+    assert ongoing[0][0] + ongoing[0][1] == now and ongoing[0][1] >= 100e6
+    assert ongoing[0][5].startswith("time.sleep ← ")
+    final = _finished(eng)
+    assert len(final) == 1 and final[0][0] == ongoing[0][0] and final[0][1] >= 350e6, final
+
+
+def test_a_pool_thread_shows_its_blocking_call(make_engine) -> None:
+    eng = make_engine("threaded", "native", io_ms=80)
+    assert get(eng.port)[0] == 200
+    blocks = _finished(eng)
+    assert len(blocks) == 1, blocks
+    _t, d, e, lane, _ongoing, where = blocks[0]
+    assert e == ENGINE_IDS["threaded"] and 0 <= lane < 4
+    assert 60e6 <= d <= 130e6, d / 1e6
+    assert where.startswith("time.sleep ← BlockingWork._sleep (engines/work.py:"), where
+
+
+@pytest.mark.parametrize("name", ["threaded", "asyncio", "gevent"])
+def test_stop_joins_the_watchdog(make_engine, name: str) -> None:
+    eng = make_engine(name, "native", io_ms=5)
+    assert _watchdogs() == [f"{eng.watchdog.thread.name}"]
+    eng.stop()
+    assert _watchdogs() == []
+    quiet = make_engine(name, "native", io_ms=5, recorder=Recorder(enabled=False))  # the overhead baseline
+    assert quiet.watchdog is None and _watchdogs() == []
+
+
+def test_describe_names_the_c_call_on_the_project_line_or_only_the_line() -> None:
+    work = BlockingWork(Recorder(), 0, None)
+
+    def quietly(step) -> None:
+        with contextlib.suppress(Stopping):
+            step()
+
+    def warm() -> None:  # a call run often enough to be specialized (3.11 calls it from its PRECALL)
+        for _ in range(40):
+            work.io(1, 0, 0.0002, False)
+        work.io(1, 0, 0.3, False)
+
+    for run, expect in [
+        (lambda: work.io(1, 0, 0.3, False), "time.sleep ← BlockingWork._sleep (engines/work.py:"),
+        (warm, "time.sleep ← BlockingWork._sleep (engines/work.py:"),
+        # Pure Python: no call to name, unless the sample lands in one of its clock reads.
+        (lambda: work.cpu(1, 0, 0.3), re.compile(r"(time\.\w+ ← )?burn_cpu \(engines/work\.py:")),
+    ]:
+        thread = threading.Thread(target=quietly, args=(run,))
+        thread.start()
+        time.sleep(0.1)
+        where = describe(sys._current_frames()[thread.ident])
+        work.stopping = True  # the step ends (raising Stopping in its thread: caught there)
+        thread.join()
+        work.stopping = False
+        assert where.startswith(expect) if isinstance(expect, str) else expect.match(where), where
+        assert WORK_LINE.search(where), where
+
+
+BLOCK = (1_000, 50_000_000, 1, 0, False, "time.sleep ← BlockingWork._sleep (engines/work.py:136)")
+
+
+def test_blocks_round_trip_the_wire() -> None:
+    batch = Batch(t_ns=10)
+    batch.blocks = [BLOCK, (2_000, 7, 0, 3, True, "x (engines/a.py:1)")]
+    wire = batch_to_wire(batch, 2)
+    assert wire["bk"][1] == [2_000, 7, 0, 3, 1, "x (engines/a.py:1)"]
+    assert decode_batch(wire).batch.blocks == batch.blocks
+    assert "bk" not in batch_to_wire(Batch(t_ns=10), 2) and decode_batch(batch_to_wire(Batch(), 0)).batch.blocks == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {},
+        [[1, 2, 1, 0, 0]],  # no where
+        [[1, 2, 9, 0, 0, "x"]],  # no such engine
+        [[-1, 2, 1, 0, 0, "x"]],
+        [[1, 2, 1, 0, 2, "x"]],  # ongoing is 0 or 1
+        [[1, 2.5, 1, 0, 0, "x"]],
+        [[1, 2, 1, 0, 0, ""]],
+        [[1, 2, 1, 0, 0, "two\nlines"]],
+        [[1, 2, 1, 0, 0, "\x1b[2Jescape"]],
+        [[1, 2, 1, 0, 0, "x" * 401]],
+        [[1, 2, 1, 0, 0, 7]],
+    ],
+)
+def test_malformed_blocks_are_refused(bad: object) -> None:
+    wire = batch_to_wire(Batch(t_ns=10), 1)
+    wire["bk"] = bad
+    with pytest.raises(WireError, match="'bk'"):
+        decode_batch(wire)
+
+
+def test_the_stats_keep_the_latest_and_the_panel_says_it() -> None:
+    stats = StreamStats()
+    old = Batch(t_ns=5)
+    del old.blocks  # a batch from before the watchdogs
+    stats.feed(old)
+    t0 = 10_000_000_000
+    batch = Batch(t_ns=t0)
+    batch.blocks = [
+        (t0 - 100_000_000, 50_200_000, 1, 0, False, BLOCK[5]),
+        (t0 - 40_000_000, 40_000_000, 1, 0, True, BLOCK[5]),  # the next call, still going
+    ]
+    stats.feed(batch)
+    asyncio = stats["asyncio"]
+    assert asyncio.blocked is not None and asyncio.blocked.ongoing
+    shown = asyncio.counters(t0).blocked  # the finished one: the ongoing one is not longer yet
+    assert shown is not None and not shown.ongoing and shown.duration_ns == 50_200_000
+    text = counter_text(_view(asyncio.counters(t0)), 64, stacked=False).plain
+    assert "loop blocked 50 ms in time.sleep ← _sleep (engines/work.py:136)" in text, text
+    assert asyncio.counters(t0 + BLOCK_RECENT_NS + 100_000_000).blocked is None  # old news
+    assert stats["gevent"].counters(t0).blocked is None
+
+    stall = Batch(t_ns=t0 + 900_000_000)
+    stall.blocks = [(t0 - 40_000_000, 940_000_000, 1, 0, True, BLOCK[5])]
+    stats.feed(stall)
+    text = counter_text(_view(asyncio.counters(t0 + 900_000_000)), 64, stacked=False).plain
+    assert "loop blocked 940 ms so far in time.sleep" in text, text
+
+    pool = Batch(t_ns=t0)
+    pool.blocks = [(t0 - 60_000_000, 50_000_000, 0, 3, False, BLOCK[5])]
+    stats.feed(pool)
+    text = counter_text(_view(stats["threaded"].counters(t0), {3: "w3"}), 64, stacked=False).plain
+    assert "w3 blocked in time.sleep ← _sleep (engines/work.py:136)" in text, text
+
+
+def _view(c, labels: dict[int, str] | None = None) -> CounterView:
+    return CounterView(c, None, 1, "loop", True, [], [], 0, lane_labels=labels or {0: "loop"})
