@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, NamedTuple
 
 from .counts import ServerSnapshot
 from .digest import check_record
-from .events import ENGINES, Batch, Block
+from .events import ENGINES, Batch, Block, Phase
 
 VERSION = 1
 FRAME = struct.Struct(">I")
@@ -100,6 +100,33 @@ def _ints(payload: dict[str, Any], key: str, width: int) -> list[tuple[int, ...]
     return list(zip(*([it] * width), strict=True))
 
 
+INT64 = 1 << 63
+_ENGINE = (0, len(ENGINES))
+_TIME = (0, INT64)
+_ANY = (-INT64, INT64)
+# (low, high) of each field of a flat record, high excluded
+_BOUNDS = {
+    "tr": (_TIME, _ENGINE, (0, INT64), (-2, 1 << 31), (0, len(Phase))),  # t, engine, request, lane, phase
+    "lat": (_TIME, _ENGINE, (-(1 << 31), INT64), _ANY, (0, 2)),  # t, engine, request (<0: errno), latency, ok
+    "lag": (_TIME, _ENGINE, _ANY),  # t, engine, lag
+}
+
+
+def check_ranges(record: dict[str, Any]) -> None:
+    """Raise ValueError unless every integer of a decoded batch record lies in its field's range."""
+    if record["t"] >= INT64 or record.get("dropped", 0) >= INT64:
+        raise ValueError("batch time or drop count out of range")
+    for key, bounds in _BOUNDS.items():
+        flat = record[key]
+        if not flat:
+            continue
+        width = len(bounds)
+        for i, (low, high) in enumerate(bounds):
+            column = flat[i::width]
+            if min(column) < low or max(column) >= high:
+                raise ValueError(f"batch field {key!r} holds a value out of range (item {i} of each {width})")
+
+
 class WireBatch(NamedTuple):
     """One decoded ``batch`` frame: the events, their run, and what the engine process adds."""
 
@@ -123,6 +150,10 @@ def decode_batch(payload: object) -> WireBatch:
     batch.transitions = _ints(payload, "tr", 5)  # type: ignore[assignment]
     batch.latencies = [(a, b, c, d, bool(ok)) for a, b, c, d, ok in _ints(payload, "lat", 5)]
     batch.lags = _ints(payload, "lag", 3)  # type: ignore[assignment]
+    try:
+        check_ranges(payload)  # after the types: engine ids, phases, lanes and times in range
+    except ValueError as exc:
+        raise WireError(str(exc)) from None
     batch.digests = _digests(payload.get("dg", []))
     batch.blocks = blocks_from_wire(payload.get("bk", []))
     return WireBatch(batch, run, server_from_wire(payload), stall)

@@ -107,3 +107,14 @@ def test_random_bytes_never_raise_anything_but_wire_error(data: bytes) -> None:
             batch_from_wire(got[1])
     except WireError:
         pass
+
+
+def test_an_engine_id_or_phase_out_of_range_is_a_wire_error() -> None:
+    from syncviz.engines.events import Batch as B
+    from syncviz.engines.wire import WireError, batch_to_wire, decode_batch
+
+    good = batch_to_wire(B(transitions=[(5, 1, 9, 0, 1)], t_ns=10), run=1)
+    decode_batch(good)
+    for bad in ([5, 7, 9, 0, 1], [5, 1, 9, 0, 42], [5, 1, 9, -9, 1]):
+        with pytest.raises(WireError):
+            decode_batch({**good, "tr": bad})
