@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections import deque
 from typing import Any, BinaryIO
 
@@ -38,6 +39,10 @@ from .upstream import Upstream
 from .wire import WireError, batch_to_wire, read_frame, write_frame
 
 SEND_INTERVAL_S = 1 / 30
+DIGEST_CHUNK = 64  # transitions digested (~0.2 ms) before the flush thread steps aside
+DIGEST_PAUSE_S = 0.0001
+"""A batch digested in one go held the GIL for milliseconds while the loop waited (lag p99 ~3 ->
+~8 ms, -5% req/s at io-bound); a real sleep between chunks hands the GIL to the loop."""
 
 
 class _Role:
@@ -106,8 +111,11 @@ class EngineRole(_Role):
         server = engine.server_snapshot(batch.t_ns) if engine is not None else None
         digest = self.digest
         if digest is not None:
-            for t, _e, rid, lane, phase in batch.transitions:
-                digest.transition(t, rid, lane, phase)
+            step = digest.transition
+            for i, (t, _e, rid, lane, phase) in enumerate(batch.transitions, 1):
+                step(t, rid, lane, phase)
+                if i % DIGEST_CHUNK == 0:
+                    time.sleep(DIGEST_PAUSE_S)  # the server's threads get the GIL between chunks
             for t, _e, lag in batch.lags:
                 digest.lag_sample(t, lag)
             batch.transitions, batch.lags = [], []
