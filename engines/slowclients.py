@@ -35,6 +35,18 @@ from .http import EXTERNAL_IDS_START
 from .settings import Settings
 
 SLOW_IDS_START = EXTERNAL_IDS_START >> 1
+
+
+def client_of(rid: int) -> tuple[str, int]:
+    """Who sent request ``rid`` and its number among them: ``built-in`` (the load generator),
+    ``slow`` (its slow clients) or ``outside`` (curl, wrk, a browser: a server-given id)."""
+    if rid >= EXTERNAL_IDS_START:
+        return "outside", rid - EXTERNAL_IDS_START
+    if rid >= SLOW_IDS_START:
+        return "slow", rid - SLOW_IDS_START
+    return "built-in", rid
+
+
 """First ``X-Req-Id`` of the slow clients (per engine): the load generator counts from 1 (at
 40k req/s it would need 159 days to get here), the servers' ids for outside clients start above."""
 

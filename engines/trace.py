@@ -40,9 +40,8 @@ from typing import Any, TextIO
 
 from .digest import WAITQ, segment_codes
 from .events import ENGINES, HANDED_OVER, PHASE_NAMES, TERMINAL, Batch, Phase
-from .http import EXTERNAL_IDS_START
 from .registry import engine_spec
-from .slowclients import SLOW_IDS_START
+from .slowclients import client_of
 
 REQUEST_CAT = "request"
 WORKER_CAT = "worker"
@@ -64,20 +63,10 @@ def _time(step: Step | Hold) -> int:
     return step[0]
 
 
-def client_of(rid: int) -> str:
-    """Who sent request ``rid``: the load generator (``built-in``), its ``slow`` clients, or ``outside``."""
-    if rid >= EXTERNAL_IDS_START:
-        return "outside"
-    return "slow" if rid >= SLOW_IDS_START else "built-in"
-
-
 def request_label(rid: int) -> str:
     """A request's short name on a worker's thread: ``#17``, ``slow 3``, ``outside 2``."""
-    if rid >= EXTERNAL_IDS_START:
-        return f"outside {rid - EXTERNAL_IDS_START}"
-    if rid >= SLOW_IDS_START:
-        return f"slow {rid - SLOW_IDS_START}"
-    return f"#{rid}"
+    kind, n = client_of(rid)
+    return f"#{n}" if kind == "built-in" else f"{kind} {n}"
 
 
 def lane_name(engine: str, lane: int) -> str:
@@ -426,7 +415,7 @@ class TraceExport:
         """One request: its async slice and its phases nested in it."""
         engine, pid = ENGINES[e], self.pid(e)
         ident = f"{engine}:{rid}"
-        client = client_of(rid)
+        client = client_of(rid)[0]
         args: dict[str, Any] = {
             "rid": rid,
             "request": request_label(rid),
@@ -462,7 +451,7 @@ class TraceExport:
         """One worker's thread: a slice per request it held, its phases nested."""
         pid, tid = self.pid(e), self.tid(e, lane)
         for i, (t0, t1, rid, children, _req) in enumerate(kept):
-            client = client_of(rid)
+            client = client_of(rid)[0]
             outside = client == "outside"
             phases = list(dict.fromkeys(PHASE_NAMES[ph] for _c0, _c1, ph in children))
             args: dict[str, Any] = {

@@ -13,8 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from syncviz.engines.events import TERMINAL, Phase
-from syncviz.engines.http import EXTERNAL_IDS_START
-from syncviz.engines.slowclients import SLOW_IDS_START
+from syncviz.engines.slowclients import client_of
 from syncviz.engines.stats import EngineStats, RequestTrack
 
 NPHASES = len(Phase)
@@ -201,11 +200,8 @@ class RequestRows:
 
 def rid_label(rid: int) -> str:
     """``#42`` for the load generator's requests, ``s3`` for its slow clients', ``↗7`` for an outside client's."""
-    if rid >= EXTERNAL_IDS_START:
-        return f"↗{rid - EXTERNAL_IDS_START}"
-    if rid >= SLOW_IDS_START:
-        return f"s{rid - SLOW_IDS_START}"
-    return f"#{rid}"
+    kind, n = client_of(rid)
+    return {"outside": "↗", "slow": "s"}.get(kind, "#") + str(n)
 
 
 def track_columns(steps: list[tuple[int, int, int]], end: int, ns: int, floor: int) -> tuple[int, list[int]]:
