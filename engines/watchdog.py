@@ -5,7 +5,7 @@ say *which call* held a loop, in a log. Here a watchdog thread lives beside each
 it on the event stream, as the innermost frames of the call: the library call first, then the
 project's own frames (file:line relative to the package)::
 
-    time.sleep ← BlockingWork._sleep (engines/work.py:136) ← BlockingWork.io (engines/work.py:103)
+    time.sleep ← BlockingWork._sleep (engines/work.py:136) ← Work.io (engines/work.py:99)
 
 It costs a healthy engine nothing. :class:`LoopWatchdog` only reads when the loop's lag ticker
 is next due and sleeps until that moment plus :data:`BLOCK_THRESHOLD_NS`; a loop that has not
@@ -13,13 +13,20 @@ run its ticker by then is held, and only then is its stack sampled (``sys._curre
 every :data:`LOOP_SAMPLE_S`, until the ticker runs again. Each call seen holding the loop for at
 least the threshold is one record; back-to-back calls (two requests' sleeps) are told apart by
 their frames. :class:`WorkerWatchdog` looks at a pool's threads every :data:`WORKER_SAMPLE_S` and
-reports those parked in a blocking wait (a frame of ``Work.io`` on the stack: phase ``blocked``).
+reports those parked in a blocking wait (a frame of ``Work.io`` on the stack: phase ``blocked``),
+one wait per thread every :data:`WORKER_REPORT_NS` at most: a pool blocks all the time, thousands of
+waits a second, and each thread's latest is what the picture needs. A large pool is looked at
+:data:`LANES_PER_LOOK` threads at a time, resting :data:`POOL_REST_S` between two windows
+(``sys._current_frames()`` costs in proportion to the process's threads: 50 a second cost 2% of a
+core with 200 busy threads, where a thread that only wakes up costs 0.3%), so in such a pool a
+reported wait's end is known to the rest's length.
 
 A record is ``(t_start_ns, duration_ns, lane, ongoing, where)``. Times are estimates bounded by
-what was seen: a loop's first held call is dated from the ticker's last run (the latest moment
-the loop was seen free), so it reads up to one ticker period long; calls after it, and worker
-waits, from the midpoint between the samples that saw the change (a few ms). A call still
-holding its thread is reported ``ongoing``, with its duration so far, at every :meth:`~Watchdog.take`.
+what was seen: a loop's first held call is dated from the latest moment the loop was seen free
+(the ticker's last run, or the gevent hub's last poll), so it may read up to one ticker period
+long; calls after it, and worker waits, from the midpoint between the samples that saw the
+change (a few ms). A call still holding its thread is reported ``ongoing``, with its duration
+so far (to the last look that saw it), at every :meth:`~Watchdog.take`.
 
 :func:`describe` names the held call from the code alone, never by guessing: when the innermost
 Python frame is the project's, the call on its current instruction (its source expression,
@@ -49,14 +56,17 @@ BLOCK_THRESHOLD_NS = 20_000_000
 gevent's ``max_blocking_time`` and asyncio's ``slow_callback_duration``, default to 100 ms; a
 lower bar catches the 50 ms ``time.sleep`` of the ``blocking-call`` scenario."""
 LOOP_SAMPLE_S = 0.002  # how often a held loop's stack is sampled
-WORKER_SAMPLE_S = 0.010  # how often a pool's threads are looked at
+WORKER_SAMPLE_S = 0.020  # how often a pool's threads are looked at
+WORKER_REPORT_NS = 500_000_000  # a pool thread's waits are reported (named, sent) at most this often each
+LANES_PER_LOOK = 32  # pool threads looked at per sample (a window moving through a large pool)
+POOL_REST_S = 0.1  # a pool larger than that rests between two windows: sampling a stack is O(threads)
 IDLE_CHECK_S = 0.1  # the longest sleep between two looks at a loop that is not ticking yet
 PROJECT_FRAMES = 3  # the project's own frames kept in ``where``
 MAX_DEPTH = 64  # frames walked at most
 WAIT_DEPTH = 6  # how far up a worker's stack its wait frame is looked for
 MAX_WHERE = 240  # characters
 MAX_KEPT = 64  # finished records kept between two takes (the oldest go first)
-MAX_TAKE = 16  # records per take from a pool (the latest per thread, newest first kept)
+MAX_TAKE = 8  # records per take from a pool (the latest per thread, newest first kept)
 ARROW = " ← "
 
 Found = tuple[int, int, int, bool, str]
@@ -334,7 +344,7 @@ class _Found:
 
     def __init__(self, latest_per_lane: bool) -> None:
         self.done: deque[Found] = deque(maxlen=MAX_KEPT)
-        self.ongoing: dict[int, tuple[int, str]] = {}  # lane -> (t_start_ns, where)
+        self.ongoing: dict[int, tuple[int, str, int]] = {}  # lane -> (t_start_ns, where, last seen holding)
         self.latest_per_lane = latest_per_lane
 
     def finish(self, lane: int, start: int, end: int, where: str | None, threshold: int) -> None:
@@ -345,7 +355,9 @@ class _Found:
     def take(self, now: int) -> list[Found]:
         done = self.done
         out = [done.popleft() for _ in range(len(done))]
-        out += [(t, max(0, now - t), lane, True, where) for lane, (t, where) in list(self.ongoing.items())]
+        # An ongoing call's duration so far is up to the last look that saw it: what is known.
+        ongoing = list(self.ongoing.items())
+        out += [(t, max(0, min(seen, now) - t), lane, True, where) for lane, (t, where, seen) in ongoing]
         if self.latest_per_lane and out:
             latest: dict[int, Found] = {}
             for rec in out:  # ongoing ones come last: they win over a finished one of the same start
@@ -452,28 +464,29 @@ class LoopWatchdog(Watchdog):
                 key, where = holder, None
             if where is None and now - start >= threshold:
                 where = safe_describe(top)
-                found.ongoing[lane] = (start, where)
+            if where is not None:
+                found.ongoing[lane] = (start, where, now)
             last = now
             top = holder = None  # type: ignore[assignment]
             self._stopping.wait(self.sample_s)
 
 
 class _Wait:
-    __slots__ = ("lasti", "seen", "start", "top", "where")
+    __slots__ = ("named", "seen", "start", "top", "where")
 
     def __init__(self, top: FrameType, start: int, seen: int) -> None:
         self.top = top
-        self.lasti = top.f_lasti
         self.start = start
         self.seen = seen
         self.where: str | None = None
+        self.named = False  # looked at once it passed the threshold (named, or skipped: reported lately)
 
 
 class WorkerWatchdog(Watchdog):
     """Watches a pool's threads (``workers()``: lane -> thread) for waits longer than the threshold.
 
     A thread is waiting when a frame of ``wait_codes`` (``Work.io``: the phase ``blocked``) is on
-    its stack; it is the same wait while its innermost frame and instruction stay the same.
+    its stack; it is the same wait while its innermost frame stays the same (one call of it).
     """
 
     def __init__(
@@ -491,30 +504,50 @@ class WorkerWatchdog(Watchdog):
 
     def _watch(self) -> None:
         waits: dict[int, _Wait] = {}
+        reported: dict[int, int] = {}  # lane -> when its last reported wait began
         found, threshold = self.found, self.threshold_ns
         half = int(self.sample_s * 1e9) // 2
-        while not self._stopping.wait(self.sample_s):
+        order: list[int] = []
+        pos = looks = 0
+        rest = 0.0
+        while not self._stopping.wait(self.sample_s + rest):
+            pool = dict(self._workers())
+            if len(order) != len(pool):
+                order, pos = sorted(pool), 0
+            # A window of the pool, looked at twice (a wait seen twice is longer than the threshold),
+            # then the next one; and every thread whose wait is being reported, until it ends.
+            n = len(order)
+            look = {order[(pos + i) % n] for i in range(min(n, LANES_PER_LOOK))}
+            looks += 1
+            rest = 0.0
+            if looks == 2:
+                looks, pos = 0, (pos + LANES_PER_LOOK) % max(1, n)
+                rest = POOL_REST_S if n > LANES_PER_LOOK else 0.0
+            look.update(lane for lane, w in waits.items() if w.where is not None)
             frames = sys._current_frames()
             now = now_ns()
-            workers = list(self._workers().items())
-            for lane, thread in workers:
-                top = frames.get(thread.ident)  # type: ignore[arg-type]
+            for lane in look:
+                thread = pool.get(lane)
+                top = frames.get(thread.ident) if thread is not None else None  # type: ignore[arg-type]
                 w = waits.get(lane)
                 if w is not None:
-                    if top is w.top and top.f_lasti == w.lasti:  # still the same wait
+                    if top is w.top:  # still the same wait (the same call: a sleep's slices are one wait)
                         w.seen = now
-                        if w.where is None and now - w.start >= threshold:
-                            w.where = safe_describe(top)
-                            found.ongoing[lane] = (w.start, w.where)
+                        if not w.named and now - w.start >= threshold:
+                            w.named = True
+                            if now - reported.get(lane, -WORKER_REPORT_NS) >= WORKER_REPORT_NS:
+                                reported[lane] = now
+                                w.where = safe_describe(top)
+                        if w.where is not None:
+                            found.ongoing[lane] = (w.start, w.where, now)
                         continue
                     del waits[lane]
                     found.finish(lane, w.start, (w.seen + now) // 2, w.where, threshold)
                 if top is not None and self._waiting(top):
                     waits[lane] = _Wait(top, now - half, now)
-            for lane in waits.keys() - {lane for lane, _ in workers}:  # a thread the pool let go
-                w = waits.pop(lane)
-                found.finish(lane, w.start, w.seen, w.where, threshold)
-            del frames, workers
+            for lane in waits.keys() - look:  # out of the window, not reported: forgotten
+                del waits[lane]
+            del frames, pool
 
     def _waiting(self, top: FrameType) -> bool:
         f: FrameType | None = top

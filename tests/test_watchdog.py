@@ -16,9 +16,9 @@ from syncviz.engines.events import ENGINE_IDS, Batch, Recorder, now_ns
 from syncviz.engines.settings import Settings
 from syncviz.engines.stats import BLOCK_RECENT_NS, StreamStats
 from syncviz.engines.upstream import Upstream
-from syncviz.engines.watchdog import describe
+from syncviz.engines.watchdog import WorkerWatchdog, describe
 from syncviz.engines.wire import WireError, batch_to_wire, decode_batch
-from syncviz.engines.work import BlockingWork, Stopping
+from syncviz.engines.work import BlockingWork, Stopping, Work
 from syncviz.tui.widgets.counters import CounterView, counter_text
 
 WORK_LINE = re.compile(r"\(engines/work\.py:\d+\)")
@@ -89,7 +89,7 @@ def test_an_ongoing_block_shows_as_it_happens(make_engine) -> None:
     ongoing = eng.take_blocks(now)
     client.join()
     assert len(ongoing) == 1 and ongoing[0][4], ongoing
-    assert ongoing[0][0] + ongoing[0][1] == now and ongoing[0][1] >= 100e6
+    assert now - 20e6 <= ongoing[0][0] + ongoing[0][1] <= now and ongoing[0][1] >= 100e6  # so far: to the last look
     assert ongoing[0][5].startswith("time.sleep ← ")
     final = _finished(eng)
     assert len(final) == 1 and final[0][0] == ongoing[0][0] and final[0][1] >= 350e6, final
@@ -104,6 +104,23 @@ def test_a_pool_thread_shows_its_blocking_call(make_engine) -> None:
     assert e == ENGINE_IDS["threaded"] and 0 <= lane < 4
     assert 60e6 <= d <= 130e6, d / 1e6
     assert where.startswith("time.sleep ← BlockingWork._sleep (engines/work.py:"), where
+
+
+def test_a_large_pool_is_looked_at_a_window_at_a_time() -> None:
+    """40 threads parked at once (more than one window): every one is reported, each once."""
+    work = BlockingWork(Recorder(), 0, None)
+    threads = {lane: threading.Thread(target=work.io, args=(lane, lane, 0.5, False)) for lane in range(40)}
+    dog = WorkerWatchdog("pool", lambda: threads, [Work.io.__code__]).start()
+    for thread in threads.values():
+        thread.start()
+    for thread in threads.values():
+        thread.join()
+    time.sleep(0.15)
+    dog.stop()
+    dog.thread.join()
+    found = dog.take(now_ns())
+    assert sorted(lane for _t, _d, lane, _o, _w in found)[-8:] == list(range(32, 40))  # the newest MAX_TAKE
+    assert all(not ongoing and d >= 200e6 and w.startswith("time.sleep ← ") for _t, d, _l, ongoing, w in found), found
 
 
 @pytest.mark.parametrize("name", ["threaded", "asyncio", "gevent"])
