@@ -304,27 +304,9 @@ class ServerDigest:
             if r.row:
                 self.rows.append((t, 0, rid, lane, phase))
             return
-        since = r.since
-        if t < since:
-            t = since  # recorded out of order by a few microseconds: keep time moving forward
-        # _close, inlined (this is the hot path: every transition of every request)
-        code = r.code
-        if code >= 0:
-            if code < WAITQ:
-                held = self.holders.get(r.lane)
-                if held is not None and held[0] == rid:
-                    del self.holders[r.lane]
-            else:
-                layer, col = self.open_wait[code - WAITQ], since // self.ns
-                n = layer.get(col, 0) - 1
-                if n > 0:
-                    layer[col] = n
-                else:
-                    layer.pop(col, None)
-            if t > since:
-                self._spread(since, t, r.lane, code)
-        if t > since:
-            r.totals[r.phase] += t - since
+        if t < r.since:
+            t = r.since  # recorded out of order by a few microseconds: keep time moving forward
+        self._close(rid, r, t)
         self.by_phase[r.phase] -= 1
         if r.row:
             self.rows.append((t, 0, rid, lane, phase))
@@ -345,16 +327,7 @@ class ServerDigest:
         self.by_phase[phase] += 1
         if phase == QUEUED and r.sent_col is None:
             self._sent(r, t)
-        # _open, inlined
-        no_lane, loop, on_lane = self._codes
-        code = r.code = no_lane[phase] if lane < 0 else loop[phase] if lane == 0 else on_lane[phase]
-        if code >= 0:
-            if code < WAITQ:
-                self.holders[lane] = (rid, code, t)
-            else:
-                layer = self.open_wait[code - WAITQ]
-                col = t // self.ns
-                layer[col] = layer.get(col, 0) + 1
+        self._open(rid, r)
 
     def _sent(self, r: _Req, t: int) -> None:
         r.sent_col = col = t // self.ns

@@ -204,12 +204,7 @@ class _Target:
             nonlocal left
             while left > 0 and self.gen.running:
                 left -= 1
-                try:
-                    client = await self.connect()
-                finally:
-                    self.connecting -= 1
-                if client is not None:
-                    self.gen.opened(client)
+                await self._connect_counted()
 
         try:
             await asyncio.gather(*(worker() for _ in range(min(n, CONNECT_BATCH))))
@@ -315,6 +310,10 @@ class _Target:
 
     async def _open_and_send(self) -> None:
         self.connecting += 1
+        await self._connect_counted()
+
+    async def _connect_counted(self) -> None:
+        """Open one connection already counted in ``connecting``, and hand it to the generator."""
         try:
             client = await self.connect()
         finally:

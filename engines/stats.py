@@ -139,6 +139,7 @@ class Picture:
     _sent: dict[int, int] = field(default_factory=dict)  # server: requests it has read, by send column
     _out: dict[int, int] = field(default_factory=dict)  # clients: requests sent, not answered, by send column
     _trimmed: int = 0
+    _server_q: dict[int, int] = field(default_factory=dict)  # what the server holds queued now, by column
 
     def take_server(self, rec: dict[str, Any]) -> None:
         for lane, c, *slots in rec["hold"]:
@@ -167,7 +168,7 @@ class Picture:
 
     def _merge_open_q(self) -> None:
         """Queued now: what the server holds queued, plus what clients sent that it has not read yet."""
-        q = dict(getattr(self, "_server_q", {}))
+        q = dict(self._server_q)
         sent = self._sent
         known = self.now // self.ns  # the server's last report: what was sent after it may be read already
         for c, n in self._out.items():
