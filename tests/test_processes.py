@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import psutil
 import pytest
 from support import wait_for
 from syncviz.engines.child import ChildHost
-from syncviz.engines.placement import plan
+from syncviz.engines.placement import SHORT_SLICE_NS, plan
 from syncviz.engines.stats import StreamStats
 
 
@@ -96,3 +98,32 @@ def test_placement_gives_each_engine_its_share(cpus: list[int], labels: dict, sh
 def test_one_engine_alone_gets_a_core() -> None:
     p = plan(("gevent",), [0, 1])
     assert p.share("gevent") == 1.0 and p.engines["gevent"] == (1,) and p.load == (0,)
+
+
+def _slice_ns(pid: int, tid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/task/{tid}/sched") as f:
+            for line in f:
+                if line.startswith("se.slice"):
+                    return int(line.split(":")[1])
+    except OSError:
+        pass
+    return None
+
+
+def test_engine_threads_ask_for_short_slices_where_the_kernel_has_them() -> None:
+    probe = "from syncviz.engines.placement import short_slices as s; import os, threading; "
+    probe += "print(s() and open(f'/proc/{os.getpid()}/task/{threading.get_native_id()}/sched').read())"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30).stdout
+    if "se.slice" not in out or str(SHORT_SLICE_NS) not in out.split("se.slice", 1)[1].split("\n", 1)[0]:
+        pytest.skip("no EEVDF custom slices on this kernel (or its sched file is hidden)")
+    child = ChildHost(scenario="io-bound", clients=5, io_ms=10, engines=["asyncio"]).start()
+    try:
+        pid = child.status().engines["asyncio"].process.pid  # type: ignore[union-attr]
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        assert len(tids) > 1  # the loop thread and its helpers, not only the main one
+        assert all(_slice_ns(pid, t) == SHORT_SLICE_NS for t in tids)
+        load = child.loadproc.pid  # type: ignore[union-attr]
+        assert _slice_ns(load, load) != SHORT_SLICE_NS  # the load generator keeps the default
+    finally:
+        child.close()
