@@ -36,7 +36,7 @@ from .limits import connection_note, require_fds
 from .loadgen import connect_errors, is_connect_error
 from .placement import set_cpus
 from .scenarios import get_scenario
-from .settings import bound_rps
+from .settings import bound_rps, fmt_rate
 from .source import EventSource
 from .stats import Counters, StreamStats, fill_latency
 
@@ -351,8 +351,8 @@ def table(results: list[dict[str, Any]]) -> Table:
         t.add_row(
             r["scenario"],
             engine,
-            f"{r['throughput_rps']:,.0f}",
-            f"{bound:,.0f}" if bound else "-",
+            fmt_rate(r["throughput_rps"]),
+            fmt_rate(bound) if bound else "-",
             share,
             _fmt(lat["p50"]),
             _fmt(lat["p99"]),

@@ -98,6 +98,13 @@ def capacity(engine: str, mode: Mode, settings: Settings) -> int:
     return engine_spec(engine).capacity(mode, settings)
 
 
+def fmt_rate(x: float) -> str:
+    """A rate for the screen: ``1,930``, ``12``, ``0.5`` (below 10 a decimal, so 0.5 req/s never reads ``0``)."""
+    if 0 < abs(x) < 10 and round(x) != x:
+        return f"{x:,.1f}" if abs(x) >= 0.1 else f"{x:.2g}"
+    return f"{x:,.0f}"
+
+
 def bound_rps(engine: str, mode: Mode, settings: Settings, cpu_share: float = 1.0) -> float | None:
     """Little's law: throughput <= concurrency / time per request, and the CPU the engine has.
 

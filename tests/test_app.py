@@ -96,6 +96,16 @@ async def test_pause_zoom_help_and_screenshot(tmp_path: Path) -> None:
         assert not isinstance(app.screen, HelpScreen)
 
 
+async def test_a_screenshot_that_cannot_be_written_is_one_notice_and_the_app_goes_on(tmp_path: Path) -> None:
+    app = SyncvizApp(replay(), live=False, screenshot_dir=tmp_path / "missing" / "dir")
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.press("s")
+        await pilot.pause()
+        notes = [n.message for n in app._notifications]
+        assert any(m.startswith("cannot save") for m in notes), notes
+        assert app.is_running and app.return_code is None
+
+
 async def test_a_replay_draws_the_same_picture_every_time() -> None:
     pictures = []
     for _ in range(2):

@@ -36,6 +36,12 @@ def syncviz(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         (["serve", "--headless", "--port", "65535"], "between 1 and 65533"),
         (["serve", "--headless", "--scenario", "nope"], "unknown scenario 'nope'"),
         (["serve", "--headless", "--timeout", "nan"], "timeout must be a number"),
+        ([], "needs a terminal"),  # stdout is a pipe here: the app refuses instead of drawing into it
+        (["serve"], "needs a terminal"),
+        (["--seconds", "0"], "not a command nor a value of an app flag"),
+        (["--port", "70000"], "between 1 and 65533"),
+        (["--in-process", "--port", "70000"], "between 1 and 65533"),
+        (["record", "/nonexistent-dir/x.rec", "--seconds", "1"], "cannot write recording"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], words: str) -> None:
@@ -107,3 +113,28 @@ def test_bench_json_is_one_object_in_the_documented_shape() -> None:
         assert set(proc_) == {"pid", "cpus", "cpu_percent", "rss_mb"} and proc_["cpus"]
         assert 0 < proc_["cpu_percent"] < 150 and 5 < proc_["rss_mb"] < 500
         assert r["phase_ms"][own[r["engine"]]] >= 19.0
+
+
+def test_a_bound_below_one_request_a_second_is_not_shown_as_0() -> None:
+    proc = syncviz("bench", "--engines", "asyncio", "--cpu-ms", "2000", "--seconds", "1", "--clients", "1")
+    assert proc.returncode == 0, proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if "asyncio" in line)
+    assert [c.strip() for c in row.split("│")][4] == "0.5"  # 1 request per 2 s of CPU
+
+
+def test_a_memory_limit_too_low_is_one_line_and_exit_2() -> None:
+    resource = pytest.importorskip("resource")
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (45_000_000, 45_000_000))  # `ulimit -v 44000`
+
+    proc = subprocess.run(
+        [*SYNCVIZ, "bench", "--engines", "asyncio", "--seconds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=limit,
+    )
+    assert proc.returncode == 2, proc.stderr[-500:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "out of memory" in lines[0] and "ulimit -v" in lines[0], proc.stderr

@@ -154,9 +154,14 @@ def test_a_crafted_pickle_is_refused_and_never_run(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+def _gz(data: bytes) -> bytes:
+    """gzip with a fixed mtime: the same bytes (and test ids) in every process."""
+    return gzip.compress(data, mtime=0)
+
+
 def _old_recording() -> bytes:
     """What syncviz 0.1 wrote: a gzip'd stream of pickles (a dict header, then batches)."""
-    return gzip.compress(pickle.dumps({"version": 1, "info": {}}, protocol=4) + pickle.dumps([1, 2], protocol=4))
+    return _gz(pickle.dumps({"version": 1, "info": {}}, protocol=4) + pickle.dumps([1, 2], protocol=4))
 
 
 @pytest.mark.parametrize(
@@ -166,16 +171,16 @@ def _old_recording() -> bytes:
         (b"hello, I am a text file\n", "not gzip-compressed"),
         (pickle.dumps({"version": 1}), "a pickle, which syncviz never loads"),
         (_old_recording(), "old-format (pickle, version 1) recording"),
-        (gzip.compress(b"just text\n"), "not a syncviz-recording header"),
-        (gzip.compress(b'{"format": "other", "version": 2}\n'), "no syncviz-recording header"),
-        (gzip.compress(b'{"format": "syncviz-recording", "version": 3, "info": {}}\n'), "format version 3"),
-        (gzip.compress(b'{"format": "syncviz-recording", "version": 2, "info": {"engines": ["x"]}}\n'), "header"),
-        (gzip.compress(b"[" * 100_000), "not a syncviz-recording header"),
-        (gzip.compress(HEAD + b"[" * 100_000 + b"\n"), "JSON"),
-        (gzip.compress(HEAD + b'{"end": true, "batches": 0}\n'), None),
-        (gzip.compress(HEAD + b'{"end": true, "batches": 1}\n'), "end"),
+        (_gz(b"just text\n"), "not a syncviz-recording header"),
+        (_gz(b'{"format": "other", "version": 2}\n'), "no syncviz-recording header"),
+        (_gz(b'{"format": "syncviz-recording", "version": 3, "info": {}}\n'), "format version 3"),
+        (_gz(b'{"format": "syncviz-recording", "version": 2, "info": {"engines": ["x"]}}\n'), "header"),
+        (_gz(b"[" * 100_000), "not a syncviz-recording header"),
+        (_gz(HEAD + b"[" * 100_000 + b"\n"), "JSON"),
+        (_gz(HEAD + b'{"end": true, "batches": 0}\n'), None),
+        (_gz(HEAD + b'{"end": true, "batches": 1}\n'), "end"),
         (b"\x1f", "truncated (0 batches read)"),
-        (gzip.compress(HEAD)[:-8], "truncated"),
+        (_gz(HEAD)[:-8], "truncated"),
     ],
 )
 def test_foreign_and_old_files_are_one_line_and_exit_2(

@@ -292,7 +292,11 @@ class SyncvizApp(App[int]):
 
     def action_shot(self) -> None:
         name = f"syncviz-{self.board.scenario}-{time.strftime('%H%M%S')}.svg"
-        path = self.save_screenshot(filename=name, path=str(self.screenshot_dir))
+        try:
+            path = self.save_screenshot(filename=name, path=str(self.screenshot_dir))
+        except OSError as exc:  # an unwritable or missing directory: say so, keep running
+            self.notify(f"cannot save {self.screenshot_dir / name}: {exc.strerror or exc}", severity="error", timeout=6)
+            return
         self.notify(f"saved {path}", timeout=3)
 
     async def action_quit(self) -> None:

@@ -31,6 +31,12 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, not usage + traceback-ish noise
+        if message.startswith("argument command: invalid choice"):  # `syncviz --seconds 0`: a stray value
+            word = message.split("'")[1] if "'" in message else "?"
+            message = (
+                f"unexpected {word!r}: not a command nor a value of an app flag "
+                "(`--seconds` and `--out` belong to `syncviz bench`, `record` and `trace`; see `syncviz --help`)"
+            )
         raise UsageError(message)
 
 
@@ -173,6 +179,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except (MemoryError, RuntimeError) as exc:  # `ulimit -v` too small: no memory, or no stack for a thread
+        if isinstance(exc, RuntimeError) and "thread" not in str(exc):
+            raise
+        print(
+            f"syncviz: error: out of memory ({exc or 'MemoryError'}); is a memory limit (ulimit -v) too low?",
+            file=sys.stderr,
+        )
+        return 2
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -200,7 +214,22 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.replay:
         return _open_replay(args, args.replay, overrides)
     _require_fds([args.scenario], args.in_process, overrides)  # before the app or any engine starts
+    _require_terminal()
     return launch_app(args, overrides)
+
+
+def _require_terminal() -> None:
+    """The app draws on a terminal; anywhere else it would write escape codes forever."""
+    for name, stream in (("stdout", sys.stdout), ("stdin", sys.stdin)):
+        try:
+            ok = stream is not None and stream.isatty()
+        except (AttributeError, ValueError):
+            ok = False
+        if not ok:
+            raise UsageError(
+                f"the app needs a terminal ({name} is not one); for figures without one, "
+                "try `syncviz bench` (or `syncviz serve --headless`)"
+            )
 
 
 def _require_fds(scenarios: list[str], in_process: bool, overrides: dict[str, Any], **run: Any) -> None:
@@ -356,6 +385,7 @@ def _open_replay(args: argparse.Namespace, path: str, overrides: dict[str, Any])
     from syncviz.tui.launch import launch_app
 
     replay = Replay.from_file(path)
+    _require_terminal()
     return launch_app(args, overrides, start=lambda: (replay, replay.info))
 
 
@@ -382,6 +412,7 @@ def _serve(args: argparse.Namespace) -> int:
             )
         from syncviz.tui.launch import launch_serve
 
+        _require_terminal()
         return launch_serve(args, overrides)
     except PortInUse as exc:  # one line: "syncviz: port 8002 is in use (asyncio)"
         print(f"syncviz: {exc}", file=sys.stderr)

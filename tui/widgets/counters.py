@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from rich.text import Text
 from syncviz.engines.counts import ServerSnapshot
+from syncviz.engines.settings import fmt_rate
 from syncviz.engines.stats import BlockedCall, Counters
 from syncviz.tui.history import sparkline
 from syncviz.tui.phases import LOOKS, Phase
@@ -109,7 +110,7 @@ def counter_text(v: CounterView, width: int, stacked: bool) -> Text:
     kv("req/s", fmt_n(c.rps), f"bold {RPS}", " ")
     if v.client_bound:  # the load generator, not the server, is the limit: the figure is not the server's
         t.append("client-bound ", "bold #1b1e28 on #f0e442")
-    bound = "∞" if v.bound is None else fmt_n(v.bound)
+    bound = "∞" if v.bound is None else fmt_rate(v.bound)
     kv("of bound", bound, KEY, "  ")
     if stacked:
         t.append("\n")
