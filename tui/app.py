@@ -21,8 +21,10 @@ from syncviz.engines.stats import stream_items
 from syncviz.tui import signals
 from syncviz.tui.board import DEFAULT_ZOOM_MS, Board
 from syncviz.tui.commands import ScenarioCommands
+from syncviz.tui.inspect import Drawn, Inspector
 from syncviz.tui.knobs import KNOBS, next_slow
 from syncviz.tui.widgets.bars import GIL_NOTE, Bar, caption_text, legend_text, status_text
+from syncviz.tui.widgets.detail import DetailPanel
 from syncviz.tui.widgets.help import HelpScreen
 from syncviz.tui.widgets.panel import EnginePanel
 from syncviz.tui.widgets.perf import PerfLine, PerfMeter
@@ -78,6 +80,11 @@ class SyncvizApp(App[int]):
         Binding("minus", "zoom(1)", "zoom out", group=ZOOM_GROUP),
         Binding("plus,equals_sign", "zoom(-1)", "zoom in", group=ZOOM_GROUP),
         Binding("space", "pause", "pause"),
+        Binding("down,j", "cursor(1)", "inspect", key_display="↓↑"),
+        Binding("up,k", "cursor(-1)", "inspect", show=False),
+        Binding("right_square_bracket", "cursor_panel(1)", "next panel", show=False),
+        Binding("left_square_bracket", "cursor_panel(-1)", "previous panel", show=False),
+        Binding("escape", "close_detail", "close detail", show=False),
         Binding("s", "shot", "screenshot"),
         Binding("f", "perf", "perf", show=False),
         Binding("question_mark", "help", "help"),
@@ -111,6 +118,7 @@ class SyncvizApp(App[int]):
         self.frame_ms: list[float] = []  # CPU time of recent frames, for the benchmark
         self.perf = PerfMeter()
         self._panels: list[EnginePanel] = []
+        self.inspector = Inspector()  # the selected lane or request row (tui/inspect.py)
 
     # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -123,6 +131,7 @@ class SyncvizApp(App[int]):
             with Container(id="panels"):
                 for name in self.board.engines:
                     yield EnginePanel(name)
+                yield DetailPanel(id="detail")  # over the panels' right side, on a layer of its own (app.tcss)
             yield Bar(id="legend")
         yield Static("", id="too-small")
         yield Footer()
@@ -214,6 +223,8 @@ class SyncvizApp(App[int]):
             panel.draw_timeline(self.board, now)
         self.frame_ms.append((time.thread_time() - t0) * 1000)
         del self.frame_ms[:-200]
+        if self.inspector.selection is not None:
+            self._inspect()  # a paused picture drawn again (scrubbed, zoomed): the detail follows it
 
     def _show_status(self) -> None:
         board = self.board
@@ -294,6 +305,37 @@ class SyncvizApp(App[int]):
         name = f"syncviz-{self.board.scenario}-{time.strftime('%H%M%S')}.svg"
         path = self.save_screenshot(filename=name, path=str(self.screenshot_dir))
         self.notify(f"saved {path}", timeout=3)
+
+    # -- inspect -------------------------------------------------------------------------
+    def _drawn(self) -> dict[str, Drawn]:
+        return {p.engine: p.drawn for p in self.query(EnginePanel) if p.drawn is not None}
+
+    def _inspect(self) -> None:
+        """Show the inspector's selection in the detail panel (pausing the live picture), or close it."""
+        detail = self.inspector.content(self._drawn())
+        if detail is None:
+            self.inspector.close()
+        elif not self.paused:
+            self.action_pause()
+        for panel in self.query(EnginePanel):
+            panel.mark(self.inspector.line(panel.drawn) if panel.drawn is not None else None)
+        self.query_one("#detail", DetailPanel).show(detail)
+
+    def action_cursor(self, step: int) -> None:
+        self.inspector.move(self._drawn(), step)
+        self._inspect()
+
+    def action_cursor_panel(self, step: int) -> None:
+        self.inspector.panel(self._drawn(), step)
+        self._inspect()
+
+    def action_close_detail(self) -> None:
+        self.inspector.close()
+        self._inspect()
+
+    def on_engine_panel_picked(self, event: EnginePanel.Picked) -> None:
+        self.inspector.click(event.drawn, event.y, event.t_ns)
+        self._inspect()
 
     async def action_quit(self) -> None:
         self.exit(0)

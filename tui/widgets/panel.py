@@ -11,11 +11,14 @@ from syncviz.engines.registry import engine_spec
 from syncviz.engines.served import ServedRate
 from syncviz.engines.source import EngineStatus
 from syncviz.tui.board import Board, EngineInfo
+from syncviz.tui.inspect import Drawn
 from syncviz.tui.widgets.counters import CountersView, CounterView
 from syncviz.tui.widgets.process import ProcessLine, down_text
-from syncviz.tui.widgets.timeline import TimelineView
+from syncviz.tui.widgets.timeline import GUTTER, TimelineView
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.message import Message
 from textual.widgets import Static
 
 
@@ -30,6 +33,7 @@ class EnginePanel(Vertical):
         self.restart_key = "1"
         self.served = ServedRate()  # the server's own responses/s, outside clients included
         self._timeline: TimelineView | None = None
+        self.drawn: Drawn | None = None  # what the last frame showed (tui/inspect.py reads it)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="side"):
@@ -142,3 +146,30 @@ class EnginePanel(Vertical):
         in_flight = counters.in_flight if counters is not None else 0
         header = f"requests · {row_model.shown_in_flight()} of {in_flight:,} in flight have a row"
         view.draw(frame, lanes, len(info.lanes) - shown, waits, row_model, header, now_ns)
+        visible = [tuple(row) for row in row_model.rows[: row_model.visible]]  # what the rows showed (inspect)
+        self.drawn = Drawn(
+            self.engine, now_ns, frame.first_col, view.cols, frame.ns_per_col, view.targets, visible,
+            stats=board.stats[self.engine], model=model, names=dict(info.lanes),
+        )  # fmt: skip
+
+    def mark(self, y: int | None) -> None:
+        """Mark the line the detail panel shows (``None``: none on this panel)."""
+        if self._timeline is not None and self._timeline.cursor != y:
+            self._timeline.set_cursor(y)
+
+    def on_click(self, event: events.Click) -> None:
+        """A click on a lane or a request row selects it (the app opens the detail panel)."""
+        view, drawn = self._timeline, self.drawn
+        at = event.get_content_offset(view) if view is not None else None
+        if at is None or drawn is None:
+            return
+        col = at.x - GUTTER
+        t_ns = None if col < 0 else (drawn.first_col + col) * drawn.ns + drawn.ns // 2
+        self.post_message(self.Picked(drawn, at.y, t_ns))
+
+    class Picked(Message):
+        """Line ``y`` of the panel's time axis was clicked, at time ``t_ns`` (``None``: in the gutter)."""
+
+        def __init__(self, drawn: Drawn, y: int, t_ns: int | None) -> None:
+            super().__init__()
+            self.drawn, self.y, self.t_ns = drawn, y, t_ns
