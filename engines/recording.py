@@ -40,7 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from .events import ENGINE_IDS, ENGINES, Batch
+from .events import DEFAULT_ENGINES, ENGINE_IDS, ENGINES, Batch
 from .scenarios import SCENARIOS
 from .settings import Settings, SettingsError
 from .source import EngineStatus, EventSource, ProcessInfo, SourceStatus
@@ -410,7 +410,7 @@ class Summary:
     at a time, on a thread of its own when ``background`` (so a live recording keeps its pace).
     """
 
-    def __init__(self, engines: Iterable[str] = ENGINES, background: bool = False) -> None:
+    def __init__(self, engines: Iterable[str] = DEFAULT_ENGINES, background: bool = False) -> None:
         wanted = set(engines)
         self.engines = [e for e in ENGINES if e in wanted]
         self.stats = StreamStats(window_s=SUMMARY_WINDOW_S)
@@ -464,7 +464,7 @@ def _ms(value: float | None) -> float | None:
 def summarize(path: str | Path) -> dict[str, Any]:
     """A recording's :class:`Summary`, read a batch at a time (never the whole file in memory)."""
     with RecordingReader(path) as reader:
-        summary = Summary(reader.info.get("engines") or ENGINES)
+        summary = Summary(reader.info.get("engines") or DEFAULT_ENGINES)
         for batch in reader:
             summary.add(batch)
     return summary.result()
