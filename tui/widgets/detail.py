@@ -10,6 +10,7 @@ from __future__ import annotations
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+from syncviz.engines.stats import BlockedCall
 from syncviz.tui.inspect import ROW_NOTE, Detail, LaneDetail, RequestDetail
 from syncviz.tui.phases import LOOKS, Phase
 from syncviz.tui.widgets.bars import MINUS
@@ -18,7 +19,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-WIDTH = 52  # the panel's content columns (56 in app.tcss, less border and padding): a blocked call fits them
+WIDTH = 52  # the panel's content columns (56 in app.tcss, less border and padding)
 MAX_SERVED = 60  # a lane's requests written out at most (the rest are counted)
 
 
@@ -42,6 +43,13 @@ def _kv(grid: Table, key: str, value: str | Text) -> None:
 
 def _bytes(n: int | None) -> str:
     return "n/a" if n is None else f"{n:,} B"
+
+
+def _blocked(call: BlockedCall, worker: str) -> Text:
+    """The counters' blocked-call line, given two lines of the panel (it wraps): more of its frames fit."""
+    text = blocked_text(call, worker, worker in ("loop", "hub"), 2 * WIDTH)
+    text.no_wrap, text.overflow = False, "fold"
+    return text
 
 
 def request_view(d: RequestDetail) -> RenderableType:
@@ -76,8 +84,7 @@ def request_view(d: RequestDetail) -> RenderableType:
     if d.blocked:
         parts.append(Text(""))
         for worker, call in d.blocked:
-            loop = worker in ("loop", "hub")
-            parts.append(blocked_text(call, worker, loop, WIDTH))
+            parts.append(_blocked(call, worker))
     return Group(*parts)
 
 
@@ -98,7 +105,7 @@ def lane_view(d: LaneDetail) -> RenderableType:
     parts: list[RenderableType] = [head]
     if d.blocked:  # the watchdog's calls on this lane in the window: how many, and the latest
         parts.append(Text(f"{len(d.blocked):,} blocked call(s) seen in the window; the latest:", KEY))
-        parts.append(blocked_text(d.blocked[-1], d.name, d.name in ("loop", "hub"), WIDTH))
+        parts.append(_blocked(d.blocked[-1], d.name))
     parts.append(Text(""))
     note = f"served {len(d.served):,}, of the {ROW_NOTE}"
     if d.partial:

@@ -30,6 +30,14 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("m", "slow motion: workloads x10, x40, back to x1 (the zoom follows)"),
     ("- / +", "zoom the time axis: more / fewer ms per column"),
     ("space", "pause the picture (the engines keep running; resume jumps to now)"),
+    (
+        "↓ ↑ / j k",
+        "inspect: move a cursor over a panel's worker lanes and request rows (a click selects too); the detail"
+        " panel shows a request's phases, workers, latency and blocked call, or a lane's busy share and the"
+        " requests it served; selecting pauses",
+    ),
+    ("] / [", "inspect the next / previous panel's lane or row"),
+    ("esc", "close the detail panel"),
     ("s", "save an SVG screenshot in the current directory"),
     ("f", "perf line: frames/s, ms per frame, the app's CPU, each engine's CPU, stream events/s"),
     ("?", "this help"),
