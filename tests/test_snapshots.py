@@ -58,3 +58,13 @@ def test_detail_lane(snap_compare) -> None:
     press = ["right_square_bracket", "right_square_bracket"]
     assert snap_compare(make_app("io-bound"), terminal_size=(200, 50), run_before=play_all, press=press)
 
+
+def test_scrubbed(snap_compare) -> None:
+    """Paused and moved back five tenths of the window: the header says how far, the counters are then's."""
+
+    async def scrub_back(pilot) -> None:
+        await play_all(pilot)
+        await pilot.press("space", *["left"] * 5)
+        await pilot.pause()
+
+    assert snap_compare(make_app("blocking-call"), terminal_size=(200, 50), run_before=scrub_back)

@@ -6,6 +6,7 @@ import time
 
 from rich.text import Text
 from syncviz.engines.bottleneck import client_bound
+from syncviz.engines.counts import ServerSnapshot
 from syncviz.engines.events import Phase
 from syncviz.engines.registry import engine_spec
 from syncviz.engines.served import ServedRate
@@ -84,7 +85,10 @@ class EnginePanel(Vertical):
         if title != self.border_title:  # setting it repaints the whole panel
             self.border_title = title
 
-    def draw_counters(self, board: Board, stacked: bool) -> None:
+    def draw_counters(
+        self, board: Board, stacked: bool, past: tuple[ServerSnapshot | None, float | None] | None = None
+    ) -> None:
+        """``past``: a scrubbed moment's server counts and served/s (``None``: now's, from the status)."""
         info = self._info
         if info is None:
             return
@@ -101,8 +105,8 @@ class EnginePanel(Vertical):
             p99_history=list(history.p99.get(self.engine, ())),
             not_shown=max(0, (counters.in_flight if counters else 0) - rows.shown_in_flight()),
             down=down_text(self.status, self.restart_key),
-            server=self.status.server if self.status is not None else None,
-            served_rps=self.served.rps(time.monotonic_ns()),
+            server=past[0] if past is not None else self.status.server if self.status is not None else None,
+            served_rps=past[1] if past is not None else self.served.rps(time.monotonic_ns()),
             client_bound=self._client_bound(),
             lane_labels=dict(info.lanes),
         )
