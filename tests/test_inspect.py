@@ -142,3 +142,15 @@ def test_request_at_picks_the_one_under_the_time_or_the_nearest() -> None:
     assert request_at(drawn, 0, T0 + 40 * MS) is late
     assert request_at(drawn, 0) is late
     assert request_at(drawn, 1) is None
+
+
+def test_a_lane_held_throughout_is_busy_all_of_the_window_and_no_more() -> None:
+    board = Board(zoom_ms=10)
+    feed(board, 0, [(0, 1, -1, Q), (1, 1, 3, RUN), (2, 1, 3, BLK)], 1000.5)  # still blocked at now, mid-column
+    drawn = drawn_of(board, "threaded", 40, [None, ("lane", 3)], [])
+    insp = Inspector()
+    insp.click(drawn, 1, None)
+    d = insp.content({"threaded": drawn})
+    assert isinstance(d, LaneDetail) and d.busy is not None
+    assert sum(d.busy.values()) == d.window_ns
+    assert [(s.label, s.done, s.held_ns) for s in d.served] == [("#1", False, d.window_ns)]

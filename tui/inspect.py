@@ -201,8 +201,9 @@ def lane_detail(stats: EngineStats, model: LaneModel, drawn: Drawn, lane: int, n
     if pic.ns == drawn.ns and drawn.first_col >= pic.now // pic.ns - KEEP_COLS:
         frame = model.frame(now, drawn.cols, [lane])
         busy = [0, 0, 0, 0]
-        for cell in frame.hold[lane]:
-            scale = min(1.0, pic.ns / max(1, sum(cell)))  # a column never holds more than its width
+        for c, cell in enumerate(frame.hold[lane], frame.first_col):
+            room = min(pic.ns, now - c * pic.ns)  # a column holds no more than its width, the last up to now
+            scale = min(1.0, max(0, room) / max(1, sum(cell)))
             for i, v in enumerate(cell):
                 busy[i] += int(v * scale)
         out.busy = dict(zip(HOLD_SLOTS, busy, strict=True))
