@@ -45,6 +45,10 @@ from ._threaded import SELECT_S, ThreadedEngine, _Conn
 RECORD = struct.Struct("<5q")  # (kind, a, b, c, d): a transition (t, rid, lane, phase) or counts
 TRANSITION, COUNTS, READY = 0, 1, 2
 START_TIMEOUT_S = 15.0
+DEFER_ACCEPT_S = 5
+"""A connection is accepted once its first bytes arrive (``TCP_DEFER_ACCEPT``), and a worker takes
+one per turn of its loop, after serving what it has: a free worker takes it first (without this,
+one worker took all 20 connections a load opened at once and the other idled)."""
 PR_SET_PDEATHSIG = 1
 
 
@@ -94,10 +98,10 @@ class _Worker(ThreadedEngine):
         while True:
             events = sel.select(SELECT_S)
             t = now_ns()  # when the selector saw them readable
-            readable = []
+            readable, backlog = [], False
             for key, _ in events:
                 if key.fileobj is self._lsock:
-                    self._accept_one(sel, parked)
+                    backlog = True
                 elif key.fileobj == control:
                     data = os.read(control, 65536)
                     if not data:
@@ -122,6 +126,8 @@ class _Worker(ThreadedEngine):
                     parked[conn] = now_ns()
                 else:
                     conn.sock.close()
+            if backlog:  # after serving: a sibling that was free meanwhile has taken it (then EAGAIN)
+                self._accept_one(sel, parked)
             cutoff = now_ns() - idle_ns
             for conn in [c for c, since in parked.items() if since < cutoff]:
                 sel.unregister(conn.sock)
@@ -203,6 +209,8 @@ class PreforkEngine(Engine):
     def start(self) -> int:
         self._lsock = listen(self.host, self.port)
         self.port = self._lsock.getsockname()[1]
+        with contextlib.suppress(AttributeError, OSError):  # Linux: connections wait until they send
+            self._lsock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT_S)
         self._stopping = False
         self._lock = threading.Lock()
         self._procs: dict[int, _Proc] = {}
