@@ -472,6 +472,8 @@ class SyncvizApp(App[int]):
         self._inspect()
 
     def on_engine_panel_picked(self, event: EnginePanel.Picked) -> None:
+        if not any(getattr(b, "action", "") == "close_detail" for b in self.BINDINGS):
+            return  # an app without the inspect keys (presenter mode) could not close the panel
         self.inspector.click(event.drawn, event.y, event.t_ns)
         self._inspect()
 
