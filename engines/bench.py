@@ -30,11 +30,12 @@ from rich.table import Table
 
 from .bottleneck import client_bound
 from .child import ChildHost
-from .events import ENGINE_IDS, ENGINES, Batch
+from .events import DEFAULT_ENGINES, ENGINE_IDS, ENGINES, Batch
 from .host import EngineHost
 from .limits import connection_note, require_fds
 from .loadgen import connect_errors, is_connect_error
 from .placement import set_cpus
+from .registry import engine_spec, prefork_workers
 from .scenarios import get_scenario
 from .settings import bound_rps, fmt_rate
 from .source import EventSource
@@ -47,7 +48,7 @@ TRAFFIC_WAIT_S = 30.0  # at most this long for the load to open its connections 
 
 def run_scenario(
     scenario: str,
-    engines: list[str] | tuple[str, ...] = ENGINES,
+    engines: list[str] | tuple[str, ...] = DEFAULT_ENGINES,
     seconds: float = 4.0,
     together: bool = False,
     record: bool = True,
@@ -140,6 +141,7 @@ def _measure(
             span_s,
             counters[name],
             st.cpu_share,
+            st.process.cpus if st.process is not None else None,
         )
         r["connect_errors"] = dict(sorted(refused.items()))
         r["placement"] = st.placement
@@ -230,8 +232,9 @@ def result(
     span_s: float,
     counters: Counters,
     cpu_share: float = 1.0,
+    cpus: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
-    """One engine's figures, in the shape ``syncviz bench --json`` prints."""
+    """One engine's figures, in the shape ``syncviz bench --json`` prints (``cpus``: its placement)."""
     lat = Counters(engine)
     fill_latency(lat, latencies_ns)
     has_loop = counters.has_loop
@@ -242,6 +245,7 @@ def result(
         "params": {
             "clients": settings.clients,
             "pool": settings.pool,
+            **({"workers": prefork_workers(settings, cpus)} if engine_spec(engine).processes else {}),
             "io_ms": float(settings.io_ms),
             "cpu_ms": float(settings.cpu_ms),
             "rate": None if settings.rate is None else float(settings.rate),
@@ -251,7 +255,7 @@ def result(
         "completed": len(latencies_ns),
         "failed": failed,
         "throughput_rps": round(len(latencies_ns) / span_s, 1),
-        "bound_rps": _round(bound_rps(engine, mode, settings, cpu_share)),  # type: ignore[arg-type]
+        "bound_rps": _round(bound_rps(engine, mode, settings, cpu_share, cpus)),  # type: ignore[arg-type]
         "latency_ms": {k: _round(getattr(lat, f"{k}_ms")) for k in ("p50", "p95", "p99", "max")},
         "loop_lag_ms": (
             {"p50": _round(counters.lag_p50_ms), "p99": _round(counters.lag_p99_ms)}
@@ -298,7 +302,7 @@ def run_bench(scenarios: list[str], **kwargs: Any) -> list[dict[str, Any]]:
         get_scenario(name)
     require_fds(
         scenarios,
-        kwargs.get("engines", ENGINES),
+        kwargs.get("engines", DEFAULT_ENGINES),
         kwargs.get("together", False),
         kwargs.get("in_process", False),
         **{k: v for k, v in kwargs.items() if k not in _RUN_ARGS},

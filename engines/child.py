@@ -23,7 +23,7 @@ from collections import deque
 from typing import Any
 
 from .base import EngineError
-from .events import ENGINE_IDS, ENGINES, Batch
+from .events import DEFAULT_ENGINES, ENGINE_IDS, ENGINES, Batch
 from .host import run_info
 from .placement import Placement, plan
 from .proc_handle import ProcHandle
@@ -44,7 +44,7 @@ class ChildHost(EventSource):
     def __init__(
         self,
         scenario: str = DEFAULT_SCENARIO,
-        engines: tuple[str, ...] | list[str] = ENGINES,
+        engines: tuple[str, ...] | list[str] = DEFAULT_ENGINES,
         record: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,

@@ -18,7 +18,7 @@ from . import claims_verdicts as v
 from .bench import run_scenario
 from .claims import get_claims
 from .claims_memory import rss_per_connection
-from .events import ENGINES
+from .events import DEFAULT_ENGINES
 
 Result = tuple[dict[str, Any], dict[str, Any]]
 
@@ -28,8 +28,13 @@ class Plan:
     """How long to measure, and the runs made so far (shared between claims)."""
 
     quick: bool = False
+    engines: tuple[str, ...] = DEFAULT_ENGINES  # the per-engine experiments' (``claims --engines``)
     runs: dict[tuple, dict[str, Any]] = field(default_factory=dict)
     memory: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def compared(self) -> list[str]:
+        """The engines a per-engine experiment runs: the three its verdict reads, then the others named."""
+        return [*DEFAULT_ENGINES, *(e for e in self.engines if e not in DEFAULT_ENGINES)]
 
     @property
     def seconds(self) -> float:
@@ -93,7 +98,7 @@ def io_throughput(plan: Plan) -> Result:
 
 def not_faster(plan: Plan) -> Result:
     knobs = {"clients": 1, "io_ms": 10.0}
-    runs = {e: plan.run("io-bound", e, **knobs) for e in ENGINES}
+    runs = {e: plan.run("io-bound", e, **knobs) for e in plan.compared()}
     figures = {
         "io_ms": knobs["io_ms"],
         "p50_ms": {e: r["latency_ms"]["p50"] for e, r in runs.items()},
@@ -105,7 +110,7 @@ def not_faster(plan: Plan) -> Result:
 
 def cpu_bound(plan: Plan) -> Result:
     knobs = {"clients": 20, "pool": 8, "io_ms": 0.0, "cpu_ms": 5.0}
-    runs = {e: plan.run("cpu-bound", e, **knobs) for e in ENGINES}
+    runs = {e: plan.run("cpu-bound", e, **knobs) for e in plan.compared()}
     figures = {
         "cpu_ms": knobs["cpu_ms"],
         "rps": {e: r["throughput_rps"] for e, r in runs.items()},
@@ -215,7 +220,7 @@ def offload(plan: Plan) -> Result:
 
 
 def memory(plan: Plan) -> Result:
-    probes = {e: plan.rss(e) for e in ENGINES}
+    probes = {e: plan.rss(e) for e in DEFAULT_ENGINES}  # one process each: prefork's workers are not probed
     figures = {
         "connections": 1000,
         "rss_kb_per_conn": {e: p["kb_per_conn"] for e, p in probes.items()},
@@ -300,10 +305,12 @@ def run_claims(
     ids: list[str] | None = None,
     quick: bool = False,
     progress: Callable[[str], None] | None = None,
+    engines: tuple[str, ...] | list[str] = (),
 ) -> list[dict[str, Any]]:
-    """Run the claims named (all by default); one JSON-shaped dict per claim, catalogue order."""
+    """Run the claims named (all by default); one JSON-shaped dict per claim, catalogue order.
+    ``engines``: the per-engine experiments compare these too (besides the three the verdicts read)."""
     claims = get_claims(ids)  # unknown ids fail before anything runs
-    plan = Plan(quick=quick)
+    plan = Plan(quick=quick, engines=tuple(engines) or DEFAULT_ENGINES)
     out = []
     for claim in claims:
         if progress is not None:

@@ -28,8 +28,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-ENGINES: tuple[str, ...] = ("threaded", "asyncio", "gevent")
-"""Engine names, indexed by the ``engine`` field of every record."""
+ENGINES: tuple[str, ...] = ("threaded", "asyncio", "gevent", "uvloop", "trio", "prefork")
+"""Engine names, indexed by the ``engine`` field of every record (every model syncviz knows)."""
+
+DEFAULT_ENGINES: tuple[str, ...] = ENGINES[:3]
+"""The engines shown and measured when none are named (``--engines``): threaded, asyncio, gevent."""
 
 ENGINE_IDS: dict[str, int] = {name: i for i, name in enumerate(ENGINES)}
 

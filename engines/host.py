@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .base import Engine, EngineError, engine_class
-from .events import ENGINE_IDS, ENGINES, Batch, Recorder
+from .events import DEFAULT_ENGINES, ENGINE_IDS, ENGINES, Batch, Recorder
 from .limits import raise_soft_limit
 from .loadgen import LoadGen
 from .scenarios import DEFAULT_SCENARIO, Scenario, get_scenario
@@ -77,7 +77,7 @@ class EngineHost(EventSource):
     def __init__(
         self,
         scenario: str = DEFAULT_SCENARIO,
-        engines: tuple[str, ...] | list[str] = ENGINES,
+        engines: tuple[str, ...] | list[str] = DEFAULT_ENGINES,
         record: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,

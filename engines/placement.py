@@ -5,6 +5,10 @@ engine gets one of its own and the UI and the load keep to the rest; with fewer 
 three engines) the engines share the last core(s) and the OS scheduler splits them fairly,
 while the UI and the load keep to the others. :class:`Placement` says it in words for the
 screen (``1 core (cpu 1)``, ``⅓ of cpu 1``) and gives the CPU share the bound needs.
+
+An engine of several processes (prefork, :attr:`~syncviz.engines.registry.EngineSpec.processes`)
+takes the cores the others leave (the first one too, when that leaves it fewer than two: alone
+on two cores it has both), or shares the others' core(s) when they share.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import platform
 import struct
 from dataclasses import dataclass
 from fractions import Fraction
+
+from .registry import engine_spec
 
 _VULGAR = {
     Fraction(1, 2): "½",
@@ -35,6 +41,11 @@ def allowed_cpus() -> list[int]:
     Read once: the UI and ``bench`` then keep themselves off the engines' cores, and the next
     plan must still see every CPU.
     """
+    return current_cpus()
+
+
+def current_cpus() -> list[int]:
+    """The CPUs this process may run on now (its placement, once :func:`set_cpus` has run)."""
     try:
         return sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -87,9 +98,8 @@ class Placement:
 
     def share(self, engine: str) -> float:
         """The cores this engine's process can count on (1.0: a core of its own)."""
-        cpus = self.engines[engine]
-        sharing = sum(1 for other in self.engines.values() if set(other) & set(cpus))
-        return len(cpus) / max(1, sharing)
+        on = [sum(1 for other in self.engines.values() if c in other) for c in self.engines[engine]]
+        return sum(1 / max(1, k) for k in on)
 
     def label(self, engine: str) -> str:
         """What this engine has, in words: ``1 core (cpu 1)``, ``⅓ of cpu 1``."""
@@ -120,11 +130,33 @@ def plan(engines: list[str] | tuple[str, ...], cpus: list[int] | None = None) ->
     if len(cpus) == 1:
         one = (cpus[0],)
         return Placement(dict.fromkeys(engines, one), one, one)
+    several = [e for e in engines if engine_spec(e).processes]
+    if several:
+        return _plan_processes(engines, several, cpus)
     if len(cpus) >= n + 1:
         rest = tuple(cpus[:1])
         own = cpus[len(cpus) - n :]
         others = tuple(cpus[: len(cpus) - n])
         return Placement({e: (c,) for e, c in zip(engines, own, strict=True)}, others, rest)
+    return _plan_shared(engines, cpus)
+
+
+def _plan_shared(engines: list[str] | tuple[str, ...], cpus: list[int]) -> Placement:
+    """Every engine on the last core (the last two with four CPUs or more), the UI and load on the rest."""
     shared = tuple(cpus[-1:]) if len(cpus) < 4 else tuple(cpus[-2:])
     others = tuple(c for c in cpus if c not in shared)
     return Placement(dict.fromkeys(engines, shared), others, others)
+
+
+def _plan_processes(engines: list[str] | tuple[str, ...], several: list[str], cpus: list[int]) -> Placement:
+    """With an engine of several processes: the others a core each and it the cores left (with the
+    first when fewer than two are left), the UI and load on the first; or all sharing, as :func:`plan`."""
+    single = [e for e in engines if e not in several]
+    if len(cpus) < len(single) + 2:
+        return _plan_shared(engines, cpus)
+    own = cpus[len(cpus) - len(single) :] if single else []
+    left = tuple(c for c in cpus[1:] if c not in own)
+    rest = left if len(left) >= 2 else (cpus[0], *left)
+    mine = {e: (c,) for e, c in zip(single, own, strict=True)} | dict.fromkeys(several, rest)
+    first = (cpus[0],)
+    return Placement({e: mine[e] for e in engines}, first, first)

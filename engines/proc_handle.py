@@ -50,6 +50,7 @@ class ProcHandle:
         )
         self.pid = self._popen.pid
         self.sample = ProcessInfo(self.pid, tuple(cpus))
+        self._kids: dict[int, psutil.Process] = {}
         self.last_frame = time.monotonic()
         try:
             self._ps: psutil.Process | None = psutil.Process(self.pid)
@@ -186,15 +187,38 @@ class ProcHandle:
                 rss = self._ps.memory_info().rss / 1e6
         except psutil.Error:
             return
+        for child in self._children():  # prefork's workers: the engine is the sum of its processes
+            with contextlib.suppress(psutil.Error), child.oneshot():
+                cpu += child.cpu_percent(None)
+                rss += child.memory_info().rss / 1e6
         self.sample = ProcessInfo(self.pid, self.sample.cpus, cpu, rss)
 
-    def cpu_seconds(self) -> float | None:
-        """User + system CPU time so far (for a measured window's CPU %)."""
+    def _children(self) -> list[psutil.Process]:
+        """Its child processes now, the same objects from one sample to the next (for their CPU %)."""
         try:
-            t = self._ps.cpu_times() if self._ps is not None else None
+            now = {c.pid: c for c in self._ps.children(recursive=True)} if self._ps is not None else {}
+        except psutil.Error:
+            return []
+        known = self._kids
+        self._kids = {pid: known.get(pid, c) for pid, c in now.items()}
+        for pid, child in self._kids.items():
+            if pid not in known:
+                with contextlib.suppress(psutil.Error):
+                    child.cpu_percent(None)  # its first sample starts its interval
+        return [c for pid, c in self._kids.items() if pid in known]
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time so far, its child processes' included (for a window's CPU %)."""
+        try:
+            procs = [self._ps, *self._ps.children(recursive=True)] if self._ps is not None else []
         except psutil.Error:
             return None
-        return None if t is None else t.user + t.system
+        total = None
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                total = (total or 0.0) + t.user + t.system
+        return total
 
     def close(self, timeout: float = 3.0, kill: bool = False) -> None:
         """Ask it to stop (the caller sent ``stop``), then make sure it is gone."""

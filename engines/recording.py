@@ -40,7 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from .events import ENGINE_IDS, ENGINES, Batch
+from .events import DEFAULT_ENGINES, ENGINE_IDS, ENGINES, Batch
 from .scenarios import SCENARIOS
 from .settings import Settings, SettingsError
 from .source import EngineStatus, EventSource, ProcessInfo, SourceStatus
@@ -219,6 +219,8 @@ def check_info(info: object) -> dict[str, Any]:
     for key in ("run", "pid"):
         if key in info and not (_is_int(info[key]) and info[key] >= 0):
             raise ValueError(f"info field {key!r} is not a non-negative integer")
+    if "zoom_ms" in info and not _is_share(info["zoom_ms"]):  # the picture's zoom (a tape saved by the app)
+        raise ValueError("info field 'zoom_ms' is not a zoom in ms per column")
     if "load" in info and not isinstance(info["load"], bool):
         raise ValueError("info field 'load' is not true or false")
     return info
@@ -410,7 +412,7 @@ class Summary:
     at a time, on a thread of its own when ``background`` (so a live recording keeps its pace).
     """
 
-    def __init__(self, engines: Iterable[str] = ENGINES, background: bool = False) -> None:
+    def __init__(self, engines: Iterable[str] = DEFAULT_ENGINES, background: bool = False) -> None:
         wanted = set(engines)
         self.engines = [e for e in ENGINES if e in wanted]
         self.stats = StreamStats(window_s=SUMMARY_WINDOW_S)
@@ -464,7 +466,7 @@ def _ms(value: float | None) -> float | None:
 def summarize(path: str | Path) -> dict[str, Any]:
     """A recording's :class:`Summary`, read a batch at a time (never the whole file in memory)."""
     with RecordingReader(path) as reader:
-        summary = Summary(reader.info.get("engines") or ENGINES)
+        summary = Summary(reader.info.get("engines") or DEFAULT_ENGINES)
         for batch in reader:
             summary.add(batch)
     return summary.result()
@@ -473,19 +475,33 @@ def summarize(path: str | Path) -> dict[str, Any]:
 # -- playing back ----------------------------------------------------------------------------
 
 
+SPEEDS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+"""Replay speeds (``<`` / ``>`` in the app)."""
+CATCH_UP_S = 0.25  # a consumer that did not drain for longer (paused, busy) does not fast-forward
+
+
 class Replay(EventSource):
-    """Plays a recording back: each ``drain()`` returns the next batch (empty at the end).
+    """Plays a recording back, one batch per ``drain()`` (empty at the end), or paced.
+
+    With a ``clock`` (wall seconds, as ``time.monotonic``), playback is paced by the recording's
+    own stream time at :attr:`speed` (:data:`SPEEDS`, 0.1x to 10x): each ``drain()`` returns the
+    batches that have come due since the last, merged (never across a status change), or an
+    empty batch at the time of the last one played. :meth:`restart` plays it from the start.
 
     Knob changes and scenario switches cannot change what was recorded; they are kept in
     ``commands`` so a test can check what the UI asked for.
     """
 
-    def __init__(self, info: dict[str, Any], batches: list[Batch]) -> None:
+    def __init__(self, info: dict[str, Any], batches: list[Batch], clock: Any = None) -> None:
         self.info = info
         self.batches = batches
         self.position = 0
         self.commands: list[tuple] = []
         self.errors: deque[str] = deque()
+        self.clock = clock
+        self.speed = 1.0
+        self._head: int | None = None  # stream time played up to (paced)
+        self._wall = 0.0  # the clock at the last paced drain
 
     @classmethod
     def from_file(cls, path: str | Path) -> Replay:
@@ -496,10 +512,51 @@ class Replay(EventSource):
     def finished(self) -> bool:
         return self.position >= len(self.batches)
 
+    def set_speed(self, speed: float) -> float:
+        """Play at ``speed`` (kept within :data:`SPEEDS`' range); the speed set."""
+        self.speed = min(SPEEDS[-1], max(SPEEDS[0], float(speed)))
+        return self.speed
+
+    def speed_step(self, direction: int) -> float:
+        """The next speed of :data:`SPEEDS` up (+1) or down (-1) from the current one."""
+        near = min(range(len(SPEEDS)), key=lambda i: abs(SPEEDS[i] - self.speed))
+        return self.set_speed(SPEEDS[max(0, min(len(SPEEDS) - 1, near + direction))])
+
+    def restart(self) -> None:
+        """Play again from the first batch."""
+        self.position = 0
+        self._head = None
+
     def drain(self) -> Batch:
         if self.finished:
             last = self.batches[-1].t_ns if self.batches else 0
             return Batch(t_ns=last)
+        if self.clock is None:
+            return self._next()
+        wall = float(self.clock())
+        if self._head is None:
+            self._wall = wall
+            batch = self._next()
+            self._head = batch.t_ns
+            return batch
+        elapsed = min(CATCH_UP_S, max(0.0, wall - self._wall))
+        self._wall = wall
+        self._head += int(elapsed * self.speed * 1e9)
+        due: list[Batch] = []
+        while not self.finished and self.batches[self.position].t_ns <= self._head:
+            if due and self.batches[self.position].info is not None:
+                break  # a status change starts a drain of its own (a restart drops its batch)
+            due.append(self._next())
+        if not due:
+            return Batch(t_ns=self.batches[self.position - 1].t_ns if self.position else 0)
+        if len(due) == 1:
+            return due[0]
+        out = Batch()
+        for batch in due:
+            out.extend(batch)
+        return out
+
+    def _next(self) -> Batch:
         batch = self.batches[self.position]
         if self.position == 0 and batch.info is None:
             batch.info = self.info

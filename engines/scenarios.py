@@ -67,7 +67,7 @@ SCENARIOS: dict[str, Scenario] = {
                 "Threaded carries on: blocking a pool thread is what threads are for.",
             ),
             Settings(clients=100, pool=8, io_ms=50),
-            modes={"asyncio": "blocking", "gevent": "blocking"},
+            modes={"asyncio": "blocking", "gevent": "blocking", "uvloop": "blocking", "trio": "blocking"},
             claims=("blocking-call", "greenlets"),
         ),
         Scenario(
@@ -97,7 +97,7 @@ SCENARIOS: dict[str, Scenario] = {
                 "Throughput is capped at 40 / request time, like a threaded server with 40 workers.",
             ),
             Settings(clients=100, pool=8, io_ms=50),
-            modes={"asyncio": "offload"},
+            modes={"asyncio": "offload", "uvloop": "offload"},
             claims=("offload",),
         ),
         Scenario(

@@ -33,7 +33,7 @@ from typing import Any, TextIO
 
 from .base import EngineError
 from .child import ChildHost
-from .events import ENGINE_IDS, ENGINES
+from .events import DEFAULT_ENGINES, ENGINE_IDS
 from .placement import set_cpus
 from .served import ServedRate
 from .source import EventSource, SourceStatus
@@ -51,8 +51,9 @@ class PortInUse(EngineError):
 
 
 # -- addresses -------------------------------------------------------------------------------
-def engine_ports(base: int, engines: tuple[str, ...] = ENGINES) -> dict[str, int]:
-    """Each engine's port from the first one (threaded P, asyncio P+1, gevent P+2; 0: any free)."""
+def engine_ports(base: int, engines: tuple[str, ...] = DEFAULT_ENGINES) -> dict[str, int]:
+    """Each engine's port from the first one (threaded P, asyncio P+1, gevent P+2, uvloop P+3,
+    trio P+4, prefork P+5: its place in :data:`~syncviz.engines.events.ENGINES`; 0: any free)."""
     return {name: base + ENGINE_IDS[name] if base else 0 for name in engines}
 
 
@@ -104,7 +105,7 @@ def start_host(
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
     load: bool = False,
-    engines: tuple[str, ...] = ENGINES,
+    engines: tuple[str, ...] = DEFAULT_ENGINES,
     **overrides: Any,
 ) -> ChildHost:
     """The started engine processes on their fixed ports (the load process only as upstream
@@ -182,7 +183,9 @@ class Monitor:
     """Drains a source into :class:`StreamStats`, keeps each server's :class:`ServedRate`, and
     makes the status lines. :meth:`tick` often (every :data:`TICK_S`), :meth:`line` once a second."""
 
-    def __init__(self, source: EventSource, engines: tuple[str, ...] = ENGINES, window_s: float = LINE_S) -> None:
+    def __init__(
+        self, source: EventSource, engines: tuple[str, ...] = DEFAULT_ENGINES, window_s: float = LINE_S
+    ) -> None:
         self.source = source
         self.engines = engines
         self.stats = StreamStats(window_s=2.0, rate_window_s=2.0, keep=50)  # gauges only: keep it small
@@ -288,6 +291,7 @@ def run_serve(
     port: int = DEFAULT_PORT,
     load: bool = False,
     as_json: bool = False,
+    engines: tuple[str, ...] = DEFAULT_ENGINES,
     out: TextIO | None = None,
     err: TextIO | None = None,
     **overrides: Any,
@@ -309,7 +313,7 @@ def run_serve(
                     gone.append(exc)
                     signals.stop.set()
 
-        source = start_host(scenario, host, port, load, **overrides)
+        source = start_host(scenario, host, port, load, engines, **overrides)
         signals.starting = False
         try:
             set_cpus(source.placement.ui)  # this process keeps off the engines' cores

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 from .registry import GEVENT_POOL as GEVENT_POOL  # re-exported: per-engine facts live in the registry
+from .registry import MAX_WORKERS, engine_spec
 from .registry import OFFLOAD_LIMIT as OFFLOAD_LIMIT
-from .registry import engine_spec
 
 IoKind = Literal["sleep", "upstream"]
 Mode = Literal["native", "blocking", "offload"]
@@ -40,6 +40,7 @@ class Settings:
     slow: float = 1.0  # slow motion: io_ms and cpu_ms are multiplied by this
     timeout_s: float = 10.0  # servers: a request's head and body must arrive within this (else 408)
     slow_clients: int = 0  # load: extra clients per engine that trickle their request bytes over seconds
+    workers: int = 0  # prefork engine's worker processes (0: one per CPU it may use)
 
     def validate(self) -> Settings:
         """Return self, or raise :class:`SettingsError` naming the first bad knob."""
@@ -53,6 +54,7 @@ class Settings:
         _check_num("slow", self.slow, 1, 1_000)
         _check_num("timeout", self.timeout_s, 0.1, 3_600)
         _check_int("slow-clients", self.slow_clients, 0, 10_000)
+        _check_int("workers", self.workers, 0, MAX_WORKERS)
         if self.rate is not None:
             _check_num("rate", self.rate, 0.1, 1_000_000)
         if self.io not in ("sleep", "upstream"):
@@ -105,23 +107,28 @@ def fmt_rate(x: float) -> str:
     return f"{x:,.0f}"
 
 
-def bound_rps(engine: str, mode: Mode, settings: Settings, cpu_share: float = 1.0) -> float | None:
+def bound_rps(
+    engine: str, mode: Mode, settings: Settings, cpu_share: float = 1.0, cpus: tuple[int, ...] | None = None
+) -> float | None:
     """Little's law: throughput <= concurrency / time per request, and the CPU the engine has.
 
     ``cpu_share`` is the cores the engine's process can count on (⅓ when three engines share
     one core); one GIL caps CPU work at one core, so the CPU part is at most
-    ``min(cpu_share, 1) / CPU per request``.
+    ``min(cpu_share, 1) / CPU per request`` (prefork: one GIL per worker process, ``N`` cores;
+    ``cpus``, its placement, sets its default ``N``).
 
     ``None`` when the handler does no work at all (no finite bound).
     """
     service_s = settings.io_s + settings.cpu_s
     if service_s <= 0:
         return settings.rate
-    concurrency = min(settings.clients, capacity(engine, mode, settings))
+    spec = engine_spec(engine)
+    gils = spec.gils(settings, cpus)
+    concurrency = min(settings.clients, gils if spec.processes else capacity(engine, mode, settings))
     per_request = service_s + (settings.think_ms / 1000.0 if settings.rate is None else 0.0)
     bound = concurrency / per_request
     if settings.cpu_s > 0:
-        bound = min(bound, min(cpu_share, 1.0) / settings.cpu_s)  # one GIL: one request computes at a time
+        bound = min(bound, min(cpu_share, gils) / settings.cpu_s)  # one GIL: one request computes at a time
     if settings.rate is not None:
         bound = min(bound, settings.rate)
     return bound

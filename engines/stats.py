@@ -27,7 +27,7 @@ RUNNING, BLOCKED, READY, QUEUED = Phase.RUNNING, Phase.BLOCKED, Phase.READY, Pha
 _HOLDING = (RUNNING, BLOCKED, Phase.READING)  # READING holds a worker only on a lane (a pool thread in recv)
 DEFAULT_NS_PER_COL = 10_000_000
 COUNTERS_EVERY_NS = 200_000_000  # digests send their counters this often (the picture every batch)
-BLOCKS_KEPT = 32  # finished blocked calls kept per engine (the watchdogs', engines/watchdog.py)
+BLOCKS_KEPT = 4096  # finished blocked calls kept per engine (the watchdogs'; the detail panel looks back)
 BLOCK_RECENT_NS = 5_000_000_000  # a blocked call is news this long after it ended
 BLOCK_ONGOING_NS = 250_000_000  # an ongoing one replaces the last finished one once this long and longer
 

@@ -27,7 +27,14 @@ ENGINES_DIR = Path(syncviz.engines.__file__).parent
 
 def test_the_table_lists_the_engines_in_record_order() -> None:
     assert tuple(ENGINE_SPECS) == ENGINES
-    assert [s.wait_phase for s in ENGINE_SPECS.values()] == [Phase.BLOCKED, Phase.AWAITING, Phase.YIELDED]
+    assert [s.wait_phase for s in ENGINE_SPECS.values()] == [
+        Phase.BLOCKED,
+        Phase.AWAITING,
+        Phase.YIELDED,
+        Phase.AWAITING,
+        Phase.AWAITING,
+        Phase.BLOCKED,
+    ]
 
 
 def test_load_gives_the_named_class_and_the_loop_engines_share_one_base(engine_name: str) -> None:
@@ -49,12 +56,12 @@ def test_an_unknown_engine_is_one_line_naming_the_known_ones() -> None:
     for call in (engine_spec, load):
         with pytest.raises(EngineError) as err:
             call("tornado")
-        assert str(err.value) == "unknown engine 'tornado' (known: threaded, asyncio, gevent)"
+        assert str(err.value) == "unknown engine 'tornado' (known: threaded, asyncio, gevent, uvloop, trio, prefork)"
 
 
 def test_lanes_and_worker_words() -> None:
     s = Settings(pool=3)
-    threaded, asyncio, gevent = (ENGINE_SPECS[n] for n in ENGINES)
+    threaded, asyncio, gevent, uvloop, trio, prefork = (ENGINE_SPECS[n] for n in ENGINES)
     assert threaded.lanes("native", s) == [(0, "w0"), (1, "w1"), (2, "w2")]
     assert threaded.worker_word("native") == "threads"
     assert asyncio.lanes("native", s) == [(0, "loop")]
@@ -64,12 +71,16 @@ def test_lanes_and_worker_words() -> None:
     assert asyncio.worker_word("offload") == f"loop+{OFFLOAD_LIMIT} thr"
     assert gevent.lanes("blocking", s) == [(0, "hub")]
     assert gevent.worker_word("native") == "hub"
+    assert uvloop.lanes("offload", s) == offload and trio.lanes("native", s) == [(0, "loop")]
+    assert prefork.lanes("native", s.with_changes(workers=2)) == [(0, "p0"), (1, "p1")]
+    assert prefork.worker_word("native") == "procs"
 
 
 def test_capacity_per_engine_and_mode() -> None:
     s = Settings(pool=7)
-    assert [capacity(e, "native", s) for e in ENGINES] == [7, 10**9, GEVENT_POOL]
-    assert [capacity(e, "blocking", s) for e in ENGINES] == [7, 1, 1]
+    s = s.with_changes(workers=3)
+    assert [capacity(e, "native", s) for e in ENGINES] == [7, 10**9, GEVENT_POOL, 10**9, 10**9, 3]
+    assert [capacity(e, "blocking", s) for e in ENGINES] == [7, 1, 1, 1, 1, 3]
     assert capacity("asyncio", "offload", s) == OFFLOAD_LIMIT
 
 

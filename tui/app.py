@@ -14,18 +14,23 @@ from pathlib import Path
 from typing import Any
 
 from syncviz.engines.events import ENGINES
-from syncviz.engines.recording import Replay
+from syncviz.engines.recording import RecordingError, Replay
 from syncviz.engines.scenarios import SCENARIOS
 from syncviz.engines.source import EventSource, SourceStatus
 from syncviz.engines.stats import stream_items
 from syncviz.tui import signals
 from syncviz.tui.board import DEFAULT_ZOOM_MS, Board
 from syncviz.tui.commands import ScenarioCommands
+from syncviz.tui.inspect import Drawn, Inspector
 from syncviz.tui.knobs import KNOBS, next_slow
+from syncviz.tui.scrub import Scrub
+from syncviz.tui.tape import Entry, Tape
 from syncviz.tui.widgets.bars import GIL_NOTE, Bar, caption_text, legend_text, status_text
+from syncviz.tui.widgets.detail import DetailPanel
 from syncviz.tui.widgets.help import HelpScreen
 from syncviz.tui.widgets.panel import EnginePanel
 from syncviz.tui.widgets.perf import PerfLine, PerfMeter
+from syncviz.tui.widgets.timeline import TimelineView
 from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -35,7 +40,8 @@ from textual.widgets import Footer, Static
 PUMP_HZ = 30  # drains per second (the child sends ~30 batches a second)
 STATUS_HZ = 4  # process health and CPU/RSS checks per second (a dead engine shows within 0.25 s)
 FPS = 30  # time-axis frames per second
-COUNTER_EVERY = 10  # frames between counter refreshes (3 Hz: merging HDR windows costs a few ms)
+COUNTER_EVERY = 10  # frames between counter redraws (3 Hz)
+COUNTERS_NS = 333_000_000  # stream time between counter refreshes (merging HDR windows costs a few ms)
 MIN_W, MIN_H = 80, 24
 WIDE = 150
 
@@ -78,6 +84,20 @@ class SyncvizApp(App[int]):
         Binding("minus", "zoom(1)", "zoom out", group=ZOOM_GROUP),
         Binding("plus,equals_sign", "zoom(-1)", "zoom in", group=ZOOM_GROUP),
         Binding("space", "pause", "pause"),
+        Binding("left", "scrub(-0.1)", "back", show=False),
+        Binding("right", "scrub(0.1)", "forward", show=False),
+        Binding("shift+left", "scrub(-1)", "back a window", show=False),
+        Binding("shift+right", "scrub(1)", "forward a window", show=False),
+        Binding("end", "live", "live", show=False),
+        Binding("home", "home", "start", show=False),
+        Binding("less_than_sign", "speed(-1)", "slower", show=False),
+        Binding("greater_than_sign", "speed(1)", "faster", show=False),
+        Binding("ctrl+s", "save", "save minutes", show=False),
+        Binding("down,j", "cursor(1)", "inspect", key_display="↓↑"),
+        Binding("up,k", "cursor(-1)", "inspect", show=False),
+        Binding("right_square_bracket", "cursor_panel(1)", "next panel", show=False),
+        Binding("left_square_bracket", "cursor_panel(-1)", "previous panel", show=False),
+        Binding("escape", "close_detail", "close detail", show=False),
         Binding("s", "shot", "screenshot"),
         Binding("f", "perf", "perf", show=False),
         Binding("question_mark", "help", "help"),
@@ -102,15 +122,22 @@ class SyncvizApp(App[int]):
         self.live = live
         self.screenshot_dir = Path(screenshot_dir)
         info = dict(start_info or getattr(source, "info", None) or {})
-        self.board = Board(info, zoom_ms=scenario_zoom(info.get("scenario", "")), on_zoom=source.set_zoom)
+        zoom = info.get("zoom_ms") or scenario_zoom(info.get("scenario", ""))  # a saved tape's, else the scenario's
+        self.board = Board(info, zoom_ms=zoom, on_zoom=source.set_zoom)
         source.set_zoom(self.board.ns_per_col)
         self.paused = False
         self.replay = isinstance(source, Replay)
+        if isinstance(source, Replay) and live:
+            source.clock = time.monotonic  # paced by the recording's own time, at its speed
+        self.tape = Tape()  # the last minutes fed, for scrubbing and ctrl+s (tui/tape.py)
+        self.scrub = Scrub(self.tape)
+        self._counters_ns = 0  # stream time of the last counter refresh
         self._frames = 0
         self.health: SourceStatus | None = None
         self.frame_ms: list[float] = []  # CPU time of recent frames, for the benchmark
         self.perf = PerfMeter()
         self._panels: list[EnginePanel] = []
+        self.inspector = Inspector()  # the selected lane or request row (tui/inspect.py)
 
     # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -123,6 +150,7 @@ class SyncvizApp(App[int]):
             with Container(id="panels"):
                 for name in self.board.engines:
                     yield EnginePanel(name)
+                yield DetailPanel(id="detail")  # over the panels' right side, on a layer of its own (app.tcss)
             yield Bar(id="legend")
         yield Static("", id="too-small")
         yield Footer()
@@ -155,12 +183,39 @@ class SyncvizApp(App[int]):
     def now_ns(self) -> int:
         return self.clock() if self.clock is not None else self.board.now_ns
 
+    @property
+    def shown_board(self) -> Board:
+        """The board drawn: the live one, or while paused the one built for the moment shown."""
+        if self.paused and self.scrub.at_ns is not None:
+            return self.scrub.view(self.board, self.window_ns)
+        return self.board
+
+    @property
+    def window_ns(self) -> int:
+        """The time the widest time axis shows."""
+        cols = max((view.cols for view in self.query(TimelineView)), default=0) or 150
+        shown = self.scrub.board if self.paused and self.scrub.board is not None else self.board
+        return cols * shown.ns_per_col
+
     # -- the loop ------------------------------------------------------------------------
     def pump(self) -> bool:
         """Drain the source once and feed the board; True when the engines restarted."""
+        if self.paused and self.replay:
+            return False  # a paused replay's play head stops; a live source's engines run on
         batch = self.source.drain()
-        self.perf.events(stream_items(batch))
-        restarted = self.board.feed(batch)
+        items = stream_items(batch)
+        self.perf.events(items)
+        board = self.board
+        self.tape.add(batch, items, board.info, board.ns_per_col)
+        sampled = board.counters
+        restarted = board.feed(batch)
+        now = board.now_ns
+        if board.counters is not sampled:  # the sparklines took a sample: the tape keeps it
+            self.tape.note_counters(now, board.counters, sample=True)
+            self._counters_ns = now
+        elif restarted or now - self._counters_ns >= COUNTERS_NS:  # what the counters say, taped
+            self.tape.note_counters(now, board.refresh_counters())
+            self._counters_ns = now
         if batch.info is not None or restarted:
             self._show_status()
         return restarted
@@ -186,6 +241,8 @@ class SyncvizApp(App[int]):
         key = self.restart_key
         for panel in self.query(EnginePanel):
             panel.set_status(status.engines.get(panel.engine), key)
+        servers = {name: e.server for name, e in status.engines.items() if e.server is not None}
+        self.tape.note_servers(self.board.now_ns, servers)  # a scrubbed moment's served/s
         self._show_status()
 
     @property
@@ -199,27 +256,31 @@ class SyncvizApp(App[int]):
         if self.paused and not force:
             return
         t0 = time.thread_time()
-        now = self.now_ns
+        board = self.shown_board
+        now = self.now_ns if board is self.board else board.now_ns
         self._frames += 1
         self.perf.frame()
         counters = force or self._frames % COUNTER_EVERY == 1
-        if counters:
-            self.board.refresh_counters()
+        if force and board is self.board:
+            board.refresh_counters()  # else the pump's, a few times a second of stream time
         panels = self._panels
         if not panels or not panels[0].is_attached:
             panels = self._panels = list(self.query(EnginePanel))  # found once, not every frame
+        past = self.tape.servers_at(now) if counters and board is not self.board else None  # their own counts then
         for panel in panels:
             if counters:
-                panel.draw_counters(self.board, self.stacked)
-            panel.draw_timeline(self.board, now)
+                panel.draw_counters(board, self.stacked, None if past is None else past.get(panel.engine, (None, None)))
+            panel.draw_timeline(board, now)
         self.frame_ms.append((time.thread_time() - t0) * 1000)
         del self.frame_ms[:-200]
+        if self.inspector.selection is not None:
+            self._inspect()  # a paused picture drawn again (scrubbed, zoomed): the detail follows it
 
     def _show_status(self) -> None:
-        board = self.board
         bars = {bar.id: bar for bar in self.query(Bar)}
         if "status" not in bars:
             return  # a timer fired while the app shuts down
+        board = self.shown_board
         bars["status"].set(
             status_text(
                 board.scenario,
@@ -229,6 +290,8 @@ class SyncvizApp(App[int]):
                 self.replay,
                 self.health,
                 load=board.info.get("load", True) is not False,
+                behind_s=self.scrub.behind_s(self.board.now_ns),
+                speed=self.source.speed if isinstance(self.source, Replay) else None,
             )
         )
         bars["caption"].set(caption_text(board.scenario))
@@ -271,15 +334,101 @@ class SyncvizApp(App[int]):
         self._show_status()
 
     def action_zoom(self, direction: int) -> None:
+        if self.paused:  # the buffered picture was measured at its zoom (the digests' columns)
+            self.notify(f"paused at {self.shown_board.zoom_ms:g} ms/col, as it was measured: zoom when live", timeout=2)
+            return
         self.board.zoom_step(direction)
         self._show_status()
         self.draw(force=True)
 
     def action_pause(self) -> None:
-        self.paused = not self.paused
+        """Pause on the moment drawn (the tape keeps filling), or go back to live."""
+        if self.paused:
+            self.action_live()
+            return
+        self.paused = True
+        self.scrub.reset()
+        self.scrub.move(self.board.now_ns, self.board.now_ns)
         self._show_status()
+
+    def action_scrub(self, windows: float) -> None:
+        """Move the paused picture by ``windows`` of the visible time (pausing first when live)."""
+        if not self.tape.entries:
+            self.notify("nothing buffered yet", timeout=2)
+            return
         if not self.paused:
-            self.draw(force=True)
+            self.action_pause()
+        live = self.board.now_ns
+        at = self.scrub.at_ns if self.scrub.at_ns is not None else live
+        self.scrub.move(at + int(windows * self.window_ns), live)
+        self._scrubbed()
+
+    def _scrubbed(self) -> None:
+        clamped, tape = self.scrub.clamped, self.tape
+        if clamped == "oldest":
+            cap = f" (capped at {tape.max_bytes / 1e6:,.0f} MB)" if tape.capped else ""
+            self.notify(f"the oldest moment buffered: {tape.span_s:.1f} s are kept{cap}", timeout=2)
+        elif clamped == "newest":
+            self.notify("the newest moment: end or space " + ("plays on" if self.replay else "goes live"), timeout=2)
+        self.draw(force=True)
+        self._show_status()
+
+    def action_live(self) -> None:
+        """Back to live (a replay: playing on from where it paused)."""
+        if not self.paused:
+            return
+        self.paused = False
+        self.scrub.reset()
+        self.action_close_detail()  # it described a paused moment
+        self._show_status()
+        self.draw(force=True)
+
+    def action_home(self) -> None:
+        """A replay from its first batch; live: the oldest moment buffered."""
+        if not isinstance(self.source, Replay):
+            if not self.tape.entries:
+                return
+            if not self.paused:
+                self.action_pause()
+            self.scrub.move(self.tape.start_ns, self.board.now_ns)
+            self._scrubbed()
+            return
+        self.source.restart()
+        self.board = Board(dict(self.source.info), zoom_ms=self.board.zoom_ms, on_zoom=self.source.set_zoom)
+        self.tape.clear()
+        self.scrub.reset()
+        self.paused = False
+        self._counters_ns = 0
+        self.notify("replaying from the start", timeout=1.5)
+        self._show_status()
+        self.draw(force=True)
+
+    def action_speed(self, direction: int) -> None:
+        if not isinstance(self.source, Replay):
+            self.notify("speeds are for replays (syncviz replay FILE): live runs at 1x", timeout=2)
+            return
+        self.notify(f"replay at {self.source.speed_step(direction):g}x", timeout=1.5)
+        self._show_status()
+
+    def action_save(self) -> None:
+        """ctrl+s: the buffered minutes to a recording beside the screenshots, written off the UI thread."""
+        entries = list(self.tape.entries)
+        if not entries:
+            self.notify("nothing buffered yet", timeout=2)
+            return
+        name = f"syncviz-{self.board.scenario}-{time.strftime('%H%M%S')}.rec.gz"
+        path = self.screenshot_dir / name
+        span = (entries[-1].t_ns - entries[0].t_ns) / 1e9
+        self.run_worker(lambda: self._save(path, entries, span), thread=True, group="save")
+
+    def _save(self, path: Path, entries: list[Entry], span: float) -> None:
+        try:
+            count = self.tape.save(path, entries)
+        except RecordingError as exc:
+            self.call_from_thread(self.notify, str(exc), title="not saved", severity="error", timeout=6)
+            return
+        note = f"saved {span:.1f} s ({count:,} batches) to {path.resolve()} · open it: syncviz replay {path}"
+        self.call_from_thread(self.notify, note, timeout=6)
 
     def action_perf(self) -> None:
         perf = self.query_one("#perf", PerfLine)
@@ -298,6 +447,39 @@ class SyncvizApp(App[int]):
             self.notify(f"cannot save {self.screenshot_dir / name}: {exc.strerror or exc}", severity="error", timeout=6)
             return
         self.notify(f"saved {path}", timeout=3)
+
+    # -- inspect -------------------------------------------------------------------------
+    def _drawn(self) -> dict[str, Drawn]:
+        return {p.engine: p.drawn for p in self.query(EnginePanel) if p.drawn is not None}
+
+    def _inspect(self) -> None:
+        """Show the inspector's selection in the detail panel (pausing the live picture), or close it."""
+        detail = self.inspector.content(self._drawn())
+        if detail is None:
+            self.inspector.close()
+        elif not self.paused:
+            self.action_pause()
+        for panel in self.query(EnginePanel):
+            panel.mark(self.inspector.line(panel.drawn) if panel.drawn is not None else None)
+        self.query_one("#detail", DetailPanel).show(detail)
+
+    def action_cursor(self, step: int) -> None:
+        self.inspector.move(self._drawn(), step)
+        self._inspect()
+
+    def action_cursor_panel(self, step: int) -> None:
+        self.inspector.panel(self._drawn(), step)
+        self._inspect()
+
+    def action_close_detail(self) -> None:
+        self.inspector.close()
+        self._inspect()
+
+    def on_engine_panel_picked(self, event: EnginePanel.Picked) -> None:
+        if not any(getattr(b, "action", "") == "close_detail" for b in self.BINDINGS):
+            return  # an app without the inspect keys (presenter mode) could not close the panel
+        self.inspector.click(event.drawn, event.y, event.t_ns)
+        self._inspect()
 
     async def action_quit(self) -> None:
         self.exit(0)

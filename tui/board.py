@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from syncviz.engines.events import ENGINES, Batch
+from syncviz.engines.events import DEFAULT_ENGINES, Batch
 from syncviz.engines.registry import engine_spec
 from syncviz.engines.scenarios import DEFAULT_SCENARIO, SCENARIOS, io_line
 from syncviz.engines.settings import Settings, bound_rps
@@ -66,7 +66,7 @@ class Board:
 
     @property
     def engines(self) -> list[str]:
-        return list(self.info.get("engines") or ENGINES)
+        return list(self.info.get("engines") or DEFAULT_ENGINES)
 
     @property
     def now_ns(self) -> int:

@@ -25,7 +25,7 @@ def run_claims(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     progress = (lambda cid: err.print(f"[dim]running {cid} ...[/dim]")) if err.is_terminal else None
     pin_to_one_cpu()
-    results = run(args.ids, quick=args.quick, progress=progress)
+    results = run(args.ids, quick=args.quick, progress=progress, engines=getattr(args, "engines", ()))
     if args.json:
         json.dump({"claims": results}, sys.stdout)
         sys.stdout.write("\n")

@@ -16,13 +16,13 @@ from collections import Counter
 from typing import Any, NoReturn
 
 from syncviz.engines.base import EngineError
-from syncviz.engines.events import ENGINES
+from syncviz.engines.events import DEFAULT_ENGINES, ENGINES
 from syncviz.engines.limits import FdLimitError
 from syncviz.engines.recording import RecordingError
 from syncviz.engines.scenarios import DEFAULT_SCENARIO, SCENARIOS
 from syncviz.engines.settings import SettingsError
 
-KNOBS = ("clients", "pool", "io_ms", "cpu_ms", "rate", "think_ms", "timeout_s", "slow_clients")
+KNOBS = ("clients", "pool", "io_ms", "cpu_ms", "rate", "think_ms", "timeout_s", "slow_clients", "workers")
 
 
 class UsageError(Exception):
@@ -56,16 +56,18 @@ def _add_knobs(p: argparse.ArgumentParser) -> None:
         help="servers: a request's head and body must arrive within S seconds, else 408 (default 10)",
     )
     g.add_argument("--slow-clients", type=int, metavar="N", help="load: extra clients per engine that send slowly")
+    g.add_argument("--workers", type=int, metavar="N", help="prefork engine's worker processes (default: its CPUs)")
 
 
 def _port(text: str) -> int:
-    """A first port: 0 (any free) or one that leaves room for P+1 and P+2."""
+    """A first port: 0 (any free) or one that leaves room for every engine's (P ... P+5)."""
     try:
         port = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid port {text!r}") from None
-    if port != 0 and not 1 <= port <= 65533:
-        raise argparse.ArgumentTypeError(f"must be 0 or between 1 and 65533 (the engines use P, P+1, P+2), not {port}")
+    top = 65535 - len(ENGINES) + 1
+    if port != 0 and not 1 <= port <= top:
+        raise argparse.ArgumentTypeError(f"must be 0 or between 1 and {top} (the engines use P ... P+5), not {port}")
     return port
 
 
@@ -108,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="scenarios",
         help="scenario to run (repeatable, or 'all'; default io-bound)",
     )
-    b.add_argument("--engines", default=",".join(ENGINES), help="comma-separated (default all three)")
+    _add_engines(b, low=1)
     b.add_argument("--seconds", type=float, default=4.0, metavar="S", help="measured window per run")
     _add_knobs(b)
     b.add_argument("--together", action="store_true", help="all engines at once, as the app runs them")
@@ -123,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("claims", help="run the common sync-vs-async claims as experiments")
     c.add_argument("--id", action="append", dest="ids", metavar="ID", help="claim id (repeatable)")
     c.add_argument("--quick", action="store_true", help="shorter runs (all claims in about a minute)")
+    _add_engines(c, low=2)
     c.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
     r = sub.add_parser("record", help="record the live event stream headless to a file for `syncviz replay`")
@@ -150,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_knobs(s)
     _add_network(s, default_port=8001)
     s.add_argument("--load", action="store_true", help="also run the built-in load generator against them")
+    _add_engines(s, low=2)
     s.add_argument("--headless", action="store_true", help="no app: one status line a second on stdout")
     s.add_argument("--json", action="store_true", help="with --headless: each line one JSON object (URLs on stderr)")
     from syncviz.tui.trace_cli import add_trace_parser
@@ -197,6 +201,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "claims":
         from syncviz.tui.claims_cli import run_claims
 
+        args.engines = tuple(engines_arg(args))
         return run_claims(args)
     if args.command == "record":
         return _record(args)
@@ -239,7 +244,7 @@ def _require_fds(scenarios: list[str], in_process: bool, overrides: dict[str, An
 
     for name in scenarios:
         get_scenario(name)  # an unknown scenario is its own one-line error
-    require_fds(scenarios, run.get("engines", ENGINES), run.get("together", True), in_process, **overrides)
+    require_fds(scenarios, run.get("engines", DEFAULT_ENGINES), run.get("together", True), in_process, **overrides)
 
 
 def _say_failed_connections(counts: Counter[str]) -> None:
@@ -264,13 +269,32 @@ def _scenarios() -> int:
     return 0
 
 
-def _engines(spec: str) -> list[str]:
-    names = [e.strip() for e in spec.split(",") if e.strip()]
+def _add_engines(p: argparse.ArgumentParser, low: int) -> None:
+    """``--engines a,b,...``: ``low`` to all of the models (checked by :func:`engines_arg`)."""
+    p.set_defaults(engines_low=low)
+    p.add_argument(
+        "--engines",
+        default=",".join(DEFAULT_ENGINES),
+        metavar="A,B",
+        help=f"{low}-{len(ENGINES)} of {', '.join(ENGINES)}, comma-separated (default {','.join(DEFAULT_ENGINES)})",
+    )
+
+
+def engines_arg(args: argparse.Namespace) -> list[str]:
+    """The ``--engines`` named, checked: known, no repeats, how many, their packages installed
+    (a missing one is one line naming the extra to install)."""
+    from syncviz.engines.registry import require
+
+    names = [e.strip() for e in args.engines.split(",") if e.strip()]
     for name in names:
         if name not in ENGINES:
             raise UsageError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})")
-    if not names:
-        raise UsageError("--engines names no engine")
+    if len(set(names)) != len(names):
+        raise UsageError(f"--engines names an engine twice: {args.engines}")
+    low = getattr(args, "engines_low", 1)
+    if not low <= len(names) <= len(ENGINES):
+        raise UsageError(f"--engines takes {low} to {len(ENGINES)} engines, not {len(names)}")
+    require(names)
     return names
 
 
@@ -284,7 +308,7 @@ def _bench(args: argparse.Namespace) -> int:
         scenarios = list(SCENARIOS)
     for name in scenarios:
         get_scenario(name)
-    engines = _engines(args.engines)
+    engines = engines_arg(args)
     if not 0.5 <= args.seconds <= 600:
         raise UsageError(f"--seconds must be between 0.5 and 600, not {args.seconds:g}")
     overrides = knob_overrides(args)
@@ -335,7 +359,7 @@ def _record(args: argparse.Namespace) -> int:
     _require_fds([args.scenario], False, overrides)
     failed: Counter[str] = Counter()
     interrupted = False
-    summary = Summary(ENGINES, background=True) if args.json else None  # fed live, as the batches come
+    summary = Summary(DEFAULT_ENGINES, background=True) if args.json else None  # fed live, as the batches come
     with RecordingWriter(out) as writer:  # an unwritable path fails here, before anything starts
         with ChildHost(scenario=args.scenario, host=args.host, port=args.port, **overrides) as source:
             writer.start(source.info(), seconds=args.seconds)
@@ -398,8 +422,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.json and not args.headless:
         raise UsageError("--json goes with --headless (the app draws instead)")
     overrides = knob_overrides(args)
+    args.engines = tuple(engines_arg(args))
     if args.load:
-        _require_fds([args.scenario], False, overrides)
+        _require_fds([args.scenario], False, overrides, engines=args.engines)
     warning = exposure_warning(args.host)
     if warning:
         print(warning, file=sys.stderr)
@@ -408,7 +433,13 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         if args.headless:
             return run_serve(
-                args.scenario, host=args.host, port=args.port, load=args.load, as_json=args.json, **overrides
+                args.scenario,
+                host=args.host,
+                port=args.port,
+                load=args.load,
+                as_json=args.json,
+                engines=args.engines,
+                **overrides,
             )
         from syncviz.tui.launch import launch_serve
 

@@ -13,6 +13,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from syncviz.engines.events import DEFAULT_ENGINES
 from syncviz.engines.host import EngineHost, pin_to_one_cpu
 from syncviz.engines.placement import set_cpus
 from syncviz.engines.source import EventSource
@@ -77,7 +78,8 @@ def launch_serve(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     from syncviz.engines.serve import start_host, url
 
     def start() -> Started:
-        child = start_host(args.scenario, args.host, args.port, args.load, **overrides)
+        engines = getattr(args, "engines", None) or DEFAULT_ENGINES  # serve --engines (tui/cli.py)
+        child = start_host(args.scenario, args.host, args.port, args.load, tuple(engines), **overrides)
         set_cpus(child.placement.ui)
         for name in child.engine_names:
             print(f"{name:<9} {url(args.host, child.ports[name])}", flush=True)

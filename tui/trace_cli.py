@@ -142,10 +142,10 @@ def _read_recording(path: str, collector: Any) -> str:
 def _run_live(scenario: str, seconds: float, overrides: dict[str, Any], collector: Any) -> str:
     """Run the engines (each in its process) for ``seconds``, draining every ~33 ms into ``collector``."""
     from syncviz.engines.child import ChildHost
-    from syncviz.engines.events import ENGINES
+    from syncviz.engines.events import DEFAULT_ENGINES
     from syncviz.engines.limits import require_fds
 
-    require_fds([scenario], ENGINES, True, False, **overrides)
+    require_fds([scenario], DEFAULT_ENGINES, True, False, **overrides)
     with ChildHost(scenario=scenario, stream="full", **overrides) as host:
         end = time.monotonic() + seconds
         while time.monotonic() < end:

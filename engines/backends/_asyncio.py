@@ -49,11 +49,12 @@ class AsyncWork(Work):
     """Awaits: ``asyncio.sleep`` and pooled asyncio streams to the upstream."""
 
     WAIT_PHASE = Phase.AWAITING
+    asleep = staticmethod(asyncio.sleep)  # the trio engine's is anyio.sleep
 
     def __init__(self, *args: object) -> None:
         super().__init__(*args)  # type: ignore[arg-type]
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-        self._all: list[asyncio.StreamWriter] = []
+        self._idle: list = []  # (reader, writer) pairs here; the trio engine's streams
+        self._all: list = []
 
     async def aio(self, rid: int, lane: int, seconds: float, upstream: bool) -> None:
         t0 = now_ns()
@@ -61,7 +62,7 @@ class AsyncWork(Work):
         if upstream:
             t_ready = await self._aupstream(seconds)
         else:
-            await asyncio.sleep(seconds)
+            await self.asleep(seconds)
             t_ready = t0 + int(seconds * 1e9)
         t1 = now_ns()
         self.emit_at(min(max(t_ready, t0), t1), rid, lane, Phase.READY)
@@ -246,8 +247,12 @@ class AsyncioEngine(LoopEngine):
         return super().start()
 
     # -- the loop thread -----------------------------------------------------------------
+    def _new_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop to serve on (the uvloop engine's is uvloop's)."""
+        return asyncio.new_event_loop()
+
     def _run(self) -> None:
-        loop = asyncio.new_event_loop()
+        loop = self._new_loop()
         self._loop = loop
         try:
             loop.run_until_complete(self._main())

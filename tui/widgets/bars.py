@@ -11,6 +11,7 @@ from syncviz.tui.phases import EIGHTHS, IDLE_GLYPH, LEGEND_PHASES, LOOKS
 from textual.widgets import Static
 
 KEY = "#8b93a7"
+MINUS = "\u2212"  # how far back a paused picture is: a minus sign, not a hyphen
 
 
 def health_label(status: SourceStatus | None) -> tuple[str, str]:
@@ -36,8 +37,14 @@ def status_text(
     replay: bool,
     health: SourceStatus | None = None,
     load: bool = True,
+    behind_s: float | None = None,
+    speed: float | None = None,
 ) -> Text:
-    """The first line; ``load`` false: the built-in load is off (``syncviz serve``): say so, not its knobs."""
+    """The first line; ``load`` false: the built-in load is off (``syncviz serve``): say so, not its knobs.
+
+    ``behind_s``: paused, this far behind live (or a replay's play head): ``❚❚ -12.4 s`` (a minus sign, :data:`MINUS`).
+    ``speed``: a replay's speed, beside its badge unless 1x.
+    """
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(" syncviz ", "bold #1b1e28 on #56b4e9")
     t.append(f" {scenario} ", "bold")
@@ -59,12 +66,21 @@ def status_text(
     t.append("zoom ", KEY)
     t.append(f"{zoom_ms:g} ms/col  ", "bold")
     if paused:
-        t.append(" ❚❚ PAUSED ", "bold #1b1e28 on #f0e442")
+        t.append(f" ❚❚ {behind_text(behind_s or 0.0)} ", "bold #1b1e28 on #f0e442")
+        t.append(" ← → scrub · end: " + ("play" if replay else "live"), KEY)
     elif replay:
-        t.append(" ▶ replay ", "bold #1b1e28 on #cc79a7")
+        t.append(f" ▶ replay{f' {speed:g}x' if speed not in (None, 1) else ''} ", "bold #1b1e28 on #cc79a7")
     else:
         t.append(*health_label(health))
     return t
+
+
+def behind_text(seconds: float) -> str:
+    """How far back a paused picture is: ``-12.4 s``, ``-3:05.2`` past a minute (a minus sign)."""
+    if seconds < 60:
+        return f"{MINUS}{seconds:.1f} s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{MINUS}{int(minutes)}:{rest:04.1f}"
 
 
 def caption_text(scenario: str) -> Text:

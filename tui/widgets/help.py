@@ -29,7 +29,23 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("l / L", "fewer / more slow clients per engine (they trickle their requests over seconds)"),
     ("m", "slow motion: workloads x10, x40, back to x1 (the zoom follows)"),
     ("- / +", "zoom the time axis: more / fewer ms per column"),
-    ("space", "pause the picture (the engines keep running; resume jumps to now)"),
+    ("space", "pause the picture (the engines keep running and the last 5 minutes stay buffered); again: live"),
+    (
+        "← / →",
+        "paused: back / forward a tenth of the visible window (shift: a whole window); the status bar"
+        " says how far back, the counters are those of that moment",
+    ),
+    ("end / home", "back to live / to the oldest moment buffered (a replay: play on / play from the start)"),
+    ("< / >", "replay: slower / faster (0.1x to 10x)"),
+    ("ctrl+s", "save the buffered minutes as a recording (syncviz replay FILE opens it); says where"),
+    (
+        "↓ ↑ / j k",
+        "inspect: move a cursor over a panel's worker lanes and request rows (a click selects too); the detail"
+        " panel shows a request's phases, workers, latency and blocked call, or a lane's busy share and the"
+        " requests it served; selecting pauses",
+    ),
+    ("] / [", "inspect the next / previous panel's lane or row"),
+    ("esc", "close the detail panel"),
     ("s", "save an SVG screenshot in the current directory"),
     ("f", "perf line: frames/s, ms per frame, the app's CPU, each engine's CPU, stream events/s"),
     ("?", "this help"),

@@ -6,16 +6,20 @@ import time
 
 from rich.text import Text
 from syncviz.engines.bottleneck import client_bound
+from syncviz.engines.counts import ServerSnapshot
 from syncviz.engines.events import Phase
 from syncviz.engines.registry import engine_spec
 from syncviz.engines.served import ServedRate
 from syncviz.engines.source import EngineStatus
 from syncviz.tui.board import Board, EngineInfo
+from syncviz.tui.inspect import Drawn
 from syncviz.tui.widgets.counters import CountersView, CounterView
 from syncviz.tui.widgets.process import ProcessLine, down_text
-from syncviz.tui.widgets.timeline import TimelineView
+from syncviz.tui.widgets.timeline import GUTTER, TimelineView
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.message import Message
 from textual.widgets import Static
 
 
@@ -30,6 +34,7 @@ class EnginePanel(Vertical):
         self.restart_key = "1"
         self.served = ServedRate()  # the server's own responses/s, outside clients included
         self._timeline: TimelineView | None = None
+        self.drawn: Drawn | None = None  # what the last frame showed (tui/inspect.py reads it)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="side"):
@@ -80,7 +85,10 @@ class EnginePanel(Vertical):
         if title != self.border_title:  # setting it repaints the whole panel
             self.border_title = title
 
-    def draw_counters(self, board: Board, stacked: bool) -> None:
+    def draw_counters(
+        self, board: Board, stacked: bool, past: tuple[ServerSnapshot | None, float | None] | None = None
+    ) -> None:
+        """``past``: a scrubbed moment's server counts and served/s (``None``: now's, from the status)."""
         info = self._info
         if info is None:
             return
@@ -97,8 +105,8 @@ class EnginePanel(Vertical):
             p99_history=list(history.p99.get(self.engine, ())),
             not_shown=max(0, (counters.in_flight if counters else 0) - rows.shown_in_flight()),
             down=down_text(self.status, self.restart_key),
-            server=self.status.server if self.status is not None else None,
-            served_rps=self.served.rps(time.monotonic_ns()),
+            server=past[0] if past is not None else self.status.server if self.status is not None else None,
+            served_rps=past[1] if past is not None else self.served.rps(time.monotonic_ns()),
             client_bound=self._client_bound(),
             lane_labels=dict(info.lanes),
         )
@@ -142,3 +150,30 @@ class EnginePanel(Vertical):
         in_flight = counters.in_flight if counters is not None else 0
         header = f"requests · {row_model.shown_in_flight()} of {in_flight:,} in flight have a row"
         view.draw(frame, lanes, len(info.lanes) - shown, waits, row_model, header, now_ns)
+        visible = [tuple(row) for row in row_model.rows[: row_model.visible]]  # what the rows showed (inspect)
+        self.drawn = Drawn(
+            self.engine, now_ns, frame.first_col, view.cols, frame.ns_per_col, view.targets, visible,
+            stats=board.stats[self.engine], model=model, names=dict(info.lanes),
+        )  # fmt: skip
+
+    def mark(self, y: int | None) -> None:
+        """Mark the line the detail panel shows (``None``: none on this panel)."""
+        if self._timeline is not None and self._timeline.cursor != y:
+            self._timeline.set_cursor(y)
+
+    def on_click(self, event: events.Click) -> None:
+        """A click on a lane or a request row selects it (the app opens the detail panel)."""
+        view, drawn = self._timeline, self.drawn
+        at = event.get_content_offset(view) if view is not None else None
+        if at is None or drawn is None:
+            return
+        col = at.x - GUTTER
+        t_ns = None if col < 0 else (drawn.first_col + col) * drawn.ns + drawn.ns // 2
+        self.post_message(self.Picked(drawn, at.y, t_ns))
+
+    class Picked(Message):
+        """Line ``y`` of the panel's time axis was clicked, at time ``t_ns`` (``None``: in the gutter)."""
+
+        def __init__(self, drawn: Drawn, y: int, t_ns: int | None) -> None:
+            super().__init__()
+            self.drawn, self.y, self.t_ns = drawn, y, t_ns

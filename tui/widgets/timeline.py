@@ -229,6 +229,19 @@ def row_line(rows: RequestRows, i: int, first: int, cols: int, ns: int, now_ns: 
     return line
 
 
+_MARK = {True: ("▶", NOW), False: ("│", RULER)}  # the gutter's rule with the cursor on the line, and without
+
+
+def _marked(key: tuple[str, bytes], on: bool) -> tuple[str, bytes]:
+    """A line's key with the cursor's mark in its gutter's rule (or the rule back)."""
+    text, styles = key
+    at = GUTTER - 1
+    if len(text) <= at:
+        return key
+    char, style = _MARK[on]
+    return text[:at] + char + text[at + 1 :], styles[:at] + bytes((style,)) + styles[at + 1 :]
+
+
 class TimelineView(Widget):
     """Draws a :class:`LaneFrame` and the request rows for one engine."""
 
@@ -244,6 +257,8 @@ class TimelineView(Widget):
         self._lane_cells: dict[int, CellCache] = {}
         self._cells_ns = 0
         self._blank: Strip | None = None
+        self.targets: list[tuple[str, int] | None] = []  # per line: ("lane", lane), ("row", i) or None
+        self.cursor: int | None = None  # the line the detail panel shows, marked in the gutter
 
     @property
     def cols(self) -> int:
@@ -294,7 +309,24 @@ class TimelineView(Widget):
         lines.append(head)
         for i in range(rows.visible):
             lines.append(row_line(rows, i, frame.first_col, cols, ns, now_ns))
+        fixed: list[tuple[str, int] | None] = [None] * (len(lines) - len(lanes) - rows.visible - 1)  # more, waits, head
+        self.targets = [None, *(("lane", n) for n, _ in lanes), *fixed, *(("row", i) for i in range(rows.visible))]
         self._swap(lines)
+
+    def set_cursor(self, y: int | None) -> None:
+        """Mark line ``y`` in the gutter (``None``: no mark), at once: a paused picture is not redrawn."""
+        old, self.cursor = self.cursor, y
+        width, at = self.size.width, GUTTER - 1
+        for row in {old, y} - {None}:
+            if row is None or row >= len(self._strips) or width <= at:
+                continue
+            if row < len(self._keys):
+                self._keys[row] = _marked(self._keys[row], row == y)
+            char, style = _MARK[row == y]
+            strip = self._strips[row]
+            mark = Strip([Segment(char, self.palette[style])], 1)
+            self._strips[row] = Strip.join([strip.crop(0, at), mark, strip.crop(at + 1, width)])
+            self.refresh(Region(0, row, width, 1))
 
     def _swap(self, lines: list[Line]) -> None:
         width, height = self.size
@@ -304,7 +336,7 @@ class TimelineView(Widget):
         changed: list[int] = []
         for y in range(height):
             line = lines[y] if y < len(lines) else Line("")
-            key = line.key()
+            key = line.key() if y != self.cursor else _marked(line.key(), True)
             if not fresh and self._keys[y] == key:
                 strips.append(self._strips[y])
             else:

@@ -1,0 +1,296 @@
+"""The prefork engine: N single-threaded sync worker processes on one listening socket.
+
+gunicorn's sync worker (``gunicorn -w N``), the oldest answer to the GIL: the engine process
+binds the socket and starts N workers (``python -m syncviz.engines.backends._prefork``, the
+socket passed down), each with a GIL of its own. Each worker is one thread: it waits in a
+selector for the shared socket or one of its own keep-alive connections, takes one, and
+serves its request blocking, exactly as a threaded pool thread does (the same code,
+:class:`~._threaded.ThreadedEngine`'s ``_serve``, on its own lane: lane = worker index). A
+request waits QUEUED (from the load generator's ``X-Sent-Ns``) in the shared accept backlog
+or in its worker's selector until that worker is free.
+
+A worker writes its transitions and counts to the engine process as they happen, as
+fixed-size binary records over a pipe (:data:`RECORD`: no pickle); a reader thread there
+appends them to the engine's recorder. A worker that dies is started again (the worker count
+never shrinks); each exits when the engine process closes its stdin, dies (``PR_SET_PDEATHSIG``)
+or stops it (SIGTERM, then SIGKILL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import itertools
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from ..base import STOP_TIMEOUT_S, Engine, EngineError, join_threads, listen
+from ..counts import KEEPALIVE_IDLE_S
+from ..events import now_ns
+from ..http import EXTERNAL_IDS_START, ReadingTracker
+from ..placement import current_cpus
+from ..registry import MAX_WORKERS, prefork_workers
+from ..settings import Settings
+from ..work import BlockingWork
+from ._threaded import SELECT_S, ThreadedEngine, _Conn
+
+RECORD = struct.Struct("<5q")  # (kind, a, b, c, d): a transition (t, rid, lane, phase) or counts
+TRANSITION, COUNTS, READY = 0, 1, 2
+START_TIMEOUT_S = 15.0
+DEFER_ACCEPT_S = 5
+"""A connection is accepted once its first bytes arrive (``TCP_DEFER_ACCEPT``), and a worker takes
+one per turn of its loop, after serving what it has: a free worker takes it first (without this,
+one worker took all 20 connections a load opened at once and the other idled)."""
+PR_SET_PDEATHSIG = 1
+
+
+class _Pipe:
+    """A worker's side of the pipe: what a :class:`~syncviz.engines.events.Recorder` and a
+    :class:`~syncviz.engines.counts.ServerCounts` are to the code it shares with threaded."""
+
+    def __init__(self, fd: int, enabled: bool) -> None:
+        self.fd = fd
+        self.enabled = enabled
+
+    def put(self, *record: int) -> None:
+        os.write(self.fd, RECORD.pack(*record))
+
+    def transition(self, rec: tuple[int, int, int, int, int]) -> None:
+        t, _engine, rid, lane, phase = rec
+        self.put(TRANSITION, t, rid, lane, phase)
+
+    def add(self, served: int = 0, failed: int = 0, timeouts: int = 0, reading: int = 0) -> None:
+        self.put(COUNTS, served, failed, timeouts, reading)
+
+
+class _Worker(ThreadedEngine):
+    """One worker process: a threaded engine with no threads, its one thread serving one request at a time."""
+
+    name = "prefork"
+
+    def __init__(self, lane: int, lsock: socket.socket, pipe: _Pipe, config: dict[str, Any]) -> None:
+        super().__init__(pipe, Settings(**config["settings"]), config["mode"], config["upstream_port"])  # type: ignore[arg-type]
+        self.lane = lane
+        self.counts = pipe  # type: ignore[assignment]
+        self.work = BlockingWork(pipe, self.engine_id, self.upstream_port)  # type: ignore[arg-type]
+        self._stopping = False
+        self._lsock = lsock
+        # Server-given ids of its own, interleaved with the other workers' (never the same twice).
+        self._external_ids = itertools.count(EXTERNAL_IDS_START + lane, MAX_WORKERS)
+
+    def serve_forever(self, control: int) -> None:
+        sel = selectors.DefaultSelector()
+        sel.register(self._lsock, selectors.EVENT_READ, None)
+        sel.register(control, selectors.EVENT_READ, None)
+        parked: dict[_Conn, int] = {}  # conn -> idle since
+        pending = b""
+        self._lsock.setblocking(False)
+        self.counts.put(READY, os.getpid(), 0, 0, 0)  # type: ignore[attr-defined]
+        idle_ns = int(KEEPALIVE_IDLE_S * 1e9)
+        while True:
+            events = sel.select(SELECT_S)
+            t = now_ns()  # when the selector saw them readable
+            readable, backlog = [], False
+            for key, _ in events:
+                if key.fileobj is self._lsock:
+                    backlog = True
+                elif key.fileobj == control:
+                    data = os.read(control, 65536)
+                    if not data:
+                        return  # the engine process closed our stdin (or died)
+                    pending += data
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        self.settings = Settings(**json.loads(line))
+                else:
+                    readable.append(key.data)
+            for conn in readable:  # one request at a time, in the order the selector saw them
+                sel.unregister(conn.sock)
+                parked.pop(conn, None)
+                conn.t_ready = t
+                try:
+                    keep = self._serve(conn, self.lane, now_ns())
+                except Exception:  # never let a request end the worker: drop its connection, go on
+                    conn.track.fail(now_ns())
+                    keep = False
+                if keep:
+                    sel.register(conn.sock, selectors.EVENT_READ, conn)
+                    parked[conn] = now_ns()
+                else:
+                    conn.sock.close()
+            if backlog:  # after serving: a sibling that was free meanwhile has taken it (then EAGAIN)
+                self._accept_one(sel, parked)
+            cutoff = now_ns() - idle_ns
+            for conn in [c for c, since in parked.items() if since < cutoff]:
+                sel.unregister(conn.sock)
+                del parked[conn]
+                conn.sock.close()
+
+    def _accept_one(self, sel: selectors.BaseSelector, parked: dict[_Conn, int]) -> None:
+        """Take one connection from the shared backlog (another worker may have taken it first)."""
+        try:
+            sock, _ = self._lsock.accept()
+        except OSError:  # BlockingIOError: a sibling took it; EMFILE: later
+            return
+        sock.setblocking(True)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = _Conn(sock, ReadingTracker(self.provisional_id, self.work.emit_at, self.counts))  # type: ignore[arg-type]
+        sel.register(sock, selectors.EVENT_READ, conn)
+        parked[conn] = now_ns()
+
+
+def worker_main(argv: list[str]) -> int:
+    """A worker process: ``lane listen_fd pipe_fd``; its config (a JSON line) and settings on stdin."""
+    lane, lfd, pfd = (int(a) for a in argv)
+    with contextlib.suppress(OSError, AttributeError):  # Linux: die with the engine process
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine process decides when we end
+    control = sys.stdin.fileno()
+    line = b""
+    while not line.endswith(b"\n"):
+        data = os.read(control, 65536)
+        if not data:
+            return 0
+        line += data
+    config = json.loads(line)
+    lsock = socket.socket(fileno=lfd)
+    worker = _Worker(lane, lsock, _Pipe(pfd, bool(config["record"])), config)
+    try:
+        worker.serve_forever(control)
+    except (BrokenPipeError, KeyboardInterrupt):  # the engine process is gone
+        return 0
+    return 0
+
+
+class _Proc:
+    """The engine process's handle on one worker: its process, its pipe, its reader thread."""
+
+    def __init__(self, engine: PreforkEngine, lane: int) -> None:
+        self.lane = lane
+        r, w = os.pipe()
+        lfd = engine._lsock.fileno()
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(lane), str(lfd), str(w)],
+            stdin=subprocess.PIPE,
+            pass_fds=(lfd, w),
+        )
+        os.close(w)
+        self.ready = threading.Event()
+        self.reader = threading.Thread(target=engine._read, args=(self, r), name=f"prefork-{lane}", daemon=True)
+        self.reader.start()
+        self.send(engine._config())
+
+    def send(self, payload: dict[str, Any]) -> None:
+        stdin = self.popen.stdin
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stdin.write(json.dumps(payload).encode() + b"\n")  # type: ignore[union-attr]
+            stdin.flush()  # type: ignore[union-attr]
+
+    def end(self) -> None:
+        """Ask it to go: close its stdin, and SIGTERM it (it may be in a handler)."""
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            self.popen.stdin.close()  # type: ignore[union-attr]
+        with contextlib.suppress(OSError):
+            self.popen.terminate()
+
+
+class PreforkEngine(Engine):
+    name = "prefork"
+
+    def start(self) -> int:
+        self._lsock = listen(self.host, self.port)
+        self.port = self._lsock.getsockname()[1]
+        with contextlib.suppress(AttributeError, OSError):  # Linux: connections wait until they send
+            self._lsock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT_S)
+        self._stopping = False
+        self._lock = threading.Lock()
+        self._procs: dict[int, _Proc] = {}
+        self._grow(prefork_workers(self.settings, current_cpus()))
+        for proc in list(self._procs.values()):
+            if not proc.ready.wait(START_TIMEOUT_S):
+                self.stop()
+                raise EngineError(f"prefork engine: worker {proc.lane} did not start")
+        return self.port
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "settings": self.settings.as_dict(),
+            "mode": self.mode,
+            "upstream_port": self.upstream_port,
+            "record": self.recorder.enabled,
+        }
+
+    def _grow(self, n: int) -> None:
+        with self._lock:
+            for lane in range(n):
+                if lane not in self._procs:
+                    self._procs[lane] = _Proc(self, lane)
+            for lane in [lane for lane in self._procs if lane >= n]:
+                self._procs.pop(lane).end()  # it finishes its request, then sees its stdin closed
+            self.counts.workers = n
+
+    def apply(self, settings: Settings) -> None:
+        super().apply(settings)
+        self._grow(prefork_workers(settings, current_cpus()))
+        for proc in list(self._procs.values()):
+            proc.send(settings.as_dict())
+
+    def workers_alive(self) -> int:
+        """Worker processes running now."""
+        return sum(1 for p in list(self._procs.values()) if p.popen.poll() is None)
+
+    def worker_pids(self) -> list[int]:
+        return [p.popen.pid for p in list(self._procs.values())]
+
+    def _read(self, proc: _Proc, fd: int) -> None:
+        """One worker's records, into the recorder and the counts; a worker that died starts again."""
+        size = RECORD.size
+        append, engine, add = self.recorder.transition, self.engine_id, self.counts.add
+        buf = b""
+        with os.fdopen(fd, "rb", buffering=0) as pipe:
+            while data := pipe.read(65536):
+                buf += data
+                end = len(buf) - len(buf) % size
+                for kind, a, b, c, d in RECORD.iter_unpack(buf[:end]):
+                    if kind == TRANSITION:
+                        append((a, engine, b, c, d))
+                    elif kind == COUNTS:
+                        add(a, b, c, d)
+                    else:
+                        proc.ready.set()
+                buf = buf[end:]
+        proc.popen.wait()
+        with self._lock:  # one that never started is start()'s error, not started again
+            if not self._stopping and proc.ready.is_set() and self._procs.get(proc.lane) is proc:
+                self._procs[proc.lane] = _Proc(self, proc.lane)  # never fewer workers
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        if getattr(self, "_stopping", True):
+            return
+        deadline = now_ns() + int(timeout * 1e9)
+        with self._lock:
+            self._stopping = True
+            procs = list(self._procs.values())
+        for proc in procs:
+            proc.end()
+        for proc in procs:
+            try:
+                proc.popen.wait(max(0.05, (deadline - now_ns()) / 1e9))
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait(2)
+        join_threads(self.name, [p.reader for p in procs], deadline)
+        self._lsock.close()
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main(sys.argv[1:]))

@@ -1,0 +1,143 @@
+"""The models beside the three (uvloop, trio, prefork): their own behaviour, ``--engines``, the extra.
+
+Every engine test in the suite already runs on them (the ``engine_name`` fixture); this file
+checks what only they have: prefork's worker processes (lanes, restarts, nothing left after
+stop, its placement and bound), trio's and uvloop's loop phases, and the one line that names
+``pip install 'syncviz[all]'`` when their package is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+from support import wait_for
+from syncviz.engines.base import Engine, engine_class
+from syncviz.engines.events import DEFAULT_ENGINES, ENGINE_IDS, ENGINES, Phase, Recorder
+from syncviz.engines.placement import plan
+from syncviz.engines.registry import EngineError, require
+from syncviz.engines.settings import Settings, bound_rps
+from syncviz.tui.cli import main
+
+GET = b"GET / HTTP/1.1\r\nHost: t\r\nX-Req-Id: %d\r\nX-Sent-Ns: %d\r\n\r\n"
+
+
+def _get(port: int, rid: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(GET % (rid, time.monotonic_ns()))
+        return sock.recv(4096)
+
+
+def _phases(recorder: Recorder, rid: int) -> list[tuple[int, int]]:
+    return [(lane, phase) for _, _, r, lane, phase in recorder.drain().transitions if r == rid]
+
+
+@pytest.fixture
+def prefork(recorder: Recorder) -> Iterator[Engine]:
+    eng = engine_class("prefork")(recorder, Settings(io_ms=200, workers=2), "native")
+    eng.start()
+    yield eng
+    eng.stop()
+
+
+def test_the_default_is_still_the_three_and_every_model_has_an_id() -> None:
+    assert DEFAULT_ENGINES == ("threaded", "asyncio", "gevent")
+    assert [ENGINE_IDS[e] for e in ENGINES] == list(range(6))
+
+
+def test_prefork_serves_two_requests_at_once_on_two_worker_lanes(prefork: Engine, recorder: Recorder) -> None:
+    socks = [socket.create_connection(("127.0.0.1", prefork.port), timeout=5) for _ in range(2)]
+    t0 = time.monotonic()
+    for rid, sock in enumerate(socks, 1):
+        sock.sendall(GET % (rid, time.monotonic_ns()))
+    assert all(s.recv(4096).startswith(b"HTTP/1.1 200") for s in socks)
+    assert time.monotonic() - t0 < 0.39  # two 200 ms requests side by side, not one after the other
+    for s in socks:
+        s.close()
+    seen = recorder.drain().transitions
+    lanes = {lane for _, e, rid, lane, phase in seen if phase == Phase.BLOCKED}
+    assert lanes == {0, 1} and {e for _, e, *_ in seen} == {ENGINE_IDS["prefork"]}
+    assert [p for _, _, rid, _, p in seen if rid == 1][:2] == [Phase.QUEUED, Phase.RUNNING]  # from X-Sent-Ns
+
+
+def test_a_killed_prefork_worker_is_started_again(prefork: Engine) -> None:
+    pids = prefork.worker_pids()  # type: ignore[attr-defined]
+    os.kill(pids[0], 9)
+    assert wait_for(lambda: prefork.workers_alive() == 2 and pids[0] not in prefork.worker_pids(), 10)  # type: ignore[attr-defined]
+    assert prefork.counts.workers == 2
+    assert _get(prefork.port, 7).startswith(b"HTTP/1.1 200")
+
+
+def test_prefork_leaves_no_process_after_stop(recorder: Recorder) -> None:
+    eng = engine_class("prefork")(recorder, Settings(io_ms=1, workers=3), "native")
+    eng.start()
+    pids = eng.worker_pids()  # type: ignore[attr-defined]
+    assert len(pids) == 3
+    eng.stop()
+    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not psutil.Process().children()
+
+
+def test_prefork_workers_follow_the_knob(prefork: Engine) -> None:
+    prefork.apply(prefork.settings.with_changes(workers=3))
+    assert wait_for(lambda: prefork.workers_alive() == 3, 10)  # type: ignore[attr-defined]
+    assert prefork.server_snapshot(0).workers == 3
+
+
+@pytest.mark.parametrize("name", ["trio", "uvloop"])
+def test_a_blocking_call_holds_the_loop_and_an_await_does_not(name: str, recorder: Recorder) -> None:
+    for mode, wait in (("native", Phase.AWAITING), ("blocking", Phase.BLOCKED)):
+        with engine_class(name)(recorder, Settings(io_ms=20), mode) as eng:  # type: ignore[arg-type]
+            assert _get(eng.port, 3).startswith(b"HTTP/1.1 200")
+            phases = _phases(recorder, 3)
+        assert (0, wait) in phases and phases[-1] == (0, Phase.DONE), phases
+
+
+def test_placement_gives_prefork_the_cores_the_others_leave() -> None:
+    alone = plan(["prefork"], [0, 1])
+    assert alone.engines["prefork"] == (0, 1) and alone.share("prefork") == 2
+    together = plan(["threaded", "prefork"], [0, 1])
+    assert together.engines == {"threaded": (1,), "prefork": (1,)} and together.label("prefork") == "½ of cpu 1"
+    wide = plan(["threaded", "asyncio", "prefork"], list(range(8)))
+    assert wide.engines["prefork"] == (1, 2, 3, 4, 5) and wide.ui == (0,)
+
+
+def test_prefork_is_bound_by_its_workers_and_their_cores() -> None:
+    cpu = Settings(clients=20, io_ms=0, cpu_ms=5)
+    assert bound_rps("threaded", "native", cpu, 2.0) == pytest.approx(200)  # one GIL
+    assert bound_rps("prefork", "native", cpu, 2.0, (0, 1)) == pytest.approx(400)  # a GIL per worker
+    assert bound_rps("prefork", "native", cpu.with_changes(workers=4), 2.0, (0, 1)) == pytest.approx(400)  # 2 cores
+    io = Settings(clients=100, io_ms=50, workers=2)
+    assert bound_rps("prefork", "native", io) == pytest.approx(40)  # min(clients, N) / time
+
+
+def test_a_missing_package_is_one_line_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "uvloop" else real(n, *a))
+    with pytest.raises(EngineError, match=r"^the uvloop engine needs uvloop: pip install 'syncviz\[all\]'$"):
+        require(["threaded", "uvloop"])
+    assert main(["bench", "--engines", "uvloop", "--seconds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'syncviz[all]'" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["bench", "--engines", "threaded,tornado"], "unknown engine 'tornado'"),
+        (["bench", "--engines", "trio,trio"], "names an engine twice"),
+        (["serve", "--headless", "--engines", "trio"], "takes 2 to 6 engines, not 1"),
+        (["claims", "--engines", "uvloop", "--id", "not-faster"], "takes 2 to 6 engines, not 1"),
+    ],
+)
+def test_engines_flag_errors_are_one_line(argv: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and says in err, err
