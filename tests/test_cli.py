@@ -33,7 +33,7 @@ def syncviz(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         (["bench", "--timeout", "0"], "timeout must be between"),
         (["--slow-clients", "-1"], "slow-clients must be between"),
         (["serve", "--json"], "--json goes with --headless"),
-        (["serve", "--headless", "--port", "65535"], "between 1 and 65533"),
+        (["serve", "--headless", "--port", "65535"], "between 1 and 65530"),
         (["serve", "--headless", "--scenario", "nope"], "unknown scenario 'nope'"),
         (["serve", "--headless", "--timeout", "nan"], "timeout must be a number"),
         ([], "needs a terminal"),  # stdout is a pipe here: the app refuses instead of drawing into it
