@@ -80,6 +80,7 @@ class ChildHost(EventSource):
         self._closed = threading.Event()
         self._monitor: threading.Thread | None = None
         self._held: list[tuple[int, int, int, int, int]] = []  # transitions waiting for the watermark
+        self._held_sizes: list[tuple[int, int, int, int, int]] = []  # size records: after their transitions
         self._released = 0
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -185,7 +186,7 @@ class ChildHost(EventSource):
             try:
                 self.scenario, self.settings = scenario, settings
                 self.run += 1
-                self._held = []
+                self._held, self._held_sizes = [], []
                 if self.loadproc is None or not self.loadproc.alive:
                     self._start_load(START_TIMEOUT_S)
                 else:
@@ -227,6 +228,7 @@ class ChildHost(EventSource):
             for batch, run in proc.take():
                 if run == self.run:
                     self._held.extend(batch.transitions)
+                    self._held_sizes.extend(batch.sizes)
                     out.latencies.extend(batch.latencies)
                     out.lags.extend(batch.lags)
                     out.digests.extend(batch.digests)
@@ -242,6 +244,10 @@ class ChildHost(EventSource):
         held.sort(key=_time)
         cut = bisect.bisect_right(held, mark, key=_time)
         out.transitions, self._held = held[:cut], held[cut:]
+        sizes = self._held_sizes
+        sizes.sort(key=_time)
+        cut = bisect.bisect_right(sizes, mark, key=_time)
+        out.sizes, self._held_sizes = sizes[:cut], sizes[cut:]
         out.t_ns = max(self._released, min(mark, out.t_ns))
         self._released = out.t_ns
         if self._info_changed:

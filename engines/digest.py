@@ -13,7 +13,8 @@ stream (every transition of every request) into what the counters and the pictur
 
 :meth:`ServerDigest.take` / :meth:`ClientDigest.take` return plain, JSON-ready records of
 what changed since the last take: their size is bounded by the picture (lanes x columns),
-not by req/s. :class:`~syncviz.engines.stats.StreamStats` merges them back into
+not by req/s. The rows' requests (``rows``, their every transition) also get their bytes in
+and out (``sizes``); the others' are dropped here. :class:`~syncviz.engines.stats.StreamStats` merges them back into
 :class:`~syncviz.engines.stats.Counters`; the same classes run on raw batches in the
 consumer's process where there is no server process (in-process mode, recordings, bench).
 """
@@ -42,6 +43,7 @@ KEEP_COLS = 1200  # columns of the picture kept left of now (wider than any term
 BUCKET_NS = 100_000_000  # windowed figures move in steps of 0.1 s
 HDR_LOW, HDR_HIGH, HDR_DIGITS = 1_000, 3_600_000_000_000, 2  # 1 us .. 1 h; 2 digits: within 1%
 ROW_RATE = 300  # requests per second per engine whose every transition is passed on (for rows)
+ENDED_ROWS = 4096  # finished row requests remembered, whose size record may still come
 
 
 def _hist() -> HdrHistogram:
@@ -173,6 +175,8 @@ class ServerDigest:
         self._arrivals = 0
         self._every = 0
         self.rows: list[tuple[int, int, int, int, int]] = []  # transitions passed on since the last take
+        self.sizes: list[int] = []  # flat (rid, bytes_in, bytes_out) of row requests since the last take
+        self._ended_rows: dict[int, None] = {}  # row requests finished lately (oldest first)
         self.last_t = 0
         self.set_zoom(ns_per_col)
 
@@ -314,6 +318,11 @@ class ServerDigest:
             del self.inflight[rid]
             if rid >= EXTERNAL_IDS_START:
                 self.outside -= 1
+            if r.row:  # its size record comes after its end
+                ended = self._ended_rows
+                ended[rid] = None
+                if len(ended) > ENDED_ROWS:
+                    del ended[next(iter(ended))]
             if r.sent_col is not None:
                 self._unsent(r.sent_col)
             if phase == DONE:
@@ -353,6 +362,12 @@ class ServerDigest:
 
     def lag_sample(self, t: int, lag_ns: int) -> None:
         self.lag.record(t, lag_ns)
+
+    def size(self, rid: int, bytes_in: int, bytes_out: int) -> None:
+        """A finished request's bytes (-1: not known): passed on if it is one of the rows' requests."""
+        r = self.inflight.get(rid)
+        if (r.row if r is not None else rid in self._ended_rows) and (bytes_in >= 0 or bytes_out >= 0):
+            self.sizes += (rid, bytes_in, bytes_out)
 
     # -- reading -------------------------------------------------------------------------
     def busy(self) -> int:
@@ -405,6 +420,9 @@ class ServerDigest:
             "sent": [[c, n] for c, n in self.sent.items()],
             "rows": [x for tr in self.rows for x in (tr[0], tr[2], tr[3], tr[4])],
         }
+        if self.sizes:
+            out["sizes"] = self.sizes
+            self.sizes = []
         self.dirty_hold.clear()
         self.dirty_wait.clear()
         self.rows = []
@@ -508,9 +526,18 @@ def check_record(rec: object) -> None:
             phases = flat[3::4]
             if any(not 0 <= p < NPHASES for p in phases):
                 raise ValueError("digest field 'rows' holds an unknown phase")
+            _check_sizes(part.get("sizes", []))  # absent in records made before it
         counters = part.get("counters")
         if counters is not None:
             _check_counters(counters)
+
+
+def _check_sizes(flat: object) -> None:
+    """``sizes``: a flat list of (rid >= 0, bytes_in >= -1, bytes_out >= -1) integer triples."""
+    if not isinstance(flat, list) or len(flat) % 3 or not all(type(x) is int for x in flat):
+        raise ValueError("digest field 'sizes' is not a flat list of 3-integer records")
+    if flat and (min(flat[0::3]) < 0 or min(flat[1::3]) < -1 or min(flat[2::3]) < -1 or max(flat) >= 1 << 63):
+        raise ValueError("digest field 'sizes' holds a value out of range")
 
 
 def _check_counters(counters: object) -> None:

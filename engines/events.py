@@ -17,6 +17,9 @@ Two more record kinds travel beside transitions:
   (how late its 10 ms sleep woke up); while the ticker is stalled more than 50 ms the host
   adds, at each drain, how late it is so far, so a blocked loop shows before it unblocks.
 
+* size records ``(t_ns, engine, request_id, bytes_in, bytes_out)``, one per request the
+  server finished: the bytes it arrived in and the bytes of its response (-1: not known).
+
 Producers append to bounded deques (``deque.append`` is atomic and ~0.2 us); consumers
 :meth:`Recorder.drain` them on a timer into a :class:`Batch`.
 """
@@ -91,6 +94,9 @@ Block = tuple[int, int, int, int, bool, str]
 """A call that held a loop, hub or worker past the watchdog's threshold (:mod:`~syncviz.engines.watchdog`):
 ``(t_start_ns, duration_ns, engine, lane, ongoing, where)``; an ongoing one's duration is so far."""
 
+Size = tuple[int, int, int, int, int]
+"""A finished request's bytes: ``(t_ns, engine, rid, bytes_in, bytes_out)``, -1 where not known."""
+
 now_ns = time.monotonic_ns
 
 # Bounds: at 3 engines x 4k req/s x ~6 transitions a drain every 33 ms holds ~2.4k events.
@@ -111,6 +117,7 @@ class Batch:
     info: dict | None = None  # host status (ports, settings, scenario, errors) when it changed
     digests: list[tuple[int, dict]] = field(default_factory=list)  # (engine id, {"server"|"client": record}), in order
     blocks: list[Block] = field(default_factory=list)  # what held a loop or worker (the watchdogs'), in order
+    sizes: list[Size] = field(default_factory=list)  # finished requests' bytes in and out
 
     def __len__(self) -> int:
         return len(self.transitions) + len(self.latencies) + len(self.lags)
@@ -126,6 +133,7 @@ class Batch:
             self.info = other.info
         self.digests.extend(getattr(other, "digests", ()))
         self.blocks.extend(getattr(other, "blocks", ()))
+        self.sizes.extend(getattr(other, "sizes", ()))
 
 
 class Recorder:
@@ -142,24 +150,29 @@ class Recorder:
         self._transitions: deque[Transition] = deque(maxlen=MAX_TRANSITIONS)
         self._latencies: deque[Latency] = deque(maxlen=MAX_SAMPLES)
         self._lags: deque[Lag] = deque(maxlen=MAX_SAMPLES)
+        self._sizes: deque[Size] = deque(maxlen=MAX_SAMPLES)
         self.transition = self._transitions.append
         self.latency = self._latencies.append
         self.lag = self._lags.append
+        self.size = self._sizes.append
 
     def drain(self) -> Batch:
         """Take everything recorded so far (safe while producers keep appending)."""
         batch = Batch(t_ns=now_ns())
         # A full buffer means its oldest records were dropped (maxlen) since the last drain.
-        batch.dropped = sum(len(b) == b.maxlen for b in (self._transitions, self._latencies, self._lags))
+        buffers = (self._transitions, self._latencies, self._lags, self._sizes)
+        batch.dropped = sum(len(b) == b.maxlen for b in buffers)
         batch.transitions = _drain(self._transitions)
         batch.latencies = _drain(self._latencies)
         batch.lags = _drain(self._lags)
+        batch.sizes = _drain(self._sizes)
         return batch
 
     def clear(self) -> None:
         self._transitions.clear()
         self._latencies.clear()
         self._lags.clear()
+        self._sizes.clear()
 
 
 def _drain(buf: deque) -> list:

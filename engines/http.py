@@ -62,13 +62,16 @@ class Request:
     query: str = ""
     rid: int = 0  # the id the server records it under (set by :meth:`ReadingTracker.assign`)
     sent_ns: int = 0  # the load generator's intended send time (``X-Sent-Ns``), 0 when absent
+    bytes_in: int = -1  # the bytes it arrived in, head and body (-1: unknown, it shared a read with another)
 
 
 class RequestReader:
     """One connection's incoming bytes, parsed by llhttp into complete requests.
 
     :meth:`feed` returns the requests the bytes complete, in order; the bytes of one still
-    arriving stay in the parser and :attr:`partial` is true. After an :class:`HttpError`
+    arriving stay in the parser and :attr:`partial` is true. A request whose reads held no
+    other request's bytes gets their total as ``bytes_in`` (exact); one that shared a read with
+    another (pipelining) keeps -1: httptools gives no offsets to split a read by. After an :class:`HttpError`
     (or a ``CONNECT``/``Upgrade`` request, served as a plain one and then closed) the reader
     is spent: later feeds return nothing.
     """
@@ -78,6 +81,7 @@ class RequestReader:
         "_body",
         "_done",
         "_error",
+        "_fed",
         "_head",
         "_head_fed",
         "_in_head",
@@ -104,6 +108,7 @@ class RequestReader:
         self._began = False  # the current request began in the current feed
         self._error: HttpError | None = None
         self._done = False
+        self._fed = 0  # bytes of the unfinished request fed so far (-1: a read it shared with another)
         self._t = 0
         self.partial = False
         self.started_ns = 0  # when the first bytes of the unfinished request were fed
@@ -118,6 +123,7 @@ class RequestReader:
             return []
         self._t = t_ns
         self._began = False
+        was_partial = self.partial
         out: list[Request] = []
         self._out = out
         try:
@@ -144,6 +150,12 @@ class RequestReader:
                 error = HttpError(431, "request header fields too large")
                 error.requests = out
                 raise error
+        if out:  # one request alone in its reads: their bytes are its own
+            if len(out) == 1 and not self.partial and (fed := self._fed if was_partial else 0) >= 0:
+                out[0].bytes_in = fed + len(data)
+            self._fed = -1  # a request begun after one that completed here shares this read
+        elif self.partial:
+            self._fed = (self._fed + len(data) if self._fed >= 0 else -1) if was_partial else len(data)
         return out
 
     # -- llhttp callbacks ----------------------------------------------------------------

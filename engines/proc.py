@@ -118,7 +118,9 @@ class EngineRole(_Role):
                     time.sleep(DIGEST_PAUSE_S)  # the server's threads get the GIL between chunks
             for t, _e, lag in batch.lags:
                 digest.lag_sample(t, lag)
-            batch.transitions, batch.lags = [], []
+            for _t, _e, rid, bytes_in, bytes_out in batch.sizes:  # after the transitions: the rows' requests only
+                digest.size(rid, bytes_in, bytes_out)
+            batch.transitions, batch.lags, batch.sizes = [], [], []
             batch.digests = [(self.engine_id, {"server": digest.take(batch.t_ns, self.view.counters_due(batch.t_ns))})]
         batch.blocks = engine.take_blocks(batch.t_ns) if engine is not None else []  # what held its loop
         wire = batch_to_wire(batch, self.run, server)

@@ -7,7 +7,8 @@ read :class:`Counters` back. The counting itself is done by the digests of
 send digests (``batch.digests``), or here, on raw records (in-process mode, recordings,
 hand-made batches), through the very same classes. Either way this module merges what the
 servers saw with what the clients saw, keeps the picture's accumulators at the current zoom,
-and keeps the transitions of the requests passed on for rows (:class:`RequestTrack`).
+and keeps the transitions of the requests passed on for rows (:class:`RequestTrack`), and
+their bytes in and out (:attr:`EngineStats.sizes`, from the servers' size records).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ COUNTERS_EVERY_NS = 200_000_000  # digests send their counters this often (the p
 BLOCKS_KEPT = 4096  # finished blocked calls kept per engine (the watchdogs'; the detail panel looks back)
 BLOCK_RECENT_NS = 5_000_000_000  # a blocked call is news this long after it ended
 BLOCK_ONGOING_NS = 250_000_000  # an ongoing one replaces the last finished one once this long and longer
+SIZES_KEPT = 4096  # row requests' bytes in and out kept per engine (the newest; the rows keep 400)
 
 
 class BlockedCall(NamedTuple):
@@ -199,6 +201,7 @@ class EngineStats:
         self.blocks: deque[BlockedCall] = deque(maxlen=BLOCKS_KEPT)  # finished, newest last
         self.blocked_lanes: dict[int, BlockedCall] = {}  # the latest per lane (finished or ongoing)
         self.blocked: BlockedCall | None = None  # the latest of all (the newest start)
+        self.sizes: dict[int, tuple[int, int]] = {}  # rid -> (bytes_in, bytes_out), -1 unknown; oldest first
 
     @property
     def completed(self) -> int:
@@ -236,6 +239,9 @@ class EngineStats:
             rows = server["rows"]
             for i in range(0, len(rows), 4):
                 self.transition(rows[i], rows[i + 1], rows[i + 2], rows[i + 3])
+            sizes = server.get("sizes", ())  # absent in records made before them
+            for i in range(0, len(sizes), 3):
+                self.take_size(sizes[i], sizes[i + 1], sizes[i + 2])
             if "counters" in server:
                 self.server = server["counters"]
             self._last_t = max(self._last_t, server["now"])
@@ -263,6 +269,13 @@ class EngineStats:
             if phase in TERMINAL:
                 del self.inflight[rid]
                 self.recent.append(track)
+
+    def take_size(self, rid: int, bytes_in: int, bytes_out: int) -> None:
+        """A row request's bytes in and out (-1: not known), kept for the detail panel."""
+        sizes = self.sizes
+        sizes[rid] = (bytes_in, bytes_out)
+        if len(sizes) > SIZES_KEPT:
+            del sizes[next(iter(sizes))]
 
     def take_block(self, t: int, duration: int, lane: int, ongoing: bool, where: str) -> None:
         """A call that held a worker (a record of ``batch.blocks``); an ongoing one comes again, longer."""
@@ -366,6 +379,9 @@ class StreamStats:
             local.add(e)
         for t, e, lag in batch.lags:
             engines[e].local()[0].lag_sample(t, lag)
+            local.add(e)
+        for _t, e, rid, bytes_in, bytes_out in getattr(batch, "sizes", ()):  # after the transitions; none before them
+            engines[e].local()[0].size(rid, bytes_in, bytes_out)
             local.add(e)
         for e, rec in getattr(batch, "digests", ()):  # recordings made before digests have none
             engines[e].take_record(rec)

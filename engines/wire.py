@@ -10,7 +10,9 @@ An engine process's batch also carries ``srv``, its server's source counters
 its loop has been held; both are optional (the load process sends neither, and older frames
 without them stay valid). So is ``bk``, the calls the engine's watchdog found holding its loop or
 a worker (:mod:`~syncviz.engines.watchdog`): ``[[t_start_ns, duration_ns, engine, lane, ongoing,
-where], ...]``, ``ongoing`` 0 or 1, ``where`` one short line of text. :func:`decode_batch` reads all of it.
+where], ...]``, ``ongoing`` 0 or 1, ``where`` one short line of text. And ``sz``, finished
+requests' bytes, five integers each (``t, engine, request, bytes_in, bytes_out``, -1 where not
+known; absent in older frames and recordings). :func:`decode_batch` reads all of it.
 """
 
 from __future__ import annotations
@@ -80,6 +82,9 @@ def batch_to_wire(batch: Batch, run: int, server: ServerSnapshot | None = None) 
         "lat": [int(x) for x in chain(batch.latencies)],
         "lag": list(chain(batch.lags)),
     }
+    sizes = getattr(batch, "sizes", ())
+    if sizes:
+        out["sz"] = list(chain(sizes))
     if server is not None:
         out["srv"] = server.as_dict()
     if batch.digests:
@@ -109,6 +114,7 @@ _BOUNDS = {
     "tr": (_TIME, _ENGINE, (0, INT64), (-2, 1 << 31), (0, len(Phase))),  # t, engine, request, lane, phase
     "lat": (_TIME, _ENGINE, (-(1 << 31), INT64), _ANY, (0, 2)),  # t, engine, request (<0: errno), latency, ok
     "lag": (_TIME, _ENGINE, _ANY),  # t, engine, lag
+    "sz": (_TIME, _ENGINE, (0, INT64), (-1, INT64), (-1, INT64)),  # t, engine, request, bytes in, bytes out
 }
 
 
@@ -117,7 +123,7 @@ def check_ranges(record: dict[str, Any]) -> None:
     if record["t"] >= INT64 or record.get("dropped", 0) >= INT64:
         raise ValueError("batch time or drop count out of range")
     for key, bounds in _BOUNDS.items():
-        flat = record[key]
+        flat = record.get(key)  # "sz" is optional (older frames)
         if not flat:
             continue
         width = len(bounds)
@@ -150,6 +156,7 @@ def decode_batch(payload: object) -> WireBatch:
     batch.transitions = _ints(payload, "tr", 5)  # type: ignore[assignment]
     batch.latencies = [(a, b, c, d, bool(ok)) for a, b, c, d, ok in _ints(payload, "lat", 5)]
     batch.lags = _ints(payload, "lag", 3)  # type: ignore[assignment]
+    batch.sizes = _ints(payload, "sz", 5) if "sz" in payload else []  # type: ignore[assignment]
     try:
         check_ranges(payload)  # after the types: engine ids, phases, lanes and times in range
     except ValueError as exc:

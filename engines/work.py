@@ -9,6 +9,10 @@ socket); the gevent engine's version yields to the hub; the asyncio engine's awa
 Every wait is recorded as it really happened: the waiting phase when it starts, ``ready``
 from the moment the thing waited for completed (the timer's deadline, or the upstream's
 send time) and ``running`` when the code really runs again.
+
+Once a request ends, :attr:`Work.size` records its bytes: ``(t_ns, engine, rid, bytes_in,
+bytes_out)`` (:data:`~syncviz.engines.events.Size`), ``bytes_out`` the sum of the writes that
+completed (-1 when the client went away mid-response: how much of it left is unknown).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from .settings import Settings
 Emit = Callable[[int, int, int], None]  # (rid, lane, phase)
 EmitAt = Callable[[int, int, int, int], None]  # (t_ns, rid, lane, phase)
 Send = Callable[[bytes], object]
+SizeAt = Callable[[int, int, int], None]  # (rid, bytes_in, bytes_out)
 
 SLEEP_SLICE_S = 0.1
 GIL_GAP_NS = 500_000  # a CPU step that lost the CPU for longer than this shows it as READY
@@ -49,6 +54,22 @@ def emitters(recorder: Recorder, engine: int) -> tuple[Emit, EmitAt]:
         append((t, engine, rid, lane, phase))
 
     return emit, emit_at
+
+
+def size_emitter(recorder: Recorder, engine: int) -> SizeAt:
+    """Bind the record of a finished request's bytes (:data:`~syncviz.engines.events.Size`); a no-op when off."""
+    if not recorder.enabled:
+
+        def off(*_args: int) -> None:
+            return None
+
+        return off
+    append = recorder.size
+
+    def size(rid: int, bytes_in: int, bytes_out: int) -> None:
+        append((now_ns(), engine, rid, bytes_in, bytes_out))
+
+    return size
 
 
 def burn_cpu(seconds: float, rid: int, lane: int, work: Work) -> None:
@@ -86,6 +107,7 @@ class Work:
 
     def __init__(self, recorder: Recorder, engine: int, upstream_port: int | None) -> None:
         self.emit, self.emit_at = emitters(recorder, engine)
+        self.size = size_emitter(recorder, engine)
         self.upstream_port = upstream_port
         self.stopping = False  # set by the engine's stop(): waits and CPU steps end early so threads can go
 
@@ -231,10 +253,9 @@ def handler_plan(req: Request, settings: Settings) -> list[tuple[int, float | by
     return plan
 
 
-def run_plan(
-    plan: list[tuple[int, float | bytes]], rid: int, lane: int, work: Work, upstream: bool, send: Send
-) -> None:
-    """Run a plan on the calling thread or greenlet."""
+def run_plan(plan: list[tuple[int, float | bytes]], rid: int, lane: int, work: Work, upstream: bool, send: Send) -> int:
+    """Run a plan on the calling thread or greenlet; return the bytes it wrote."""
+    sent = 0
     for op, arg in plan:
         if op == SEND:
             # A small write on loopback takes microseconds, but it releases the GIL: a long one
@@ -242,6 +263,7 @@ def run_plan(
             t0 = now_ns()
             send(arg)  # type: ignore[arg-type]
             t1 = now_ns()
+            sent += len(arg)  # type: ignore[arg-type]
             if t1 - t0 > GIL_GAP_NS:
                 work.emit_at(t0, rid, lane, Phase.READY)
                 work.emit_at(t1, rid, lane, Phase.RUNNING)
@@ -249,6 +271,7 @@ def run_plan(
             work.io(rid, lane, arg, upstream)  # type: ignore[arg-type]
         else:
             work.cpu(rid, lane, arg)  # type: ignore[arg-type]
+    return sent
 
 
 def early_response(req: Request) -> tuple[bytes, int] | None:
@@ -280,23 +303,28 @@ def serve_sync(req: Request, rid: int, lane: int, work: Work, settings: Settings
 
     Its response is completely written when this returns. A handler exception is answered
     with 500 and the connection stays usable; an OSError (the client went away) propagates
-    so the caller drops the connection.
+    so the caller drops the connection. Its bytes in and out are recorded (:attr:`Work.size`).
     """
     early = early_response(req)
     if early is not None:
         send(early[0])
         work.emit(rid, lane, early[1])
+        work.size(rid, req.bytes_in, len(early[0]))
         return early[1] == Phase.DONE
     try:
-        run_plan(handler_plan(req, settings), rid, lane, work, settings.io == "upstream", send)
+        sent = run_plan(handler_plan(req, settings), rid, lane, work, settings.io == "upstream", send)
     except OSError:
         work.emit(rid, lane, Phase.FAILED)
+        work.size(rid, req.bytes_in, -1)
         raise
     except Exception:
         work.emit(rid, lane, Phase.FAILED)
-        send(error_response(req, settings))
+        page = error_response(req, settings)  # a plain plan writes last: none of it went out (chunked hangs up)
+        send(page)
+        work.size(rid, req.bytes_in, len(page))
         return False
     work.emit(rid, lane, Phase.DONE)
+    work.size(rid, req.bytes_in, sent)
     return True
 
 

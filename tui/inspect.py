@@ -6,8 +6,10 @@ lane or row, the requests each row held). :class:`Inspector` moves a cursor over
 data only:
 
 * a request (:class:`RequestDetail`): its id, engine, client, the workers that held it, each
-  phase with its start and duration, its latency, its bytes (``None``: not measured by the
-  source), and the watchdog's record of any call that held one of its workers while it did;
+  phase with its start and duration, its latency, its bytes in and out (the server's size
+  record, :attr:`~syncviz.engines.stats.EngineStats.sizes`; ``None`` where there is none: in
+  flight, a recording made before them, a pipelined request whose read it shared), and the
+  watchdog's record of any call that held one of its workers while it did;
 * a worker lane (:class:`LaneDetail`): over the visible window, its busy share by holding phase
   (from the picture, which counts every request) and the requests it served among those the
   stream carries in full (the rows' sample, :data:`~syncviz.engines.digest.ROW_RATE` a second).
@@ -88,6 +90,7 @@ class RequestDetail:
     blocked: list[tuple[str, BlockedCall]]  # (worker, call) the watchdog saw holding its worker
     bytes_in: int | None = None
     bytes_out: int | None = None
+    sized_source: bool = False  # the source carries size records at all (recordings made before them do not)
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,7 @@ def request_detail(stats: EngineStats, track: RequestTrack, names: dict[int, str
     end = steps[-1][0] if done else now_ns
     kind, _ = client_of(track.rid)
     workers = list(dict.fromkeys(p.worker for p in phases if p.worker))
+    bytes_in, bytes_out = stats.sizes.get(track.rid, (-1, -1)) if done else (-1, -1)
     return RequestDetail(
         engine=stats.engine,
         rid=track.rid,
@@ -158,6 +162,9 @@ def request_detail(stats: EngineStats, track: RequestTrack, names: dict[int, str
         phases=phases,
         workers=workers,
         blocked=[(lane_name(names, b.lane), b) for b in _blocks_of(stats, track, end)],
+        bytes_in=bytes_in if bytes_in >= 0 else None,
+        bytes_out=bytes_out if bytes_out >= 0 else None,
+        sized_source=bool(stats.sizes),
     )
 
 

@@ -337,17 +337,20 @@ class AsyncioEngine(LoopEngine):
         if early is not None:
             await conn.write(early[0], rid, work)
             work.emit(rid, LOOP, early[1])
+            work.size(rid, req.bytes_in, len(early[0]))
             return early[1] == Phase.DONE
         settings = self.settings
         upstream = settings.io == "upstream"
+        sent = 0  # the response's bytes written
         try:
             plan = handler_plan(req, settings)
             if self.mode == "offload":
-                await self._offload(plan, rid, upstream, conn)
+                sent = await self._offload(plan, rid, upstream, conn)
             else:
                 for op, arg in plan:
                     if op == SEND:
                         await conn.write(arg, rid, work)  # type: ignore[arg-type]
+                        sent += len(arg)  # type: ignore[arg-type]
                     elif op == IO and self.mode == "native":
                         await work.aio(rid, LOOP, arg, upstream)  # type: ignore[arg-type]
                     elif op == IO:  # the mistake: a blocking call inside async def
@@ -356,31 +359,37 @@ class AsyncioEngine(LoopEngine):
                         work.cpu(rid, LOOP, arg)  # type: ignore[arg-type]
         except (OSError, asyncio.CancelledError):
             work.emit(rid, LOOP, Phase.FAILED)
+            work.size(rid, req.bytes_in, -1)  # how much of it left is unknown
             raise
         except Exception:
             work.emit(rid, LOOP, Phase.FAILED)
-            await conn.write(error_response(req, settings), rid, work)
+            page = error_response(req, settings)
+            await conn.write(page, rid, work)
+            work.size(rid, req.bytes_in, sent + len(page))
             return False
         work.emit(rid, LOOP, Phase.DONE)
+        work.size(rid, req.bytes_in, sent)
         return True
 
-    async def _offload(self, plan: list, rid: int, upstream: bool, conn: _Conn) -> None:
-        """FastAPI's ``def`` endpoint: the whole blocking handler runs on anyio's thread pool."""
+    async def _offload(self, plan: list, rid: int, upstream: bool, conn: _Conn) -> int:
+        """FastAPI's ``def`` endpoint: the whole blocking handler runs on anyio's thread pool; the bytes it wrote."""
         loop = asyncio.get_running_loop()
         emit = self.native.emit
 
         def send(data: bytes) -> None:
             loop.call_soon_threadsafe(conn.transport.write, data)
 
-        def in_thread() -> None:
+        def in_thread() -> int:
             lane = self._thread_lane()
             emit(rid, lane, Phase.RUNNING)
-            run_plan(plan, rid, lane, self.blocking, upstream, send)
+            sent = run_plan(plan, rid, lane, self.blocking, upstream, send)
             emit(rid, LOOP, Phase.READY)  # back to the loop, which has to resume the task
+            return sent
 
         emit(rid, -1, Phase.QUEUED)  # waiting for one of the limiter's 40 tokens
-        await anyio.to_thread.run_sync(in_thread)
+        sent = await anyio.to_thread.run_sync(in_thread)
         emit(rid, LOOP, Phase.RUNNING)
+        return sent
 
     def _thread_lane(self) -> int:
         ident = threading.get_ident()

@@ -42,8 +42,8 @@ from ..settings import Settings
 from ..work import BlockingWork
 from ._threaded import SELECT_S, ThreadedEngine, _Conn
 
-RECORD = struct.Struct("<5q")  # (kind, a, b, c, d): a transition (t, rid, lane, phase) or counts
-TRANSITION, COUNTS, READY = 0, 1, 2
+RECORD = struct.Struct("<5q")  # (kind, a, b, c, d): a transition (t, rid, lane, phase), counts or a size
+TRANSITION, COUNTS, READY, SIZE = 0, 1, 2, 3  # SIZE: (t, rid, bytes_in, bytes_out) of a finished request
 START_TIMEOUT_S = 15.0
 DEFER_ACCEPT_S = 5
 """A connection is accepted once its first bytes arrive (``TCP_DEFER_ACCEPT``), and a worker takes
@@ -66,6 +66,10 @@ class _Pipe:
     def transition(self, rec: tuple[int, int, int, int, int]) -> None:
         t, _engine, rid, lane, phase = rec
         self.put(TRANSITION, t, rid, lane, phase)
+
+    def size(self, rec: tuple[int, int, int, int, int]) -> None:
+        t, _engine, rid, bytes_in, bytes_out = rec
+        self.put(SIZE, t, rid, bytes_in, bytes_out)
 
     def add(self, served: int = 0, failed: int = 0, timeouts: int = 0, reading: int = 0) -> None:
         self.put(COUNTS, served, failed, timeouts, reading)
@@ -254,7 +258,7 @@ class PreforkEngine(Engine):
     def _read(self, proc: _Proc, fd: int) -> None:
         """One worker's records, into the recorder and the counts; a worker that died starts again."""
         size = RECORD.size
-        append, engine, add = self.recorder.transition, self.engine_id, self.counts.add
+        append, engine, add, sized = self.recorder.transition, self.engine_id, self.counts.add, self.recorder.size
         buf = b""
         with os.fdopen(fd, "rb", buffering=0) as pipe:
             while data := pipe.read(65536):
@@ -265,6 +269,8 @@ class PreforkEngine(Engine):
                         append((a, engine, b, c, d))
                     elif kind == COUNTS:
                         add(a, b, c, d)
+                    elif kind == SIZE:
+                        sized((a, engine, b, c, d))
                     else:
                         proc.ready.set()
                 buf = buf[end:]

@@ -210,13 +210,16 @@ class TrioEngine(LoopEngine):
         if early is not None:
             await self._send(stream, early[0], rid)
             work.emit(rid, LOOP, early[1])
+            work.size(rid, req.bytes_in, len(early[0]))
             return early[1] == Phase.DONE
         settings = self.settings
         upstream = settings.io == "upstream"
+        sent = 0  # the response's bytes written
         try:
             for op, arg in handler_plan(req, settings):
                 if op == SEND:
                     await self._send(stream, arg, rid)  # type: ignore[arg-type]
+                    sent += len(arg)  # type: ignore[arg-type]
                 elif op == IO and self.mode == "blocking":  # the mistake: a blocking call inside async def
                     self.blocking.io(rid, LOOP, arg, upstream)  # type: ignore[arg-type]
                 elif op == IO:
@@ -225,12 +228,16 @@ class TrioEngine(LoopEngine):
                     work.cpu(rid, LOOP, arg)  # type: ignore[arg-type]
         except (*GONE, anyio.get_cancelled_exc_class()):
             work.emit(rid, LOOP, Phase.FAILED)
+            work.size(rid, req.bytes_in, -1)  # how much of it left is unknown
             raise
         except Exception:
             work.emit(rid, LOOP, Phase.FAILED)
-            await self._send(stream, error_response(req, settings), rid)
+            page = error_response(req, settings)
+            await self._send(stream, page, rid)
+            work.size(rid, req.bytes_in, sent + len(page))
             return False
         work.emit(rid, LOOP, Phase.DONE)
+        work.size(rid, req.bytes_in, sent)
         return True
 
     async def _send(self, stream: SocketStream, data: bytes, rid: int) -> None:

@@ -1,7 +1,8 @@
 """The detail panel: a selected request (its phases, workers, latency, bytes) or worker lane.
 
 The content comes from :mod:`syncviz.tui.inspect` (measured data only); this module lays it
-out. Bytes no source measures are ``n/a``; a watchdog's blocked call is written as the
+out. Bytes in and out are the server's count (the request as it arrived, the response as
+written); ``n/a`` where it has none; a watchdog's blocked call is written as the
 counters write it (:func:`~syncviz.tui.widgets.counters.blocked_text`).
 """
 
@@ -64,7 +65,11 @@ def request_view(d: RequestDetail) -> RenderableType:
     span = "  since it was sent" if flying else "  sent → response written"
     _kv(head, "latency", Text.assemble((fmt_dur(d.latency_ns), VALUE), (span, KEY)))
     if d.bytes_in is None and d.bytes_out is None:
-        _kv(head, "bytes", Text.assemble(("n/a", VALUE), ("  in and out: not measured by this source", KEY)))
+        if not d.sized_source:
+            why = "  in and out: not measured by this source"
+        else:
+            why = "  not finished yet" if flying else "  in and out: not measured for this request"
+        _kv(head, "bytes", Text.assemble(("n/a", VALUE), (why, KEY)))
     else:
         _kv(head, "bytes", f"in {_bytes(d.bytes_in)} · out {_bytes(d.bytes_out)}")
     phases = Table.grid(padding=(0, 1))
