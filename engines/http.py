@@ -379,9 +379,11 @@ def error_page(status: int) -> bytes:
     return _ERROR_PAGES.get(status, BAD_REQUEST)
 
 
-def send_final(sock: socket.socket, data: bytes) -> bool:
+def send_final(sock: socket.socket, data: bytes, sent: Callable[[], object] | None = None) -> bool:
     """Send a connection's last response on a blocking (or gevent) socket; true if it went out.
 
+    ``sent`` is called as soon as it has (the engine counts it served then, as the loops do when
+    they write it: the client may read it, and see the close, before the rest here is done).
     Then it reads off what the client already sent, so the close that follows resets nothing
     (a close with unread bytes sends RST, and the client could lose the response).
     """
@@ -390,6 +392,8 @@ def send_final(sock: socket.socket, data: bytes) -> bool:
         sock.sendall(data)
     except OSError:
         return False
+    if sent is not None:
+        sent()
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_WR)
         sock.setblocking(False)

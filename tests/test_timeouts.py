@@ -16,6 +16,7 @@ from syncviz.engines.base import Engine, engine_class
 from syncviz.engines.events import HANDED_OVER, Phase, Recorder, Transition
 from syncviz.engines.http import EXTERNAL_IDS_START
 from syncviz.engines.loadgen import LoadGen
+from syncviz.engines.registry import engine_spec
 from syncviz.engines.settings import Settings
 from syncviz.engines.upstream import Upstream
 
@@ -30,15 +31,21 @@ def quick(
     """A running engine with short read and idle timeouts."""
     cls = engine_class(engine_name)
     monkeypatch.setattr(cls, "keepalive_idle_s", TIMEOUT_S)
-    eng = cls(recorder, Settings(io_ms=5, pool=POOL, timeout_s=TIMEOUT_S), "native", upstream.port)
+    settings = Settings(io_ms=5, pool=POOL, workers=POOL, timeout_s=TIMEOUT_S)  # prefork: POOL worker processes
+    eng = cls(recorder, settings, "native", upstream.port)
     eng.start()
     yield eng
     eng.stop()
 
 
+def holds_a_worker(engine: Engine) -> bool:
+    """Threaded and prefork: a pool thread or worker process waits in ``recv`` for the rest of a request."""
+    return not engine_spec(engine.name).has_loop
+
+
 def reading_lane(engine: Engine, lane: int) -> None:
-    """Threaded: a pool thread's lane (it is held); the loops: -1 (nothing held)."""
-    if engine.name == "threaded":
+    """Threaded, prefork: a pool thread's or worker's lane (it is held); the loops: -1 (nothing held)."""
+    if holds_a_worker(engine):
         assert 0 <= lane < POOL
     else:
         assert lane == -1
@@ -178,7 +185,7 @@ def test_a_client_leaving_mid_request_fails_it_and_reading_returns_to_zero(quick
     socks = [connect(quick.port) for _ in range(POOL + 2)]
     for sock in socks:
         sock.sendall(b"GET / HTTP/1.1\r\nHost")
-    assert wait_for(lambda: counts(quick)["reading"] == len(socks) or quick.name == "threaded", 0.4)
+    assert wait_for(lambda: counts(quick)["reading"] == len(socks) or holds_a_worker(quick), 0.4)
     for sock in socks:
         sock.close()
     assert wait_for(lambda: counts(quick)["failed"] == len(socks) and counts(quick)["reading"] == 0)
@@ -196,7 +203,7 @@ def test_stalled_clients_hold_pool_threads_and_only_there(quick: Engine) -> None
     status = get(quick.port)[0]
     waited = time.monotonic() - t0
     assert status == 200
-    if quick.name == "threaded":  # every worker reads a stalled client until its deadline
+    if holds_a_worker(quick):  # every worker reads a stalled client until its deadline
         assert waited > TIMEOUT_S / 2
         assert counts(quick)["timeouts"] >= POOL
     else:  # a loop or hub waits for none of them

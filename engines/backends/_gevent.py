@@ -158,8 +158,7 @@ class GeventEngine(LoopEngine):
 
     def _refuse(self, sock: gevent.socket.socket, track: ReadingTracker, status: int, timeout: bool = False) -> None:
         track.fail(now_ns(), timeout)
-        if send_final(sock, error_page(status)):
-            self.counts.add(served=1)
+        send_final(sock, error_page(status), lambda: self.counts.add(served=1))
 
     def _request_stop(self) -> None:
         def stop_in_hub() -> None:

@@ -12,8 +12,12 @@ or in its worker's selector until that worker is free.
 A worker writes its transitions and counts to the engine process as they happen, as
 fixed-size binary records over a pipe (:data:`RECORD`: no pickle); a reader thread there
 appends them to the engine's recorder. A worker that dies is started again (the worker count
-never shrinks); each exits when the engine process closes its stdin, dies (``PR_SET_PDEATHSIG``)
-or stops it (SIGTERM, then SIGKILL).
+never shrinks; the engine process takes back the connections it was reading from the counts);
+each exits when the engine process closes its stdin, dies (``PR_SET_PDEATHSIG``) or stops it:
+SIGTERM ends its connections as threaded's stop does (a request being read or served ends
+FAILED), then SIGKILL if it has not gone. Its read and keep-alive timeouts are threaded's:
+``settings.timeout_s`` for a request's bytes (then 408), :attr:`PreforkEngine.keepalive_idle_s`
+for an idle connection.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import contextlib
 import ctypes
 import itertools
 import json
+import math
 import os
 import selectors
 import signal
@@ -30,7 +35,7 @@ import struct
 import subprocess
 import sys
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 from ..base import STOP_TIMEOUT_S, Engine, EngineError, join_threads, listen
 from ..counts import KEEPALIVE_IDLE_S
@@ -45,11 +50,29 @@ from ._threaded import SELECT_S, ThreadedEngine, _Conn
 RECORD = struct.Struct("<5q")  # (kind, a, b, c, d): a transition (t, rid, lane, phase), counts or a size
 TRANSITION, COUNTS, READY, SIZE = 0, 1, 2, 3  # SIZE: (t, rid, bytes_in, bytes_out) of a finished request
 START_TIMEOUT_S = 15.0
-DEFER_ACCEPT_S = 5
-"""A connection is accepted once its first bytes arrive (``TCP_DEFER_ACCEPT``), and a worker takes
-one per turn of its loop, after serving what it has: a free worker takes it first (without this,
-one worker took all 20 connections a load opened at once and the other idled)."""
 PR_SET_PDEATHSIG = 1
+
+
+def defer_accept_s(idle_s: float) -> int:
+    """How long the kernel holds a new connection until its first bytes (``TCP_DEFER_ACCEPT``): the
+    keep-alive idle time, in whole seconds.
+
+    A connection is accepted once its first bytes arrive, and a worker takes one per turn of its
+    loop, after serving what it has: a free worker takes it first (without this, one worker took
+    all 20 connections a load opened at once and the other idled). One that sends nothing is
+    accepted when this runs out (at the kernel's first SYN-ACK retry past it: 1, 3, 7, 15 s after
+    connecting) with nothing to read: idle that long already, it is closed quietly then, as the
+    other engines close a silent connection after their idle time.
+    """
+    return max(1, math.ceil(idle_s))
+
+
+def _has_bytes(sock: socket.socket) -> bool:
+    """Whether a client's bytes (not its close) wait to be read, without reading them."""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:  # BlockingIOError: nothing yet
+        return False
 
 
 class _Pipe:
@@ -87,6 +110,9 @@ class _Worker(ThreadedEngine):
         self.work = BlockingWork(pipe, self.engine_id, self.upstream_port)  # type: ignore[arg-type]
         self._stopping = False
         self._lsock = lsock
+        self._idle_s = float(config["keepalive_idle_s"])
+        self._deferred = bool(config["deferred"])  # the kernel accepts only connections that sent (or idled)
+        self._held: set[_Conn] = set()  # every connection it has open (parked or being served)
         # Server-given ids of its own, interleaved with the other workers' (never the same twice).
         self._external_ids = itertools.count(EXTERNAL_IDS_START + lane, MAX_WORKERS)
 
@@ -98,8 +124,8 @@ class _Worker(ThreadedEngine):
         pending = b""
         self._lsock.setblocking(False)
         self.counts.put(READY, os.getpid(), 0, 0, 0)  # type: ignore[attr-defined]
-        idle_ns = int(KEEPALIVE_IDLE_S * 1e9)
-        while True:
+        idle_ns = int(self._idle_s * 1e9)
+        while not self._stopping:
             events = sel.select(SELECT_S)
             t = now_ns()  # when the selector saw them readable
             readable, backlog = [], False
@@ -125,18 +151,35 @@ class _Worker(ThreadedEngine):
                 except Exception:  # never let a request end the worker: drop its connection, go on
                     conn.track.fail(now_ns())
                     keep = False
-                if keep:
+                if keep and not self._stopping:
                     sel.register(conn.sock, selectors.EVENT_READ, conn)
                     parked[conn] = now_ns()
                 else:
-                    conn.sock.close()
-            if backlog:  # after serving: a sibling that was free meanwhile has taken it (then EAGAIN)
+                    self._close(conn)
+            if backlog and not self._stopping:  # after serving: a sibling free meanwhile has taken it (then EAGAIN)
                 self._accept_one(sel, parked)
             cutoff = now_ns() - idle_ns
             for conn in [c for c, since in parked.items() if since < cutoff]:
                 sel.unregister(conn.sock)
                 del parked[conn]
-                conn.sock.close()
+                self._close(conn)
+        for conn in list(self._held):  # stopping: the parked ones are idle, nothing of them is recorded
+            self._close(conn)
+
+    def stop_now(self) -> None:
+        """SIGTERM: what threaded's stop does, in this one thread. Waits and CPU steps end, and every
+        connection's reads see EOF (the interrupted ``recv`` resumes and returns nothing), so a request
+        being read or served ends FAILED and the reading count goes back down before the worker exits."""
+        self._stopping = True
+        self.work.stopping = True
+        self.work.abort()
+        for conn in list(self._held):
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RD)
+
+    def _close(self, conn: _Conn) -> None:
+        self._held.discard(conn)
+        conn.sock.close()
 
     def _accept_one(self, sel: selectors.BaseSelector, parked: dict[_Conn, int]) -> None:
         """Take one connection from the shared backlog (another worker may have taken it first)."""
@@ -144,10 +187,14 @@ class _Worker(ThreadedEngine):
             sock, _ = self._lsock.accept()
         except OSError:  # BlockingIOError: a sibling took it; EMFILE: later
             return
+        if self._deferred and not _has_bytes(sock):  # silent since it connected, the idle time: close it
+            sock.close()
+            return
         sock.setblocking(True)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = _Conn(sock, ReadingTracker(self.provisional_id, self.work.emit_at, self.counts))  # type: ignore[arg-type]
+        self._held.add(conn)
         sel.register(sock, selectors.EVENT_READ, conn)
         parked[conn] = now_ns()
 
@@ -168,6 +215,7 @@ def worker_main(argv: list[str]) -> int:
     config = json.loads(line)
     lsock = socket.socket(fileno=lfd)
     worker = _Worker(lane, lsock, _Pipe(pfd, bool(config["record"])), config)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop_now())
     try:
         worker.serve_forever(control)
     except (BrokenPipeError, KeyboardInterrupt):  # the engine process is gone
@@ -189,6 +237,7 @@ class _Proc:
         )
         os.close(w)
         self.ready = threading.Event()
+        self.reading = 0  # its connections reading now, as it counted them (taken back if it dies)
         self.reader = threading.Thread(target=engine._read, args=(self, r), name=f"prefork-{lane}", daemon=True)
         self.reader.start()
         self.send(engine._config())
@@ -209,12 +258,15 @@ class _Proc:
 
 class PreforkEngine(Engine):
     name = "prefork"
+    keepalive_idle_s: ClassVar[float] = KEEPALIVE_IDLE_S  # an idle keep-alive connection closes after this
 
     def start(self) -> int:
         self._lsock = listen(self.host, self.port)
         self.port = self._lsock.getsockname()[1]
+        self._deferred = False
         with contextlib.suppress(AttributeError, OSError):  # Linux: connections wait until they send
-            self._lsock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT_S)
+            self._lsock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, defer_accept_s(self.keepalive_idle_s))
+            self._deferred = True
         self._stopping = False
         self._lock = threading.Lock()
         self._procs: dict[int, _Proc] = {}
@@ -231,6 +283,8 @@ class PreforkEngine(Engine):
             "mode": self.mode,
             "upstream_port": self.upstream_port,
             "record": self.recorder.enabled,
+            "keepalive_idle_s": self.keepalive_idle_s,
+            "deferred": self._deferred,
         }
 
     def _grow(self, n: int) -> None:
@@ -269,12 +323,15 @@ class PreforkEngine(Engine):
                         append((a, engine, b, c, d))
                     elif kind == COUNTS:
                         add(a, b, c, d)
+                        proc.reading += d
                     elif kind == SIZE:
                         sized((a, engine, b, c, d))
                     else:
                         proc.ready.set()
                 buf = buf[end:]
         proc.popen.wait()
+        if proc.reading > 0:  # it died reading them (SIGKILL, a crash): their clients lost their requests
+            self.counts.add(failed=proc.reading, reading=-proc.reading)
         with self._lock:  # one that never started is start()'s error, not started again
             if not self._stopping and proc.ready.is_set() and self._procs.get(proc.lane) is proc:
                 self._procs[proc.lane] = _Proc(self, proc.lane)  # never fewer workers

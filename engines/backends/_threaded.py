@@ -183,8 +183,7 @@ class ThreadedEngine(Engine):
     def _refuse(self, conn: _Conn, status: int, timeout: bool = False) -> bool:
         """Answer a refused or timed-out request (``Connection: close``); always false (close)."""
         conn.track.fail(now_ns(), timeout)
-        if send_final(conn.sock, error_page(status)):
-            self.counts.add(served=1)
+        send_final(conn.sock, error_page(status), lambda: self.counts.add(served=1))
         return False
 
     # -- selector thread ---------------------------------------------------------------
