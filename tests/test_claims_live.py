@@ -16,14 +16,15 @@ from syncviz.engines.claims_live import (
     scene_matches,
     scene_settings,
 )
-from syncviz.engines.events import ENGINES
+from syncviz.engines.events import DEFAULT_ENGINES
 from syncviz.engines.stats import Counters
 
 
 def counters(**by_engine: dict[str, Any]) -> dict[str, Counters]:
-    """Every engine with plenty of samples; ``by_engine`` overrides fields per engine."""
+    """Every engine the app runs (the board's counters) with plenty of samples; ``by_engine``
+    overrides fields per engine."""
     out = {}
-    for e in ENGINES:
+    for e in DEFAULT_ENGINES:
         fields = {"samples": 200, "rps": 100.0, "p50_ms": 50.0, "p99_ms": 60.0, "completed": 500}
         fields.update(by_engine.get(e, {}))
         out[e] = Counters(e, **fields)
@@ -126,7 +127,7 @@ def test_greenlets_high_load_offload_judge_their_part() -> None:
 
 @pytest.mark.parametrize("held", [0, 1000])
 def test_memory_is_never_judged_live(held: int) -> None:
-    live = judge("memory", counters(**{e: {"in_flight": held, "busy": held} for e in ENGINES}))
+    live = judge("memory", counters(**{e: {"in_flight": held, "busy": held} for e in DEFAULT_ENGINES}))
     assert live.tone == "none"
     assert live.verdict.startswith("no live verdict")
     assert "syncviz claims --id memory" in live.scope

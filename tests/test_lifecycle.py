@@ -9,6 +9,7 @@ from collections import defaultdict
 import pytest
 from syncviz.engines.events import ALLOWED_NEXT, ENGINE_IDS, Batch, Phase
 from syncviz.engines.host import EngineHost
+from syncviz.engines.registry import engine_spec
 
 HOLDING = (Phase.RUNNING, Phase.BLOCKED)
 
@@ -67,7 +68,7 @@ def test_every_request_follows_the_phase_graph(io_runs: dict[str, Batch], engine
 @pytest.mark.parametrize("engine", list(ENGINE_IDS))
 def test_io_waits_are_recorded_in_the_engines_own_phase(io_runs: dict[str, Batch], engine: str) -> None:
     phases = {p for _, _, _, _, p in io_runs[engine].transitions}
-    own = {"threaded": Phase.BLOCKED, "asyncio": Phase.AWAITING, "gevent": Phase.YIELDED}[engine]
+    own = engine_spec(engine).wait_phase  # threaded, prefork: BLOCKED; asyncio, uvloop, trio: AWAITING; gevent: YIELDED
     assert own in phases
     assert not ({Phase.BLOCKED, Phase.AWAITING, Phase.YIELDED} - {own}) & phases
 

@@ -13,7 +13,7 @@ import time
 import pytest
 from syncviz.engines import limits
 from syncviz.engines.bottleneck import LOAD_SATURATED, SERVER_HEADROOM, client_bound
-from syncviz.engines.events import ENGINE_IDS, ENGINES, Recorder
+from syncviz.engines.events import DEFAULT_ENGINES, ENGINE_IDS, ENGINES, Recorder
 from syncviz.engines.limits import (
     FD_MARGIN,
     FdLimitError,
@@ -36,7 +36,7 @@ from syncviz.engines.loadgen import (
 from syncviz.engines.settings import Settings
 from syncviz.tui.cli import main
 
-NATIVE = dict.fromkeys(ENGINES, "native")
+NATIVE = dict.fromkeys(DEFAULT_ENGINES, "native")  # the engines the app runs (its need follows them)
 
 
 # -- descriptor arithmetic -----------------------------------------------------------------
@@ -118,7 +118,9 @@ def test_require_fds_takes_the_worst_run_of_all(fake: FakeLimits) -> None:
     require_fds(["io-bound"], ENGINES, together=False, clients=1500)  # one engine at a time: 1564
     assert fake.soft == 1564
     with pytest.raises(FdLimitError, match="at most 645 clients fit"):
-        require_fds(["io-bound"], ENGINES, together=True, clients=1500)  # all three at once: 4564
+        require_fds(["io-bound"], DEFAULT_ENGINES, together=True, clients=1500)  # all three at once: 4564
+    with pytest.raises(FdLimitError, match="at most 322 clients fit"):
+        require_fds(["io-bound"], ENGINES, together=True, clients=1500)  # all six at once: 9064
 
 
 def test_cli_refuses_in_one_line_before_starting_anything(fake: FakeLimits, capsys: pytest.CaptureFixture) -> None:

@@ -34,7 +34,16 @@ def _get(port: int, rid: int) -> bytes:
 
 
 def _phases(recorder: Recorder, rid: int) -> list[tuple[int, int]]:
-    return [(lane, phase) for _, _, r, lane, phase in recorder.drain().transitions if r == rid]
+    """The request's ``(lane, phase)`` steps until it ended: an engine records DONE just after its
+    last send, and the client (a thread of this process) may have read the response before that."""
+    steps: list[tuple[int, int]] = []
+
+    def ended() -> bool:
+        steps.extend((lane, phase) for _, _, r, lane, phase in recorder.drain().transitions if r == rid)
+        return bool(steps) and steps[-1][1] in (Phase.DONE, Phase.FAILED)
+
+    wait_for(ended, 2.0)
+    return steps
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from syncviz.engines.digest import ClientDigest, ServerDigest
-from syncviz.engines.events import Batch, Phase
+from syncviz.engines.events import ENGINES, Batch, Phase
 from syncviz.engines.recording import (
     FORMAT,
     VERSION,
@@ -204,7 +204,7 @@ def _batch_line(**fields: object) -> bytes:
 @pytest.mark.parametrize(
     "fields",
     [
-        {"tr": [1, 3, 5, 0, 1]},  # engine 3
+        {"tr": [1, len(ENGINES), 5, 0, 1]},  # an engine id past the last of ENGINES
         {"tr": [1, -1, 5, 0, 1]},  # engine -1
         {"tr": [1, 0, 5, 0, 9]},  # phase 9
         {"tr": [-1, 0, 5, 0, 1]},  # time before zero

@@ -127,12 +127,18 @@ class Board:
             self.rows[name].consume(now, self.ns_per_col)
         sampled = self.history.observe(self.stats, now)
         if sampled is not None:
-            self.counters = sampled
+            self.counters = self._running(sampled)
         return False
 
     def refresh_counters(self) -> dict[str, Counters]:
-        self.counters = self.stats.counters(self.now_ns)
+        self.counters = self._running(self.stats.counters(self.now_ns))
         return self.counters
+
+    def _running(self, counters: dict[str, Counters]) -> dict[str, Counters]:
+        """The counters of the engines this stream runs (the stats keep one per known engine): the
+        live verdicts and the tape read these, and an engine not running has nothing to say."""
+        engines = self.engines
+        return {name: counters[name] for name in engines if name in counters}
 
     def set_rows(self, engine: str, rows: int) -> None:
         self._rows_wanted[engine] = rows

@@ -60,14 +60,17 @@ def _add_knobs(p: argparse.ArgumentParser) -> None:
 
 
 def _port(text: str) -> int:
-    """A first port: 0 (any free) or one that leaves room for every engine's (P ... P+5)."""
+    """A first port: 0 (any free) or one that leaves room for every engine's (P ... P+5, one per
+    engine of :data:`ENGINES`: the same limit and words for the app, ``--in-process`` and ``serve``)."""
     try:
         port = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid port {text!r}") from None
-    top = 65535 - len(ENGINES) + 1
+    last = len(ENGINES) - 1  # the last engine's port is P+last
+    top = 65535 - last
     if port != 0 and not 1 <= port <= top:
-        raise argparse.ArgumentTypeError(f"must be 0 or between 1 and {top} (the engines use P ... P+5), not {port}")
+        words = f"must be 0 or between 1 and {top} (the engines use P ... P+{last}), not {port}"
+        raise argparse.ArgumentTypeError(words)
     return port
 
 
