@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -359,10 +360,14 @@ def stream_items(batch: Batch) -> int:
 
 
 class StreamStats:
-    """Feeds batches to one :class:`EngineStats` per engine."""
+    """Feeds batches to one :class:`EngineStats` per engine; ``counters`` answers for ``names``
+    (the engines the stream runs; all of them when not said)."""
 
-    def __init__(self, window_s: float = 5.0, rate_window_s: float = 2.0, keep: int = 400) -> None:
-        self.engines = [EngineStats(name, window_s, rate_window_s, keep) for name in ENGINES]
+    def __init__(
+        self, window_s: float = 5.0, rate_window_s: float = 2.0, keep: int = 400, names: Iterable[str] | None = None
+    ) -> None:
+        self.engines = [EngineStats(name, window_s, rate_window_s, keep) for name in ENGINES]  # indexed by id
+        self.names = tuple(ENGINES if names is None else (n for n in ENGINES if n in set(names)))
         self.last_t_ns = 0
 
     def feed(self, batch: Batch) -> None:
@@ -407,4 +412,4 @@ class StreamStats:
 
     def counters(self, now_ns: int | None = None) -> dict[str, Counters]:
         self.flush(now_ns)
-        return {e.engine: e.counters(now_ns) for e in self.engines}
+        return {e.engine: e.counters(now_ns) for e in self.engines if e.engine in self.names}

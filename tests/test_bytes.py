@@ -7,6 +7,8 @@ follows the record through the wire, the digest, the stats, a recording and the 
 
 from __future__ import annotations
 
+import dataclasses
+
 import socket
 import time
 from pathlib import Path
@@ -155,15 +157,23 @@ def test_the_detail_shows_a_request_s_bytes_and_n_a_without_them(tmp_path: Path)
     assert "not measured for this request" in render(got[10])  # this source has them, not for #10
 
 
-def test_the_committed_recordings_predate_sizes_and_read_as_n_a() -> None:
-    stats = StreamStats()
-    for batch in read_recording(DATA / "io-bound.rec.gz")[1]:
-        stats.feed(batch)
-    assert all(not e.sizes for e in stats.engines)
-    eng = next(e for e in stats.engines if e.recent)
-    d = request_detail(eng, eng.recent[-1], {}, stats.last_t_ns)
-    assert (d.bytes_in, d.bytes_out) == (None, None)
-    assert "n/a  in and out: not measured by this source" in render(d)
+def test_a_recording_without_sizes_reads_as_n_a_and_the_committed_one_has_them() -> None:
+    batches = read_recording(DATA / "io-bound.rec.gz")[1]
+    for strip in (True, False):
+        stats = StreamStats()
+        for batch in batches:
+            if strip:  # as a recording made before sizes were measured
+                batch = dataclasses.replace(batch, sizes=[])
+            stats.feed(batch)
+        eng = next(e for e in stats.engines if e.recent)
+        d = request_detail(eng, eng.recent[-1], {}, stats.last_t_ns)
+        if strip:
+            assert all(not e.sizes for e in stats.engines)
+            assert (d.bytes_in, d.bytes_out) == (None, None)
+            assert "n/a  in and out: not measured by this source" in render(d)
+        else:
+            assert any(e.sizes for e in stats.engines)
+            assert any(rid in e.sizes for e in stats.engines for rid in (r.rid for r in e.recent))
 
 
 def test_the_stats_keep_a_bounded_map() -> None:

@@ -147,7 +147,7 @@ class SyncvizApp(App[int]):
             if self.in_process:
                 yield Static(GIL_NOTE, id="gil-note")
             yield Bar(id="caption")
-            with Container(id="panels"):
+            with Container(id="panels", classes=f"-n{len(self.board.engines)}"):  # the grid for 2-6 (app.tcss)
                 for name in self.board.engines:
                     yield EnginePanel(name)
                 yield DetailPanel(id="detail")  # over the panels' right side, on a layer of its own (app.tcss)
@@ -270,7 +270,7 @@ class SyncvizApp(App[int]):
         for panel in panels:
             if counters:
                 panel.draw_counters(board, self.stacked, None if past is None else past.get(panel.engine, (None, None)))
-            panel.draw_timeline(board, now)
+            panel.draw_timeline(board, now, "now" if board is self.board else "then")
         self.frame_ms.append((time.thread_time() - t0) * 1000)
         del self.frame_ms[:-200]
         if self.inspector.selection is not None:

@@ -93,12 +93,13 @@ class Board:
 
     # -- feeding -------------------------------------------------------------------------
     def _reset(self) -> None:
-        self.stats = StreamStats(keep=KEEP_TRACKS)
+        self.stats = StreamStats(keep=KEEP_TRACKS, names=self.engines)
         self.history = History()
         ns = self.ns_per_col
         self.stats.set_zoom(ns)
-        self.lanes = {e.engine: LaneModel(e, ns) for e in self.stats.engines}
-        self.rows = {e.engine: RequestRows(e, self._rows_wanted.get(e.engine, 12)) for e in self.stats.engines}
+        shown = [e for e in self.stats.engines if e.engine in self.stats.names]  # the engines the stream runs
+        self.lanes = {e.engine: LaneModel(e, ns) for e in shown}
+        self.rows = {e.engine: RequestRows(e, self._rows_wanted.get(e.engine, 12)) for e in shown}
         self.counters: dict[str, Counters] = {}
 
     def feed(self, batch: Batch) -> bool:

@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_knobs(p)
     _add_network(p)
+    _add_engines(p, low=2)
     p.add_argument(
         "--in-process",
         action="store_true",
@@ -221,7 +222,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     overrides = knob_overrides(args)
     if args.replay:
         return _open_replay(args, args.replay, overrides)
-    _require_fds([args.scenario], args.in_process, overrides)  # before the app or any engine starts
+    args.engines = tuple(engines_arg(args))  # the panels, in the order of the models' table
+    _require_fds([args.scenario], args.in_process, overrides, engines=args.engines)  # before anything starts
     _require_terminal()
     return launch_app(args, overrides)
 

@@ -28,7 +28,8 @@ def make_source(args: argparse.Namespace, overrides: dict[str, Any]) -> Started:
 
         replay = Replay.from_file(args.replay)
         return replay, replay.info
-    kwargs = dict(scenario=args.scenario, host=args.host, port=args.port, **overrides)
+    engines = tuple(getattr(args, "engines", None) or DEFAULT_ENGINES)
+    kwargs = dict(scenario=args.scenario, engines=engines, host=args.host, port=args.port, **overrides)
     if getattr(args, "in_process", False):
         pin_to_one_cpu()
         host = EngineHost(**kwargs).start()

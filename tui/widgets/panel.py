@@ -123,7 +123,7 @@ class EnginePanel(Vertical):
             return False
         return client_bound(load.cpu_percent, len(load.cpus) or 1, st.process.cpu_percent, st.cpu_share)
 
-    def draw_timeline(self, board: Board, now_ns: int) -> None:
+    def draw_timeline(self, board: Board, now_ns: int, edge: str = "now") -> None:
         info = self._info
         if info is None:
             return
@@ -149,7 +149,7 @@ class EnginePanel(Vertical):
         counters = board.counters.get(self.engine)
         in_flight = counters.in_flight if counters is not None else 0
         header = f"requests · {row_model.shown_in_flight()} of {in_flight:,} in flight have a row"
-        view.draw(frame, lanes, len(info.lanes) - shown, waits, row_model, header, now_ns)
+        view.draw(frame, lanes, len(info.lanes) - shown, waits, row_model, header, now_ns, edge)
         visible = [tuple(row) for row in row_model.rows[: row_model.visible]]  # what the rows showed (inspect)
         self.drawn = Drawn(
             self.engine, now_ns, frame.first_col, view.cols, frame.ns_per_col, view.targets, visible,

@@ -100,7 +100,8 @@ def tick_step_ns(ns_per_col: int) -> int:
     return 60_000_000_000
 
 
-def ruler(cols: int, ns_per_col: int) -> Line:
+def ruler(cols: int, ns_per_col: int, edge: str = "now") -> Line:
+    """The time axis: ticks back from the right edge, which is ``now`` live (``then`` when scrubbed)."""
     line = Line(_ms(ns_per_col) + "/c", HEAD)
     chars = ["─"] * cols
     step = tick_step_ns(ns_per_col)
@@ -113,8 +114,9 @@ def ruler(cols: int, ns_per_col: int) -> Line:
         chars[j] = "┴"
         chars[j - len(label) : j] = label
         k += 1
-    line.add("".join(chars[: max(0, cols - 4)]), RULER)
-    line.add(" now"[-min(4, cols) :], NOW)
+    tail = " " + edge
+    line.add("".join(chars[: max(0, cols - len(tail))]), RULER)
+    line.add(tail[-min(len(tail), cols) :], NOW)
     return line
 
 
@@ -282,10 +284,11 @@ class TimelineView(Widget):
         rows: RequestRows,
         header: str,
         now_ns: int,
+        edge: str = "now",
     ) -> None:
         """Build every row; refresh the ones that changed."""
         cols, ns = frame.cols, frame.ns_per_col
-        lines = [ruler(cols, ns)]
+        lines = [ruler(cols, ns, edge)]
         by_lane: dict[int, list[tuple[int, int, int]]] = {}
         for lane, c0, c1, rid in frame.labels:
             by_lane.setdefault(lane, []).append((c0, c1, rid))
