@@ -359,3 +359,15 @@ def test_record_json_and_replay_summary_agree(tmp_path: Path) -> None:
         assert row["completed"] > 20 and isinstance(row["p50_ms"], float) and isinstance(row["p99_ms"], float)
         assert abs(back["engines"][name]["completed"] - row["completed"]) <= 0.01 * row["completed"]
         assert back["engines"][name]["p50_ms"] == pytest.approx(row["p50_ms"], rel=0.01)
+
+
+def test_a_digest_recording_summarises_its_counts_and_says_the_percentiles_are_n_a() -> None:
+    from syncviz.engines.recording import Summary
+
+    summary = Summary(["threaded", "asyncio"])
+    for t, done in ((1, 100), (2, 250), (3, 400)):  # what the app's load process says, cumulative
+        summary.add(Batch(t_ns=t, digests=[(1, {"client": {"completed": done}}), (0, {"client": {"completed": t}})]))
+    result = summary.result()
+    assert result["engines"]["asyncio"] == {"completed": 300, "p50_ms": None, "p99_ms": None}
+    assert result["engines"]["threaded"]["completed"] == 2
+    assert "n/a" in result["note"]
