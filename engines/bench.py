@@ -54,9 +54,11 @@ def run_scenario(
     record: bool = True,
     warmup_s: float = WARMUP_S,
     in_process: bool = False,
+    cpus: list[int] | None = None,
     **overrides: Any,
 ) -> list[dict[str, Any]]:
     """Measure ``scenario`` on each engine; one result dict per engine (see :func:`result`).
+    ``cpus``: the CPUs to place the engine processes and the load on (default: this process's).
 
     :class:`~syncviz.engines.limits.FdLimitError` (one line) before anything starts when the
     descriptor limit cannot hold the clients.
@@ -65,7 +67,7 @@ def run_scenario(
     groups = [tuple(engines)] if together else [(e,) for e in engines]
     results: list[dict[str, Any]] = []
     for group in groups:
-        results.extend(_measure(scenario, group, seconds, together, record, warmup_s, in_process, overrides))
+        results.extend(_measure(scenario, group, seconds, together, record, warmup_s, in_process, overrides, cpus))
     order = {e: i for i, e in enumerate(ENGINES)}
     return sorted(results, key=lambda r: order[r["engine"]])
 
@@ -79,6 +81,7 @@ def _measure(
     warmup_s: float,
     in_process: bool,
     overrides: dict[str, Any],
+    cpus: list[int] | None = None,
 ) -> list[dict[str, Any]]:
     # Batches are only collected while the servers run; interpreting them costs CPU (and, in
     # process, the GIL) that would distort the run, so it happens after the host has stopped.
@@ -88,7 +91,7 @@ def _measure(
     if in_process:
         host = EngineHost(scenario, engines=engines, record=record, **overrides)
     else:
-        host = ChildHost(scenario, engines=engines, record=record, **overrides)
+        host = ChildHost(scenario, engines=engines, record=record, cpus=cpus, **overrides)
         set_cpus(host.placement.ui)  # this process keeps off the engines' cores
     with host:
         _wait_for_traffic(host, engines, warm)

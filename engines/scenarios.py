@@ -19,7 +19,6 @@ class Scenario:
     caption: tuple[str, ...]  # two or three lines: what to watch
     settings: Settings
     modes: dict[str, Mode] = field(default_factory=dict)  # engine -> mode; default "native"
-    claims: tuple[str, ...] = ()  # ids of the claims this scenario illustrates
 
     def mode(self, engine: str) -> Mode:
         return self.modes.get(engine, "native")
@@ -36,7 +35,6 @@ SCENARIOS: dict[str, Scenario] = {
                 "The event loop and the hub start a request, park it (awaiting / yielded) and take the next.",
             ),
             Settings(clients=100, pool=8, io_ms=50),
-            claims=("io-throughput", "threads-needed", "thousands", "high-load-only"),
         ),
         Scenario(
             "cpu-bound",
@@ -46,7 +44,6 @@ SCENARIOS: dict[str, Scenario] = {
                 "Throughput x CPU per request is about one core for all three; the loop serves no one meanwhile.",
             ),
             Settings(clients=20, pool=8, io_ms=0, cpu_ms=5),
-            claims=("cpu-bound",),
         ),
         Scenario(
             "mixed",
@@ -68,7 +65,6 @@ SCENARIOS: dict[str, Scenario] = {
             ),
             Settings(clients=100, pool=8, io_ms=50),
             modes={"asyncio": "blocking", "gevent": "blocking", "uvloop": "blocking", "trio": "blocking"},
-            claims=("blocking-call", "greenlets"),
         ),
         Scenario(
             "streaming",
@@ -78,7 +74,6 @@ SCENARIOS: dict[str, Scenario] = {
                 "Coroutines and greenlets hold nothing while waiting between chunks.",
             ),
             Settings(clients=50, pool=8, io_ms=200, chunks=10),
-            claims=("streaming",),
         ),
         Scenario(
             "burst",
@@ -98,7 +93,6 @@ SCENARIOS: dict[str, Scenario] = {
             ),
             Settings(clients=100, pool=8, io_ms=50),
             modes={"asyncio": "offload", "uvloop": "offload"},
-            claims=("offload",),
         ),
         Scenario(
             "slow-clients",
@@ -109,7 +103,6 @@ SCENARIOS: dict[str, Scenario] = {
                 "Why sync servers sit behind a buffering proxy (gunicorn's docs: nginx takes the slow clients).",
             ),
             Settings(clients=100, pool=8, io_ms=50, slow_clients=16),
-            claims=("slow-clients",),
         ),
     )
 }

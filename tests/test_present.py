@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from syncviz.engines.claims import CLAIMS
-from syncviz.engines.claims_live import scene_settings
+from syncviz.engines.claims import CLAIM_LIST, CLAIMS
+from syncviz.engines.claims.live import scene_settings
 from syncviz.engines.events import ENGINE_IDS, Batch
 from syncviz.engines.recording import Replay
 from syncviz.tui.board import Board
@@ -18,7 +18,6 @@ from syncviz.tui.widgets.scene import SceneView
 
 DATA = Path(__file__).parent / "data"
 pytestmark = pytest.mark.anyio
-CLAIM_LIST = list(CLAIMS.values())
 
 
 @pytest.fixture
@@ -28,13 +27,13 @@ def anyio_backend() -> str:
 
 def scene_command(i: int) -> tuple:
     claim = CLAIM_LIST[i]
-    return ("scenario", claim.scene, claim.scene_settings)
+    return ("scenario", claim.scene.scenario, claim.scene.knobs)
 
 
 def synthetic_scene(seconds: float, rps: dict[str, int]) -> Replay:
     """The first scene's stream, made up: ``rps`` ok answers a second per engine, 10 batches a second."""
     claim = CLAIM_LIST[0]
-    info = {"scenario": claim.scene, "settings": scene_settings(claim).as_dict(), "engines": list(ENGINE_IDS)}
+    info = {"scenario": claim.scene.scenario, "settings": scene_settings(claim).as_dict(), "engines": list(ENGINE_IDS)}
     t0, step = 10**12, 100_000_000
     batches = []
     for i in range(int(seconds * 10)):

@@ -18,14 +18,16 @@ from rich.table import Table
 
 def run_claims(args: argparse.Namespace) -> int:
     from syncviz.engines.claims import get_claims
-    from syncviz.engines.claims_experiments import run_claims as run
+    from syncviz.engines.claims import run_claims as run
     from syncviz.engines.host import pin_to_one_cpu
+    from syncviz.engines.placement import current_cpus
 
     get_claims(args.ids)  # unknown ids: SettingsError, exit 2, nothing started
     err = Console(stderr=True)
     progress = (lambda cid: err.print(f"[dim]running {cid} ...[/dim]")) if err.is_terminal else None
+    cpus = current_cpus()  # the machine's, before the pin: prefork's workers need them (claim processes)
     pin_to_one_cpu()
-    results = run(args.ids, quick=args.quick, progress=progress, engines=getattr(args, "engines", ()))
+    results = run(args.ids, quick=args.quick, progress=progress, engines=getattr(args, "engines", ()), cpus=cpus)
     if args.json:
         json.dump({"claims": results}, sys.stdout)
         sys.stdout.write("\n")

@@ -1,6 +1,6 @@
 """RSS per open connection: one engine alone in a child process, N connections mid-request.
 
-The parent (:func:`rss_per_connection`) starts ``python -m syncviz.engines.claims_memory``,
+The parent (:func:`rss_per_connection`) starts ``python -m syncviz.engines.claims.rss``,
 reads the child's VmRSS from ``/proc/<pid>/status``, opens N connections that each send one
 request whose handler waits a long time, waits until the child reports all N in their wait
 (the servers' own transitions say so), reads VmRSS again and divides the growth by N.
@@ -23,9 +23,9 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from .events import Phase, Recorder
-from .host import raise_fd_limit
-from .settings import Settings
+from ..events import Phase, Recorder
+from ..host import raise_fd_limit
+from ..settings import Settings
 
 HOLD_IO_MS = 60_000.0  # long enough that every request is still waiting when RSS is read
 READY_TIMEOUT_S = 30.0
@@ -43,7 +43,7 @@ def vm_rss_kb(pid: int) -> int:
 
 # -- the child ---------------------------------------------------------------------------
 def child_main(engine_name: str, n: int) -> int:
-    from .base import engine_class
+    from ..base import engine_class
 
     raise_fd_limit()
     recorder = Recorder()
@@ -93,7 +93,7 @@ def rss_per_connection(engine: str, n: int) -> dict[str, Any]:
     """RSS of ``engine``'s process before and with ``n`` connections mid-request, in KB."""
     raise_fd_limit()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "syncviz.engines.claims_memory", engine, str(n)],
+        [sys.executable, "-m", "syncviz.engines.claims.rss", engine, str(n)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

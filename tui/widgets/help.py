@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 from rich.text import Text
-from syncviz.engines.claims import CLAIMS
+from syncviz.engines.claims import claims_for
 from syncviz.engines.events import Phase
 from syncviz.engines.scenarios import SCENARIOS
 from syncviz.tui.phases import EIGHTHS, IDLE_GLYPH, LOOKS
@@ -55,13 +55,14 @@ KEYS: tuple[tuple[str, str], ...] = (
 
 def claims_rows(grid: Table, scenario: str) -> None:
     """The claims this scenario shows (each sentence), then every scenario's claims by id."""
-    own = [CLAIMS[c] for c in SCENARIOS[scenario].claims if c in CLAIMS]
+    own = claims_for(scenario)
     grid.add_row(Text("Claims it shows", "bold underline"), "" if own else Text("none of the catalogue's", MUTED))
     for claim in own:
         grid.add_row(Text(claim.id, "bold"), f"“{claim.claim}”")
     for i, sc in enumerate(SCENARIOS.values()):
-        if sc.name != scenario and sc.claims:
-            grid.add_row(Text(f"{i + 1} {sc.name}", MUTED), Text(", ".join(sc.claims), MUTED))
+        shown = [c.id for c in claims_for(sc.name)]
+        if sc.name != scenario and shown:
+            grid.add_row(Text(f"{i + 1} {sc.name}", MUTED), Text(", ".join(shown), MUTED))
     grid.add_row("", Text("measure one: syncviz claims --id ID · see each as a scene: syncviz --present", MUTED))
     grid.add_row("", "")
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
-from syncviz.engines.claims import Claim
-from syncviz.engines.claims_live import LiveVerdict
+from syncviz.engines.claims import Claim, LiveVerdict
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
@@ -56,7 +55,7 @@ class SceneView(Vertical):
         yield Static("", id="scene-scope")
 
     def set_scene(self, claim: Claim, index: int, total: int, watch: str) -> None:
-        self.border_title = f"[b]scene {index + 1}/{total}[/b] · {claim.id} · {claim.scene}"
+        self.border_title = f"[b]scene {index + 1}/{total}[/b] · {claim.id} · {claim.scene.scenario}"
         self.border_subtitle = "← p previous · next n →"
         self.query_one("#scene-claim", Static).update(claim_text(claim))
         self.query_one("#scene-watch", Static).update(watch_text(watch))
