@@ -1,0 +1,175 @@
+"""Zero-latency ceilings seen from outside: wrk against ``syncviz serve`` and against the bare servers.
+
+``syncviz serve --headless --io-ms 0 --cpu-ms 0`` runs the engines as the app does (one process
+each, placed by :func:`syncviz.engines.placement.plan`, the built-in load off). Beside it each
+bare server of the same model (``benchmarks/bare/``: the standard library and gevent alone) is
+pinned to the CPUs syncviz's engine process was found on, and wrk to the load's CPUs. Before
+anything is measured each bare server's answer is checked to be the same bytes as its engine's.
+Each run measures an engine and its bare server back to back (the order alternating between
+runs), so the ratio syncviz / bare is taken within one run (under the bench lock run.py holds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+from figures import Spread, ratio, restore_cpus
+from syncviz.engines.placement import plan, set_cpus
+
+BARE_DIR = Path(__file__).resolve().parent / "bare"
+BARE = {"threaded": "threaded.py", "asyncio": "asyncio_server.py", "gevent": "gevent_server.py"}
+CONNECTIONS = 50
+START_TIMEOUT_S = 60.0
+REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+_NON2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_SOCKERR = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+
+
+def ensure_wrk() -> tuple[str | None, str]:
+    """wrk's path (installed from Debian's packages when missing) and what was done, in words."""
+    found = shutil.which("wrk")
+    if found:
+        return found, "found"
+    cmd = ["apt-get", "install", "-y", "wrk"]
+    if os.getuid() != 0 and shutil.which("sudo"):
+        cmd = ["sudo", "-n", *cmd]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"not installed ({' '.join(cmd)}: {exc})"
+    found = shutil.which("wrk")
+    if found:
+        return found, "installed with apt-get"
+    tail = (done.stderr or done.stdout).strip().splitlines()
+    return None, f"not installed ({' '.join(cmd)}: {tail[-1] if tail else f'exit {done.returncode}'})"
+
+
+def run_wrk(wrk: str, port: int, seconds: float, cpus: tuple[int, ...]) -> dict[str, Any]:
+    """One wrk run (one thread, :data:`CONNECTIONS` keep-alive connections): req/s and errors."""
+    cmd = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", f"http://127.0.0.1:{port}/"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, preexec_fn=lambda: _pin(cpus))
+    rps = _RPS.search(done.stdout)
+    non2xx = _NON2XX.search(done.stdout)
+    sockerr = _SOCKERR.search(done.stdout)
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sockerr.groups())) if sockerr else 0)
+    return {"rps": float(rps.group(1)) if rps else None, "errors": errors}
+
+
+def _pin(cpus: tuple[int, ...]) -> None:
+    set_cpus(cpus)
+
+
+def answer(port: int) -> bytes:
+    """The whole answer to one ``GET /`` (head and Content-Length body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(REQUEST)
+        data = b""
+        while b"\r\n\r\n" not in data or len(data) < _expected(data):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+def _expected(data: bytes) -> int:
+    head, _, _ = data.partition(b"\r\n\r\n")
+    m = re.search(rb"(?i)content-length:\s*(\d+)", head)
+    return len(head) + 4 + (int(m.group(1)) if m else 0)
+
+
+@contextlib.contextmanager
+def serving(engines: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """``syncviz serve`` at zero latency; yields each engine's port, pid and CPUs as found."""
+    cmd = [sys.executable, "-m", "syncviz.tui.cli", "serve", "--headless", "--port", "0"]
+    cmd += ["--io-ms", "0", "--cpu-ms", "0", "--engines", ",".join(engines)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        ports: dict[str, int] = {}
+        for line in proc.stdout:  # type: ignore[union-attr]
+            name, _, where = line.strip().partition(" ")
+            if name in engines and where.strip().startswith("http://"):
+                ports[name] = int(where.strip().rstrip("/").rsplit(":", 1)[1])
+            if len(ports) == len(engines):
+                break
+        if len(ports) != len(engines):
+            raise RuntimeError(f"syncviz serve exited ({proc.wait(5)}) before listening")
+        threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+        yield {name: {"port": port, **_listener(proc.pid, port)} for name, port in ports.items()}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _listener(parent: int, port: int) -> dict[str, Any]:
+    """The pid and CPU affinity of ``parent``'s descendant listening on ``port``."""
+    for child in psutil.Process(parent).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            for conn in child.net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port:
+                    return {"pid": child.pid, "cpus": tuple(sorted(child.cpu_affinity()))}
+    return {"pid": None, "cpus": ()}
+
+
+@contextlib.contextmanager
+def bare_server(model: str, cpus: tuple[int, ...]) -> Iterator[int]:
+    """The bare server of ``model`` pinned to ``cpus``; yields its port."""
+    cmd = [sys.executable, str(BARE_DIR / BARE[model]), "--cpus", ",".join(map(str, cpus))]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        if not line.startswith("ready "):
+            raise RuntimeError(f"bare {model} server exited ({proc.wait(5)}) before listening")
+        yield int(line.split()[1])
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def ceilings(engines: tuple[str, ...], reps: int, seconds: float, wrk: str) -> dict[str, Any]:
+    """Per engine: syncviz's and the bare server's req/s and their ratio over ``reps`` runs."""
+    load_cpus = plan(engines).load
+    rows: dict[str, dict[str, Any]] = {}
+    restore_cpus()  # serve places its engines from the CPUs it may use
+    with serving(engines) as served, contextlib.ExitStack() as stack:
+        targets: dict[str, dict[str, Any]] = {}
+        for name in engines:
+            cpus = served[name]["cpus"] or plan(engines).engines[name]
+            bare_port = stack.enter_context(bare_server(name, cpus)) if name in BARE else None
+            same = answer(bare_port) == answer(served[name]["port"]) if bare_port else None
+            targets[name] = {"syncviz": served[name]["port"], "bare": bare_port}
+            rows[name] = {"cpus": cpus, "same_bytes": same, "syncviz": Spread(), "bare": Spread(), "ratio": Spread()}
+            rows[name]["errors"] = 0
+            for port in filter(None, targets[name].values()):
+                run_wrk(wrk, port, 1, load_cpus)  # warm-up, not counted
+        for rep in range(reps):
+            for name in engines:
+                sides = ("syncviz", "bare") if rep % 2 == 0 else ("bare", "syncviz")
+                got: dict[str, float | None] = {}
+                for side in sides:
+                    port = targets[name][side]
+                    if port is None:
+                        got[side] = None
+                        continue
+                    out = run_wrk(wrk, port, seconds, load_cpus)
+                    got[side] = out["rps"]
+                    rows[name]["errors"] += out["errors"]
+                    rows[name][side].add(out["rps"])
+                rows[name]["ratio"].add(ratio(got["syncviz"], got["bare"]))
+    return {"load_cpus": load_cpus, "connections": CONNECTIONS, "seconds": seconds, "engines": rows}
