@@ -31,7 +31,7 @@ from typing import Any
 
 from syncviz.engines.bench import bench_lock
 from syncviz.engines.child import ChildHost
-from syncviz.engines.events import ENGINES
+from syncviz.engines.events import DEFAULT_ENGINES as ENGINES  # the three the app opens with
 from syncviz.engines.limits import FdLimitError, require_fds
 from syncviz.engines.placement import set_cpus
 from syncviz.tui.app import SyncvizApp
