@@ -2,7 +2,9 @@
 verdicts agreeing on the same figures, and a short real run.
 
 ``tests/data/claims_quick.json`` is the output of a real ``syncviz claims --quick --json``
-on the 2-core development machine; every verdict in it is recomputed from its figures.
+on the 2-core development machine (the twelve; ``processes`` and ``uvloop`` from a
+``--quick --json --id processes --id uvloop`` run appended); every verdict in it is recomputed
+from its figures.
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ IDS = [
     "memory",
     "streaming",
     "slow-clients",
+    "processes",
+    "uvloop",
 ]
-RECORDED_IDS = IDS
 RECORDED = json.loads((Path(__file__).parent / "data" / "claims_quick.json").read_text())["claims"]
-"""A real run of every claim."""
+"""A real run of the claims (the first twelve, or all)."""
+RECORDED_IDS = [r["id"] for r in RECORDED]
 KEYS = {"id", "claim", "criterion", "verdict", "figures", "settings"}
 
 
@@ -71,7 +75,7 @@ def test_unknown_ids_raise_a_one_line_settings_error() -> None:
 
 
 def test_recorded_run_has_every_claim_and_each_verdict_follows_from_its_figures() -> None:
-    assert [r["id"] for r in RECORDED] == IDS
+    assert IDS[: len(RECORDED_IDS)] == RECORDED_IDS and len(RECORDED_IDS) >= 12
     for r in RECORDED:
         assert set(r) == KEYS
         assert r["figures"] and r["settings"] and r["criterion"] == CLAIMS[r["id"]].criterion
@@ -243,7 +247,7 @@ THREE = ("threaded", "asyncio", "gevent")
 
 def _counters(**by_engine: dict[str, Any]) -> dict[str, Counters]:
     out = {}
-    for e in THREE:
+    for e in dict.fromkeys([*THREE, *by_engine]):
         fields = {"samples": 200, "rps": 100.0, "p50_ms": 50.0, "p99_ms": 60.0, "completed": 500, "lag_p99_ms": 1.0}
         fields.update(by_engine.get(e, {}))
         out[e] = Counters(e, **fields)
@@ -295,6 +299,10 @@ SCENE_COUNTERS = {  # the counters a scene would show if it measured the experim
     "memory": lambda f: _counters(**{e: {"in_flight": f["held_mid_request"][e]} for e in THREE}),
     "streaming": _streams,
     "slow-clients": lambda f: _counters(**{e: {"rps": f["rps_with"][e]} for e in THREE}),
+    "processes": lambda f: _counters(**{e: {"rps": f["rps"][e]} for e in ("threaded", "asyncio", "prefork")}),
+    "uvloop": lambda f: _counters(
+        **{e: {"rps": f["rps_at_1000"][e], "p50_ms": f["p50_ms_at_1000"][e]} for e in ("asyncio", "uvloop")}
+    ),
 }
 
 
@@ -311,7 +319,7 @@ def _scene_info(claim_id: str) -> dict[str, Any]:
     return {"scenario": claim.scene.scenario, "settings": scene_settings(claim).as_dict()}
 
 
-@pytest.mark.parametrize("claim_id", IDS)
+@pytest.mark.parametrize("claim_id", RECORDED_IDS)
 def test_live_and_experiment_verdicts_agree_on_the_same_figures(claim_id: str) -> None:
     """The recorded experiment's figures, fed to the live judge as its scene's counters, come back in
     the experiment's own keys and get the verdict the experiment's function gives that part; and a
@@ -339,3 +347,55 @@ def test_offload_has_one_cap_for_both_judges() -> None:
     live = judge_live("offload", _counters(asyncio={"rps": 480.0}), _scene_info("offload"), elapsed_s=60.0)
     assert live is not None and live.verdict.startswith("holds for the cap")
     assert v.CAPPED == 1.2
+
+
+# -- issue 12: processes and uvloop, on made-up figures (the measured ones are in the recorded run) ----
+PROCESSES = {
+    "workers": 2,
+    "cores": 2,
+    "cpu_ms": 5.0,
+    "rps": {"threaded": 190.0, "asyncio": 195.0, "prefork": 380.0},
+    "core_share": {"threaded": 0.95, "asyncio": 0.98, "prefork": 1.9},
+}
+UVLOOP = {
+    "p50_ms_at_1": {"asyncio": 0.2, "uvloop": 0.15},
+    "rps_at_1000": {"asyncio": 9000.0, "uvloop": 14000.0},
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({}, "holds"),
+        ({"core_share": {"threaded": 0.95, "asyncio": 0.98, "prefork": 1.2}}, "does not hold: 2 worker processes"),
+        ({"core_share": {"threaded": 1.6, "asyncio": 0.98, "prefork": 1.9}}, "does not hold: threaded did 1.60"),
+        ({"cores": 1}, "holds only when there are cores for the workers"),
+    ],
+)
+def test_processes_verdict(change: dict, expected: str) -> None:
+    verdict = CLAIMS["processes"].verdict({**PROCESSES, **change})
+    assert verdict.startswith(expected) and _is_verdict(verdict), verdict
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({}, "holds"),
+        ({"rps_at_1000": {"asyncio": 9000.0, "uvloop": 9500.0}}, "does not hold: at 1,000 clients"),
+        ({"p50_ms_at_1": {"asyncio": 2.0, "uvloop": 1.0}}, "does not hold: at 1 client"),
+    ],
+)
+def test_uvloop_verdict(change: dict, expected: str) -> None:
+    verdict = CLAIMS["uvloop"].verdict({**UVLOOP, **change})
+    assert verdict.startswith(expected) and _is_verdict(verdict), verdict
+
+
+def test_the_new_models_scenes_judge_their_part_or_say_which_engine_is_missing() -> None:
+    shown = _counters(prefork={"rps": 200.0}, threaded={"rps": 190.0}, asyncio={"rps": 195.0})
+    live = judge_live("processes", shown, _scene_info("processes"), elapsed_s=60.0)
+    assert live is not None and live.verdict.startswith("holds for threads and coroutines")
+    assert "syncviz claims --id processes" in live.scope
+    fast = _counters(uvloop={"rps": 14000.0}, asyncio={"rps": 9000.0})
+    assert judge_live("uvloop", fast, _scene_info("uvloop"), elapsed_s=60.0).verdict == "holds for the ceiling"
+    missing = judge_live("uvloop", _counters(), _scene_info("uvloop"), elapsed_s=60.0)  # the app's three
+    assert missing is not None and missing.verdict.startswith("no live verdict: this scene needs uvloop")

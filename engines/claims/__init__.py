@@ -3,7 +3,7 @@
 The registry: :data:`CLAIM_LIST` (catalogue order), :data:`CLAIMS` (by id), :func:`lookup`,
 :func:`get_claims` and :func:`claims_for` (the claims a scenario shows, for ``?``). What a
 claim is lives in :mod:`.base`; the claims themselves in one module per group
-(:mod:`.throughput`, :mod:`.blocking`, :mod:`.connections`, :mod:`.streams`);
+(:mod:`.throughput`, :mod:`.blocking`, :mod:`.connections`, :mod:`.streams`, :mod:`.models`);
 running them in :mod:`.run` (``syncviz claims``), judging them live in :mod:`.live` (presenter mode).
 
 An application layer on the engines, kept under ``engines/`` because it is headless like them
@@ -16,6 +16,7 @@ from ..settings import SettingsError
 from .base import HOLDS, NO_LIVE, NOT, ONLY, Claim, LiveVerdict, Scene, tone
 from .blocking import BLOCKING_CALL, CPU_BOUND, GREENLETS, OFFLOAD
 from .connections import MEMORY, THOUSANDS
+from .models import PROCESSES, UVLOOP
 from .run import run_claims
 from .streams import SLOW_CLIENTS_CLAIM, STREAMING
 from .throughput import HIGH_LOAD_ONLY, IO_THROUGHPUT, NOT_FASTER, THREADS_NEEDED
@@ -33,6 +34,8 @@ CLAIM_LIST: tuple[Claim, ...] = (
     MEMORY,
     STREAMING,
     SLOW_CLIENTS_CLAIM,
+    PROCESSES,
+    UVLOOP,
 )
 CLAIMS: dict[str, Claim] = {c.id: c for c in CLAIM_LIST}
 
