@@ -9,6 +9,15 @@ serves its request blocking, exactly as a threaded pool thread does (the same co
 request waits QUEUED (from the load generator's ``X-Sent-Ns``) in the shared accept backlog
 or in its worker's selector until that worker is free.
 
+Keep-alive would pin a client to the worker that accepted it (one that started late, after a
+``workers`` change or a restart, got nothing while another held every connection and queued
+them all). So the waiting is shared as gunicorn's (no keep-alive: every request in the one
+backlog) is, without closing anything: a worker with a request waiting behind the one it is
+about to serve, while a sibling sits free (a flag per worker in a shared page, :class:`_Free`),
+hands that connection over (its descriptor, ``SCM_RIGHTS``, on a datagram socket all workers
+share); the free one takes it, as it takes a connection from the backlog. Still one request
+at a time per worker; a request waits only while every worker is busy.
+
 A worker writes its transitions and counts to the engine process as they happen, as
 fixed-size binary records over a pipe (:data:`RECORD`: no pickle); a reader thread there
 appends them to the engine's recorder. A worker that dies is started again (the worker count
@@ -27,6 +36,7 @@ import ctypes
 import itertools
 import json
 import math
+import mmap
 import os
 import selectors
 import signal
@@ -34,6 +44,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 from typing import Any, ClassVar
 
@@ -51,6 +62,25 @@ RECORD = struct.Struct("<5q")  # (kind, a, b, c, d): a transition (t, rid, lane,
 TRANSITION, COUNTS, READY, SIZE = 0, 1, 2, 3  # SIZE: (t, rid, bytes_in, bytes_out) of a finished request
 START_TIMEOUT_S = 15.0
 PR_SET_PDEATHSIG = 1
+HANDOFF = struct.Struct("<q")  # a handed-over connection's datagram: when its giver saw it readable
+
+
+class _Free:
+    """One byte per lane in a page the engine process and its workers share: 1 while that worker
+    waits in its selector with nothing of its own to serve (free to take a connection)."""
+
+    def __init__(self, fd: int) -> None:
+        self.map = mmap.mmap(fd, MAX_WORKERS)
+
+    def set(self, lane: int, free: bool) -> None:
+        self.map[lane] = 1 if free else 0
+
+    def other(self, lane: int) -> int | None:
+        """A free worker other than ``lane``, or ``None``."""
+        at = self.map.find(b"\x01")
+        if at == lane:
+            at = self.map.find(b"\x01", lane + 1)
+        return None if at < 0 else at
 
 
 def defer_accept_s(idle_s: float) -> int:
@@ -103,7 +133,15 @@ class _Worker(ThreadedEngine):
 
     name = "prefork"
 
-    def __init__(self, lane: int, lsock: socket.socket, pipe: _Pipe, config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        lane: int,
+        lsock: socket.socket,
+        pipe: _Pipe,
+        config: dict[str, Any],
+        handoff: tuple[socket.socket, socket.socket],
+        free: _Free,
+    ) -> None:
         super().__init__(pipe, Settings(**config["settings"]), config["mode"], config["upstream_port"])  # type: ignore[arg-type]
         self.lane = lane
         self.counts = pipe  # type: ignore[assignment]
@@ -113,58 +151,127 @@ class _Worker(ThreadedEngine):
         self._idle_s = float(config["keepalive_idle_s"])
         self._deferred = bool(config["deferred"])  # the kernel accepts only connections that sent (or idled)
         self._held: set[_Conn] = set()  # every connection it has open (parked or being served)
+        self._give, self._take = handoff  # the ends of the datagram socket handed connections go through
+        self._free = free
         # Server-given ids of its own, interleaved with the other workers' (never the same twice).
         self._external_ids = itertools.count(EXTERNAL_IDS_START + lane, MAX_WORKERS)
 
-    def serve_forever(self, control: int) -> None:
+    def serve_forever(self, control: int, pending: bytes = b"") -> None:
+        """Serve until stopped; ``pending``: control bytes read with the config (settings lines)."""
         sel = selectors.DefaultSelector()
         sel.register(self._lsock, selectors.EVENT_READ, None)
         sel.register(control, selectors.EVENT_READ, None)
+        sel.register(self._take, selectors.EVENT_READ, None)
         parked: dict[_Conn, int] = {}  # conn -> idle since
-        pending = b""
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            self.settings = Settings(**json.loads(line))
         self._lsock.setblocking(False)
+        self._take.setblocking(False)
         self.counts.put(READY, os.getpid(), 0, 0, 0)  # type: ignore[attr-defined]
         idle_ns = int(self._idle_s * 1e9)
-        while not self._stopping:
-            events = sel.select(SELECT_S)
-            t = now_ns()  # when the selector saw them readable
-            readable, backlog = [], False
-            for key, _ in events:
-                if key.fileobj is self._lsock:
-                    backlog = True
-                elif key.fileobj == control:
-                    data = os.read(control, 65536)
-                    if not data:
-                        return  # the engine process closed our stdin (or died)
-                    pending += data
-                    *lines, pending = pending.split(b"\n")
-                    for line in lines:
-                        self.settings = Settings(**json.loads(line))
-                else:
-                    readable.append(key.data)
-            for conn in readable:  # one request at a time, in the order the selector saw them
-                sel.unregister(conn.sock)
-                parked.pop(conn, None)
-                conn.t_ready = t
-                try:
-                    keep = self._serve(conn, self.lane, now_ns())
-                except Exception:  # never let a request end the worker: drop its connection, go on
-                    conn.track.fail(now_ns())
-                    keep = False
-                if keep and not self._stopping:
-                    sel.register(conn.sock, selectors.EVENT_READ, conn)
-                    parked[conn] = now_ns()
-                else:
-                    self._close(conn)
-            if backlog and not self._stopping:  # after serving: a sibling free meanwhile has taken it (then EAGAIN)
-                self._accept_one(sel, parked)
-            cutoff = now_ns() - idle_ns
-            for conn in [c for c, since in parked.items() if since < cutoff]:
-                sel.unregister(conn.sock)
-                del parked[conn]
-                self._close(conn)
+        try:
+            while not self._stopping:
+                pending = self._turn(sel, parked, control, pending, idle_ns)
+        finally:
+            self._free.set(self.lane, False)
         for conn in list(self._held):  # stopping: the parked ones are idle, nothing of them is recorded
             self._close(conn)
+
+    def _turn(
+        self, sel: selectors.BaseSelector, parked: dict[_Conn, int], control: int, pending: bytes, idle_ns: int
+    ) -> bytes:
+        """One turn of the loop: wait, serve what is readable (handing over what a free sibling can
+        take sooner), take one new connection; returns the control bytes not yet a whole line."""
+        self._free.set(self.lane, True)  # nothing of its own to serve until the selector says otherwise
+        events = sel.select(SELECT_S)
+        t = now_ns()  # when the selector saw them readable
+        readable: list[_Conn] = []
+        backlog = handed = False
+        for key, _ in events:
+            if key.fileobj is self._lsock:
+                backlog = True
+            elif key.fileobj is self._take:
+                handed = True
+            elif key.fileobj == control:
+                data = os.read(control, 65536)
+                if not data:
+                    self._stopping = True  # the engine process closed our stdin (or died)
+                    return pending
+                pending += data
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    self.settings = Settings(**json.loads(line))
+            else:
+                conn = key.data
+                conn.t_ready = t
+                readable.append(conn)
+        if readable:
+            self._free.set(self.lane, False)
+        elif handed:  # free: a busy sibling's waiting connection first (another free one may take it)
+            conn = self._take_handed()
+            if conn is not None:
+                self._free.set(self.lane, False)
+                readable.append(conn)
+        for i, conn in enumerate(readable):  # one request at a time, in the order the selector saw them
+            if parked.pop(conn, None) is not None:
+                sel.unregister(conn.sock)
+            self._give_away(readable, i + 1, sel, parked)
+            try:
+                keep = self._serve(conn, self.lane, now_ns())
+            except Exception:  # never let a request end the worker: drop its connection, go on
+                conn.track.fail(now_ns())
+                keep = False
+            if keep and not self._stopping:
+                sel.register(conn.sock, selectors.EVENT_READ, conn)
+                parked[conn] = now_ns()
+            else:
+                self._close(conn)
+        if backlog and not self._stopping:  # after serving: a sibling free meanwhile has taken it (then EAGAIN)
+            self._accept_one(sel, parked)
+        cutoff = now_ns() - idle_ns
+        for conn in [c for c, since in parked.items() if since < cutoff]:
+            sel.unregister(conn.sock)
+            del parked[conn]
+            self._close(conn)
+        return pending
+
+    def _give_away(
+        self, readable: list[_Conn], start: int, sel: selectors.BaseSelector, parked: dict[_Conn, int]
+    ) -> None:
+        """Hand the requests waiting behind the one about to be served (``readable[start:]``, last first)
+        to free siblings, one each, while there are any: they would wait here, not in the backlog."""
+        while len(readable) > start and not self._stopping:
+            lane = self._free.other(self.lane)
+            if lane is None:
+                return
+            conn = readable[-1]
+            if conn.reader.partial or conn.track.reading:  # mid-request: its state is this worker's
+                return
+            try:
+                socket.send_fds(self._give, [HANDOFF.pack(conn.t_ready)], [conn.sock.fileno()], socket.MSG_DONTWAIT)
+            except OSError:  # the queue is full: serve it here
+                return
+            self._free.set(lane, False)  # taken, as far as the other givers are concerned
+            readable.pop()
+            if parked.pop(conn, None) is not None:
+                sel.unregister(conn.sock)
+            self._close(conn)  # the descriptor in flight keeps the connection open
+
+    def _take_handed(self) -> _Conn | None:
+        """A connection a busy sibling handed over (another free worker may have taken it first)."""
+        try:
+            msg, fds, _flags, _addr = socket.recv_fds(self._take, HANDOFF.size, 1, socket.MSG_DONTWAIT)
+        except OSError:  # BlockingIOError: a sibling took it
+            return None
+        if not fds:
+            return None
+        sock = socket.socket(fileno=fds[0])
+        sock.setblocking(True)
+        conn = _Conn(sock, ReadingTracker(self.provisional_id, self.work.emit_at, self.counts))  # type: ignore[arg-type]
+        conn.t_ready = HANDOFF.unpack(msg)[0] if len(msg) == HANDOFF.size else now_ns()
+        self._held.add(conn)
+        return conn
 
     def stop_now(self) -> None:
         """SIGTERM: what threaded's stop does, in this one thread. Waits and CPU steps end, and every
@@ -200,24 +307,27 @@ class _Worker(ThreadedEngine):
 
 
 def worker_main(argv: list[str]) -> int:
-    """A worker process: ``lane listen_fd pipe_fd``; its config (a JSON line) and settings on stdin."""
-    lane, lfd, pfd = (int(a) for a in argv)
+    """A worker process: ``lane listen_fd pipe_fd give_fd take_fd free_fd``; its config (a JSON line)
+    and settings on stdin."""
+    lane, lfd, pfd, gfd, tfd, ffd = (int(a) for a in argv)
     with contextlib.suppress(OSError, AttributeError):  # Linux: die with the engine process
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine process decides when we end
     control = sys.stdin.fileno()
     line = b""
-    while not line.endswith(b"\n"):
+    while b"\n" not in line:
         data = os.read(control, 65536)
         if not data:
             return 0
         line += data
+    line, rest = line.split(b"\n", 1)  # settings sent right after it may have come in the same read
     config = json.loads(line)
     lsock = socket.socket(fileno=lfd)
-    worker = _Worker(lane, lsock, _Pipe(pfd, bool(config["record"])), config)
+    handoff = (socket.socket(fileno=gfd), socket.socket(fileno=tfd))
+    worker = _Worker(lane, lsock, _Pipe(pfd, bool(config["record"])), config, handoff, _Free(ffd))
     signal.signal(signal.SIGTERM, lambda *_: worker.stop_now())
     try:
-        worker.serve_forever(control)
+        worker.serve_forever(control, rest)
     except (BrokenPipeError, KeyboardInterrupt):  # the engine process is gone
         return 0
     return 0
@@ -229,11 +339,11 @@ class _Proc:
     def __init__(self, engine: PreforkEngine, lane: int) -> None:
         self.lane = lane
         r, w = os.pipe()
-        lfd = engine._lsock.fileno()
+        fds = (engine._lsock.fileno(), w, engine._give.fileno(), engine._take.fileno(), engine._free_fd)
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(lane), str(lfd), str(w)],
+            [sys.executable, "-m", __name__, str(lane), *(str(fd) for fd in fds)],
             stdin=subprocess.PIPE,
-            pass_fds=(lfd, w),
+            pass_fds=fds,
         )
         os.close(w)
         self.ready = threading.Event()
@@ -267,6 +377,11 @@ class PreforkEngine(Engine):
         with contextlib.suppress(AttributeError, OSError):  # Linux: connections wait until they send
             self._lsock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, defer_accept_s(self.keepalive_idle_s))
             self._deferred = True
+        self._take, self._give = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)  # see _Worker._give_away
+        self._free_fd, path = tempfile.mkstemp(prefix="syncviz-prefork-")  # the workers' free flags (_Free)
+        os.unlink(path)
+        os.ftruncate(self._free_fd, MAX_WORKERS)
+        self._free = _Free(self._free_fd)
         self._stopping = False
         self._lock = threading.Lock()
         self._procs: dict[int, _Proc] = {}
@@ -330,6 +445,7 @@ class PreforkEngine(Engine):
                         proc.ready.set()
                 buf = buf[end:]
         proc.popen.wait()
+        self._free.set(proc.lane, False)  # gone: nothing is handed to it (a new one says when it is free)
         if proc.reading > 0:  # it died reading them (SIGKILL, a crash): their clients lost their requests
             self.counts.add(failed=proc.reading, reading=-proc.reading)
         with self._lock:  # one that never started is start()'s error, not started again
@@ -353,6 +469,10 @@ class PreforkEngine(Engine):
                 proc.popen.wait(2)
         join_threads(self.name, [p.reader for p in procs], deadline)
         self._lsock.close()
+        self._give.close()  # connections still in flight between workers close with it
+        self._take.close()
+        self._free.map.close()
+        os.close(self._free_fd)
 
 
 if __name__ == "__main__":
