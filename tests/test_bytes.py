@@ -8,7 +8,6 @@ follows the record through the wire, the digest, the stats, a recording and the 
 from __future__ import annotations
 
 import dataclasses
-
 import socket
 import time
 from pathlib import Path

@@ -45,7 +45,7 @@ COUNTERS_NS = 333_000_000  # stream time between counter refreshes (merging HDR 
 MIN_W, MIN_H = 80, 24
 WIDE = 150
 
-KNOB_KEYS = {"c": "clients", "w": "pool", "i": "io_ms", "u": "cpu_ms", "r": "rate", "l": "slow_clients"}
+KNOB_KEYS = {"c": "clients", "w": "pool", "i": "io_ms", "u": "cpu_ms", "r": "rate", "l": "slow_clients", "p": "workers"}
 
 
 def _knob_bindings() -> list[Binding]:

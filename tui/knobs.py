@@ -28,6 +28,8 @@ class Knob:
     def show(self, value: Any) -> str:
         if value is None:
             return "closed loop" if self.name == "rate" else "—"
+        if value == 0 and self.name == "workers":
+            return "one per CPU"
         return f"{value:g}{self.unit}" if isinstance(value, float) else f"{value}{self.unit}"
 
 
@@ -44,10 +46,11 @@ KNOBS: dict[str, Knob] = {
         Knob("cpu_ms", "cpu", (0, 0.5, 1, 2, 5, 10, 20, 50), " ms"),
         Knob("rate", "rate", (None, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000), "/s"),
         Knob("slow_clients", "slow clients", (0, 1, 2, 4, 8, 16, 32, 64, 128)),
+        Knob("workers", "workers", (0, 1, 2, 3, 4, 6, 8, 16)),  # prefork's processes (0: one per CPU)
     )
 }
 
-SHOWN_WHEN_SET = frozenset({"slow_clients"})
+SHOWN_WHEN_SET = frozenset({"slow_clients", "workers"})
 """Knobs the status bar names only when they are not zero (most scenarios have none)."""
 
 SLOW_LADDER = (1, 10, 40)

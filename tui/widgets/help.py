@@ -27,6 +27,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("u / U", "less / more CPU per request (ms)"),
     ("r / R", "lower / higher open-loop arrival rate (lowest: closed loop)"),
     ("l / L", "fewer / more slow clients per engine (they trickle their requests over seconds)"),
+    ("p / P", "fewer / more prefork worker processes (with --engines ...,prefork)"),
     ("m", "slow motion: workloads x10, x40, back to x1 (the zoom follows)"),
     ("- / +", "zoom the time axis: more / fewer ms per column"),
     ("space", "pause the picture (the engines keep running and the last 5 minutes stay buffered); again: live"),
