@@ -45,10 +45,10 @@ def test_tape_keeps_minutes_by_stream_time_and_says_when_the_cap_cut_them() -> N
 
 def test_packed_batches_come_back_as_they_went_in() -> None:
     _, tape, batches = taped(hot_s=0.5)
-    packed = [e for e in tape.entries if e.hot is None]
+    assert len(tape.entries) == len(batches)  # all kept: entry i is batch i (two can share a drain time)
+    packed = [(e, b) for e, b in zip(tape.entries, batches, strict=True) if e.hot is None]
     assert len(packed) > len(batches) // 2
-    for entry in packed[:20]:
-        original = next(b for b in batches if b.t_ns == entry.t_ns)
+    for entry, original in packed[:20]:
         again = entry.batch
         assert again.transitions == original.transitions and again.latencies == original.latencies
         assert again.digests == original.digests and again.blocks == original.blocks

@@ -109,7 +109,9 @@ def test_a_pool_thread_shows_its_blocking_call(make_engine) -> None:
 def test_a_large_pool_is_looked_at_a_window_at_a_time() -> None:
     """40 threads parked at once (more than one window): every one is reported, each once."""
     work = BlockingWork(Recorder(), 0, None)
-    threads = {lane: threading.Thread(target=work.io, args=(lane, lane, 0.5, False)) for lane in range(40)}
+    threads = {
+        lane: threading.Thread(target=work.io, args=(lane, lane, 1.0, False)) for lane in range(40)
+    }  # 1 s: both windows look, even on a busy machine
     dog = WorkerWatchdog("pool", lambda: threads, [Work.io.__code__]).start()
     for thread in threads.values():
         thread.start()
