@@ -27,6 +27,7 @@ from .events import DEFAULT_ENGINES, ENGINE_IDS, ENGINES, Batch
 from .host import run_info
 from .placement import Placement, plan
 from .proc_handle import ProcHandle
+from .registry import require
 from .scenarios import DEFAULT_SCENARIO, get_scenario
 from .settings import SettingsError
 from .source import STALL_S, EngineStatus, EventSource, SourceStatus
@@ -67,6 +68,7 @@ class ChildHost(EventSource):
         self.ns_per_col = DEFAULT_NS_PER_COL
         self.scenario = get_scenario(scenario)
         self.settings = self.scenario.settings.with_changes(**overrides)
+        self._cpus = cpus
         self.placement: Placement = plan(self.engine_names, cpus)
         self.procs: dict[str, ProcHandle] = {}
         self.loadproc: ProcHandle | None = None
@@ -180,6 +182,26 @@ class ChildHost(EventSource):
         self.restarting = True
         self._info_changed = True
         threading.Thread(target=self._restart, args=(scenario, settings), name="restart", daemon=True).start()
+
+    def set_engines(self, names: list[str] | tuple[str, ...]) -> None:
+        """Run ``names`` instead, in the background: every engine process starts afresh on the new
+        placement (the shares change with the count), the load aims at the new ports."""
+        require(names)  # a missing package is one line before anything stops
+        chosen = tuple(e for e in ENGINES if e in names)
+        self.restarting = True
+        self._info_changed = True
+        threading.Thread(target=self._swap, args=(chosen,), name="swap", daemon=True).start()
+
+    def _swap(self, names: tuple[str, ...]) -> None:
+        with self._lock:
+            for name in list(self.procs):
+                proc = self.procs.pop(name)
+                proc.send("stop")
+                proc.close()
+                self.ports.pop(name, None)
+            self.engine_names = names
+            self.placement = plan(names, self._cpus)
+        self._restart(self.scenario, self.settings)
 
     def _restart(self, scenario: Any, settings: Any) -> None:
         with self._lock:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from .counts import ServerSnapshot
 from .events import Batch
+from .registry import EngineError
 
 State = Literal["starting", "live", "stalled", "exited", "replay"]
 
@@ -87,6 +88,10 @@ class EventSource(ABC):
     def set_zoom(self, ns_per_col: int) -> None:
         """The picture's column width: digests computed elsewhere start afresh at it (default: none)."""
         return None
+
+    def set_engines(self, names: list[str] | tuple[str, ...]) -> None:
+        """Run these engines instead (a swap from the command palette); a source that cannot says so."""
+        raise EngineError("this source runs a fixed set of engines (a recording, or --in-process)")
 
     @abstractmethod
     def close(self) -> None:

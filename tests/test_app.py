@@ -230,3 +230,30 @@ async def test_perf_line_shows_frames_cpu_and_stream_events() -> None:
         await pilot.press("f")
         await pilot.pause()
         assert not perf.has_class("-on")
+
+
+async def test_the_palette_swaps_a_panels_engine_for_another_model() -> None:
+    source = ChildHost(stream="digest", clients=10, io_ms=20).start()
+    app = SyncvizApp(source, live=False, start_info=source.info())
+    try:
+        async with app.run_test(size=(200, 50)) as pilot:
+            for _ in range(10):
+                app.pump()
+                await pilot.pause(0.05)
+            app.swap_engine("gevent", "trio")
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and [p.engine for p in app.query(EnginePanel)] != [
+                "threaded",
+                "asyncio",
+                "trio",
+            ]:
+                app.pump()
+                app.draw()
+                await pilot.pause(0.05)
+            assert [p.engine for p in app.query(EnginePanel)] == ["threaded", "asyncio", "trio"]
+            while time.monotonic() < deadline and app.board.refresh_counters()["trio"].completed < 20:
+                app.pump()
+                await pilot.pause(0.05)
+            assert app.board.refresh_counters()["trio"].completed >= 20
+    finally:
+        source.close()

@@ -127,3 +127,17 @@ def test_engine_threads_ask_for_short_slices_where_the_kernel_has_them() -> None
         assert _slice_ns(load, load) != SHORT_SLICE_NS  # the load generator keeps the default
     finally:
         child.close()
+
+
+def test_swapping_an_engine_runs_the_new_one_in_its_place_and_stops_the_old() -> None:
+    child = ChildHost(scenario="io-bound", clients=5, io_ms=10, engines=["threaded", "gevent"]).start()
+    try:
+        old = child.status().engines["gevent"].process.pid  # type: ignore[union-attr]
+        child.set_engines(["threaded", "asyncio"])
+        assert wait_for(lambda: not child.restarting and "asyncio" in child.status().engines, timeout=15)
+        assert list(child.status().engines) == ["threaded", "asyncio"]
+        assert wait_for(lambda: not psutil.pid_exists(old) or psutil.Process(old).status() == psutil.STATUS_ZOMBIE)
+        stats = StreamStats()
+        assert wait_for(lambda: _done(child, stats, "asyncio") > 20, timeout=10)
+    finally:
+        child.close()

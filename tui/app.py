@@ -15,6 +15,7 @@ from typing import Any
 
 from syncviz.engines.events import ENGINES
 from syncviz.engines.recording import RecordingError, Replay
+from syncviz.engines.registry import EngineError
 from syncviz.engines.scenarios import SCENARIOS
 from syncviz.engines.source import EventSource, SourceStatus
 from syncviz.engines.stats import stream_items
@@ -216,9 +217,32 @@ class SyncvizApp(App[int]):
         elif restarted or now - self._counters_ns >= COUNTERS_NS:  # what the counters say, taped
             self.tape.note_counters(now, board.refresh_counters())
             self._counters_ns = now
+        if restarted and [p.engine for p in self.query(EnginePanel)] != board.engines:
+            self.run_worker(self._rebuild_panels(), exclusive=True, group="panels")  # engines swapped
         if batch.info is not None or restarted:
             self._show_status()
         return restarted
+
+    async def _rebuild_panels(self) -> None:
+        """One panel per engine the stream now runs (after a swap from the palette), in a fresh grid."""
+        box = self.query_one("#panels", Container)
+        await self.query(EnginePanel).remove()
+        box.set_classes(f"-n{len(self.board.engines)}")
+        await box.mount_all([EnginePanel(name) for name in self.board.engines], before=self.query_one("#detail"))
+        self._panels = []
+        self.inspector.close()
+        self._show_status()
+        self.check_source()
+
+    def swap_engine(self, old: str, new: str) -> None:
+        """Run ``new`` in ``old``'s place (the command palette's swap)."""
+        names = [new if name == old else name for name in self.board.engines]
+        try:
+            self.source.set_engines(names)
+        except EngineError as exc:
+            self.notify(str(exc), severity="error", timeout=6)
+            return
+        self.notify(f"starting {new} in place of {old}…", timeout=2)
 
     def play_to_end(self) -> None:
         """Feed a whole recording at once and draw its last frame (snapshots, screenshots, tests)."""
@@ -268,6 +292,8 @@ class SyncvizApp(App[int]):
             panels = self._panels = list(self.query(EnginePanel))  # found once, not every frame
         past = self.tape.servers_at(now) if counters and board is not self.board else None  # their own counts then
         for panel in panels:
+            if panel.engine not in board.lanes:
+                continue  # swapped out: its panel goes once the grid is rebuilt (_rebuild_panels)
             if counters:
                 panel.draw_counters(board, self.stacked, None if past is None else past.get(panel.engine, (None, None)))
             panel.draw_timeline(board, now, "now" if board is self.board else "then")
