@@ -91,7 +91,11 @@ def _measure(
     if in_process:
         host = EngineHost(scenario, engines=engines, record=record, **overrides)
     else:
-        host = ChildHost(scenario, engines=engines, record=record, cpus=cpus, **overrides)
+        # The engine processes digest their own events, as the app has them do (the same work on
+        # the servers' GIL as what the app shows); the load sends raw samples: exact latency.
+        host = ChildHost(
+            scenario, engines=engines, record=record, cpus=cpus, stream="servers", window_s=seconds, **overrides
+        )
         set_cpus(host.placement.ui)  # this process keeps off the engines' cores
     with host:
         _wait_for_traffic(host, engines, warm)
@@ -110,6 +114,8 @@ def _measure(
             t_end = time.monotonic_ns()
             cpu1 = _cpu_seconds(host)
             load = _load_sample(host)
+            if not in_process and record:
+                _collect_counters(host, engines, t_end, window)
         finally:
             gc.unfreeze()
         settings, scen = host.settings, host.scenario
@@ -187,6 +193,22 @@ def _collect(host: EventSource, into: Batch, seconds: float) -> None:
     while (left := deadline - time.monotonic()) > 0:
         time.sleep(min(0.1, left))
         into.extend(host.drain())
+
+
+def _collect_counters(host: EventSource, engines: tuple[str, ...], t_end: int, into: Batch) -> None:
+    """Drain into ``into`` until each engine process has sent counters taken at or after ``t_end``
+    (they come every 0.2 s; their window is the run's, so they cover it to within that), for at
+    most a second."""
+    waiting = {ENGINE_IDS[name] for name in engines}
+    deadline = time.monotonic() + 1.0
+    while waiting and time.monotonic() < deadline:
+        time.sleep(0.05)
+        batch = host.drain()
+        into.extend(batch)
+        for e, rec in batch.digests:
+            server = rec.get("server")
+            if server is not None and "counters" in server and server["now"] >= t_end:
+                waiting.discard(e)
 
 
 def _load_sample(host: EventSource) -> tuple[Any, float | None] | None:

@@ -35,6 +35,7 @@ from .stats import DEFAULT_NS_PER_COL
 
 START_TIMEOUT_S = 15.0
 MONITOR_S = 0.5  # how often each process's CPU and RSS are sampled
+STREAMS = ("full", "digest", "servers")
 MAX_HELD = 200_000  # transitions held back for ordering; past this they go out as they are
 _time = operator.itemgetter(0)
 
@@ -52,10 +53,16 @@ class ChildHost(EventSource):
         load: bool = True,
         cpus: list[int] | None = None,
         stream: str = "full",
+        window_s: float = 5.0,
         **overrides: Any,
     ) -> None:
-        """``stream``: ``full`` (every raw event, digested by the consumer: bench, record) or
-        ``digest`` (digested where the events happen, in the engine and load processes: the app)."""
+        """``stream``: ``full`` (every raw event, digested by the consumer: record, trace),
+        ``digest`` (digested where the events happen, in the engine and load processes: the app)
+        or ``servers`` (the engine processes digest, as in the app, and the load process sends its
+        raw samples: bench, whose latency is exact over its window). ``window_s``: the digests'
+        window for percentiles and phase means."""
+        if stream not in STREAMS:
+            raise ValueError(f"stream must be one of {', '.join(STREAMS)}, not {stream!r}")
         for name in engines:
             if name not in ENGINE_IDS:
                 raise EngineError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})")
@@ -65,6 +72,7 @@ class ChildHost(EventSource):
         self.base_port = port
         self.load = load
         self.stream = stream
+        self.window_s = window_s
         self.ns_per_col = DEFAULT_NS_PER_COL
         self.scenario = get_scenario(scenario)
         self.settings = self.scenario.settings.with_changes(**overrides)
@@ -123,12 +131,12 @@ class ChildHost(EventSource):
         }
 
     def _view(self) -> dict[str, Any]:
-        return {"stream": self.stream, "ns": self.ns_per_col}
+        return {"stream": self.stream, "ns": self.ns_per_col, "window_s": self.window_s}
 
     def set_zoom(self, ns_per_col: int) -> None:
         """Digests in the processes start their picture afresh at this column width."""
         self.ns_per_col = max(1, int(ns_per_col))
-        if self.stream == "digest":
+        if self.stream != "full":
             for proc in [*self.procs.values(), self.loadproc]:
                 if proc is not None:
                     proc.send("view", {"ns": self.ns_per_col})

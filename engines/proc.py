@@ -217,10 +217,12 @@ class LoadRole(_Role):
 
 
 class _View:
-    """How the parent wants the stream: raw events (``full``) or digests, at which zoom and window."""
+    """How the parent wants the stream: raw events (``full``) or digests, at which zoom and window.
+    ``servers``: the engine processes digest (as for ``digest``) and the load sends raw samples."""
 
     def __init__(self, start: dict[str, Any]) -> None:
-        self.digest = start.get("stream", "full") == "digest"
+        stream = start.get("stream", "full")
+        self.digest = stream == "digest" or (stream == "servers" and start.get("role") == "engine")
         self.window_s = float(start.get("window_s", 5.0))
         self.ns = DEFAULT_NS_PER_COL
         self.zoom(start)

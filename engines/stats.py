@@ -197,6 +197,7 @@ class EngineStats:
         self.client: dict[str, Any] = {}  # the latest counters from the clients' side
         self._local_server: ServerDigest | None = None
         self._local_client: ClientDigest | None = None
+        self.server_remote = False  # the engine's process digests its own events: its raw records are not ours
         self._last_t = 0
         self._counters_at = 0
         self.blocks: deque[BlockedCall] = deque(maxlen=BLOCKS_KEPT)  # finished, newest last
@@ -213,22 +214,35 @@ class EngineStats:
         return int(self.client.get("failed", 0))
 
     # -- feeding: local digests on raw records -------------------------------------------
-    def local(self) -> tuple[ServerDigest, ClientDigest]:
-        if self._local_server is None or self._local_client is None:
-            ns = self.picture.ns
-            self._local_server = ServerDigest(self.has_loop, ns, self.window_s)
-            self._local_client = ClientDigest(ns, self.window_s, self.rate_window_s)
-        return self._local_server, self._local_client
+    def local_server(self) -> ServerDigest:
+        """The digest of this engine's raw server records, made on the first one."""
+        if self._local_server is None:
+            self._local_server = ServerDigest(self.has_loop, self.picture.ns, self.window_s)
+        return self._local_server
+
+    def local_client(self) -> ClientDigest:
+        """The digest of this engine's raw client records, made on the first one."""
+        if self._local_client is None:
+            self._local_client = ClientDigest(self.picture.ns, self.window_s, self.rate_window_s)
+        return self._local_client
 
     def flush_local(self, now: int, force_counters: bool = False) -> None:
-        """Take the local digests' records as if they had come from the engine's processes."""
-        if self._local_server is None or self._local_client is None:
+        """Take the local digests' records as if they had come from the engine's processes.
+
+        Only the sides that had raw records: where the engine process digests its own events and
+        the load process sends raw ones (``bench``), the server's side comes from its digest."""
+        server, client = self._local_server, self._local_client
+        if self.server_remote:
+            server = None
+        if server is None and client is None:
             return
         counters = force_counters or now - self._counters_at >= COUNTERS_EVERY_NS
         if counters:
             self._counters_at = now
-        self.take_record({"server": self._local_server.take(now, counters)})
-        self.take_record({"client": self._local_client.take(now, counters)})
+        if server is not None:
+            self.take_record({"server": server.take(now, counters)})
+        if client is not None:
+            self.take_record({"client": client.take(now, counters)})
 
     # -- feeding: digest records ---------------------------------------------------------
     def take_record(self, rec: dict[str, Any]) -> None:
@@ -309,8 +323,9 @@ class EngineStats:
     def set_zoom(self, ns_per_col: int) -> None:
         """The picture afresh at another zoom; local digests follow, remote ones are told by the source."""
         self.picture = Picture(max(1, ns_per_col))
-        if self._local_server is not None and self._local_client is not None:
+        if self._local_server is not None:
             self._local_server.set_zoom(self.picture.ns)
+        if self._local_client is not None:
             self._local_client.set_zoom(self.picture.ns)
 
     def forget_inflight(self) -> None:
@@ -373,22 +388,27 @@ class StreamStats:
     def feed(self, batch: Batch) -> None:
         engines = self.engines
         local: set[int] = set()
+        digests = getattr(batch, "digests", ())  # recordings made before digests have none
+        for e, rec in digests:
+            if "server" in rec:
+                engines[e].server_remote = True
         for t, e, rid, lane, phase in batch.transitions:
-            server, client = engines[e].local()
-            server.transition(t, rid, lane, phase)
+            eng = engines[e]
+            if not eng.server_remote:  # else a load process's raw ``queued`` (bench): the client's side only
+                eng.local_server().transition(t, rid, lane, phase)
             if phase == QUEUED and rid < EXTERNAL_IDS_START:
-                client.sent(t, rid)
+                eng.local_client().sent(t, rid)
             local.add(e)
         for t, e, rid, lat, ok in batch.latencies:
-            engines[e].local()[1].answered(t, rid, lat, ok)
+            engines[e].local_client().answered(t, rid, lat, ok)
             local.add(e)
         for t, e, lag in batch.lags:
-            engines[e].local()[0].lag_sample(t, lag)
+            engines[e].local_server().lag_sample(t, lag)
             local.add(e)
         for _t, e, rid, bytes_in, bytes_out in getattr(batch, "sizes", ()):  # after the transitions; none before them
-            engines[e].local()[0].size(rid, bytes_in, bytes_out)
+            engines[e].local_server().size(rid, bytes_in, bytes_out)
             local.add(e)
-        for e, rec in getattr(batch, "digests", ()):  # recordings made before digests have none
+        for e, rec in digests:
             engines[e].take_record(rec)
         for t, d, e, lane, ongoing, where in getattr(batch, "blocks", ()):  # nor before the watchdogs
             engines[e].take_block(t, d, lane, ongoing, where)
