@@ -41,7 +41,8 @@ def test_a_load_processs_raw_queued_never_replaces_the_engines_own_counters() ->
 
 
 def test_servers_stream_digests_in_the_engines_and_ships_the_clients_raw() -> None:
-    child = ChildHost(scenario="io-bound", engines=("asyncio", "gevent"), clients=10, io_ms=20, stream="servers").start()
+    engines = ("asyncio", "gevent")
+    child = ChildHost(scenario="io-bound", engines=engines, clients=10, io_ms=20, stream="servers").start()
     try:
         seen: dict[str, set] = {"digest": set(), "latency": set(), "engine_phase": set()}
 
