@@ -180,12 +180,13 @@ def _startup(res: dict[str, Any]) -> list[str]:
     ]
     suite = res.get("suite")
     if suite is None:
-        out.append('- `pytest -q -m "not timing"`: n/a (skipped: `--no-tests`)')
+        out.append("- `pytest` (the README's test command): n/a (skipped: `--no-tests`)")
     else:
         counts = ", ".join(f"{v} {k}" for k, v in suite["counts"].items()) or NA
         took = NA if suite["seconds"] is None else f"{suite['seconds']:.1f} s"
         out.append(
-            f'- `pytest -q -m "not timing"` (one run, under the bench lock): {took}; {counts}; {suite["status"]}'
+            f"- `pytest` (the README's test command, its default run: the timing tests left out; one run): "
+            f"{took}; {counts}; {suite['status']}"
         )
     return [*out, ""]
 
