@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import socket
 import threading
@@ -66,6 +68,22 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def fd_targets() -> set[tuple[int, str]]:
+    """This process's open descriptors as ``(fd, what it is)`` (``socket:[inode]``, a path, ...)."""
+    out = set()
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # closed meanwhile (the listing's own descriptor among them)
+            out.add((int(name), os.readlink(f"/proc/self/fd/{name}")))
+    return out
+
+
+def fds_left_since(before: set[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Descriptors open now that were not open at ``before``, after a garbage collection (a closed
+    engine's objects may wait for one). One closed meanwhile by an earlier test's garbage is no leak."""
+    gc.collect()
+    return fd_targets() - before
+
+
 def wait_for(predicate, timeout: float = 3.0) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -73,6 +91,12 @@ def wait_for(predicate, timeout: float = 3.0) -> bool:
             return True
         time.sleep(0.02)
     return predicate()
+
+
+def new_threads(before: set[threading.Thread]) -> list[str]:
+    """Threads alive now that were not at ``before`` (one of an earlier test's that ends meanwhile
+    does not count: a comparison of counts would wait for it)."""
+    return sorted(t.name for t in threading.enumerate() if t not in before and t.is_alive())
 
 
 def thread_names() -> list[str]:

@@ -5,12 +5,12 @@ The trickle is shortened (``TRICKLE_S``) so each test takes a second or two per 
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
 
 import pytest
+from support import fd_targets, fds_left_since, new_threads
 from syncviz.engines import slowclients
 from syncviz.engines.base import Engine
 from syncviz.engines.events import ENGINE_IDS, Phase, Recorder
@@ -27,10 +27,6 @@ def short_trickle(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(slowclients, "RETRY_S", 0.05)
 
 
-def _fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 def _wait(predicate, timeout: float) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -41,7 +37,7 @@ def _wait(predicate, timeout: float) -> bool:
 
 
 def test_slow_clients_are_served_slowly_record_no_latency_and_stop_cleanly(engine: Engine, recorder: Recorder) -> None:
-    fds, threads = _fds(), threading.active_count()
+    fds, threads = fd_targets(), set(threading.enumerate())
     sc = SlowClients({engine.engine_id: engine.port}, Settings(slow_clients=4)).start()
     try:
         t0 = time.monotonic()
@@ -58,8 +54,8 @@ def test_slow_clients_are_served_slowly_record_no_latency_and_stop_cleanly(engin
         stop_s = time.monotonic() - t_stop
     assert stop_s < 1.0
     assert not sc._thread.is_alive()
-    assert threading.active_count() == threads
-    assert _wait(lambda: _fds() == fds, 1.0), "a slow client's socket was left open"
+    assert not new_threads(threads)
+    assert _wait(lambda: not fds_left_since(fds), 1.0), f"a slow client's socket was left open: {fds_left_since(fds)}"
     batch = recorder.drain()
     assert batch.latencies == []  # not the measured load
     done = {rid for _, e, rid, _, p in batch.transitions if e == engine.engine_id and p == Phase.DONE}
@@ -108,7 +104,7 @@ def test_status_of_an_answer() -> None:
 
 
 def test_the_in_process_host_starts_applies_and_stops_them() -> None:
-    threads = threading.active_count()
+    threads = set(threading.enumerate())
     with EngineHost("io-bound", engines=["asyncio"], clients=2, io_ms=5, slow_clients=3) as host:
         a = ENGINE_IDS["asyncio"]
         assert host.slowclients is not None
@@ -119,4 +115,4 @@ def test_the_in_process_host_starts_applies_and_stops_them() -> None:
         host.set_scenario("io-bound")  # a restart: new slow clients on the new engines
         assert host.settings.slow_clients == 0 and host.slowclients.counts() == {a: 0}
     assert host.slowclients is None
-    assert _wait(lambda: threading.active_count() == threads, 1.0)
+    assert _wait(lambda: not new_threads(threads), 1.0), new_threads(threads)

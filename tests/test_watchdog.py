@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from support import get
+from support import get, wait_for
 from syncviz.engines.base import Engine, engine_class
 from syncviz.engines.events import ENGINE_IDS, Batch, Recorder, now_ns
 from syncviz.engines.settings import Settings
@@ -110,11 +110,21 @@ def test_a_large_pool_is_looked_at_a_window_at_a_time() -> None:
     """40 threads parked at once (more than one window): every one is reported, each once."""
     work = BlockingWork(Recorder(), 0, None)
     threads = {
-        lane: threading.Thread(target=work.io, args=(lane, lane, 1.0, False)) for lane in range(40)
-    }  # 1 s: both windows look, even on a busy machine
-    dog = WorkerWatchdog("pool", lambda: threads, [Work.io.__code__]).start()
+        lane: threading.Thread(target=work.io, args=(lane, lane, 1.5, False)) for lane in range(40)
+    }  # 1.5 s: both windows look, even on a busy machine
     for thread in threads.values():
         thread.start()
+
+    def parked(thread: threading.Thread) -> bool:
+        frame = sys._current_frames().get(thread.ident)
+        while frame is not None and frame.f_code is not BlockingWork._sleep.__code__:
+            frame = frame.f_back
+        return frame is not None
+
+    # every thread parked before the first look (a busy machine starts 40 threads slowly: a lane the
+    # first window missed would be found later, by a later window, and count among the newest)
+    assert wait_for(lambda: all(parked(t) for t in threads.values()), 1.0)
+    dog = WorkerWatchdog("pool", lambda: threads, [Work.io.__code__]).start()
     for thread in threads.values():
         thread.join()
     time.sleep(0.15)
@@ -137,6 +147,7 @@ def test_stop_joins_the_watchdog(make_engine, name: str) -> None:
 
 def test_describe_names_the_c_call_on_the_project_line_or_only_the_line() -> None:
     work = BlockingWork(Recorder(), 0, None)
+    long_call = threading.Event()  # set as the step to sample starts (after warm's short calls)
 
     def quietly(step) -> None:
         with contextlib.suppress(Stopping):
@@ -145,17 +156,37 @@ def test_describe_names_the_c_call_on_the_project_line_or_only_the_line() -> Non
     def warm() -> None:  # a call run often enough to be specialized (3.11 calls it from its PRECALL)
         for _ in range(40):
             work.io(1, 0, 0.0002, False)
-        work.io(1, 0, 0.3, False)
+        long_call.set()
+        work.io(1, 0, 3.0, False)
 
-    for run, expect in [
-        (lambda: work.io(1, 0, 0.3, False), "time.sleep ← BlockingWork._sleep (engines/work.py:"),
-        (warm, "time.sleep ← BlockingWork._sleep (engines/work.py:"),
-        # Pure Python: no call to name, unless the sample lands in one of its clock reads.
-        (lambda: work.cpu(1, 0, 0.3), re.compile(r"(time\.\w+ ← )?burn_cpu \(engines/work\.py:")),
+    def io() -> None:
+        long_call.set()
+        work.io(1, 0, 3.0, False)
+
+    def cpu() -> None:
+        long_call.set()
+        work.cpu(1, 0, 3.0)
+
+    def inside(thread: threading.Thread, function: str) -> bool:
+        """The thread is in the long step's ``function`` (a loaded machine may start it late)."""
+        frame = sys._current_frames().get(thread.ident) if long_call.is_set() else None
+        while frame is not None and frame.f_code.co_name != function:
+            frame = frame.f_back
+        return frame is not None
+
+    for run, function, expect in [
+        (io, "_sleep", "time.sleep ← BlockingWork._sleep (engines/work.py:"),
+        (warm, "_sleep", "time.sleep ← BlockingWork._sleep (engines/work.py:"),
+        # Pure Python: no call to name, unless the sample lands in a C call it makes (a clock
+        # read, range): the watchdog names whichever it caught.
+        (cpu, "burn_cpu", re.compile(r"([\w.]+ ← )?burn_cpu \(engines/work\.py:")),
     ]:
+        long_call.clear()
         thread = threading.Thread(target=quietly, args=(run,))
         thread.start()
-        time.sleep(0.1)
+        # the step runs 3 s unless stopped: wait until it is under way, then sample it (not a fixed sleep)
+        assert wait_for(lambda: inside(thread, function), 10.0), f"{function} never ran"  # noqa: B023
+        time.sleep(0.02)  # well inside it, not on its way in
         where = describe(sys._current_frames()[thread.ident])
         work.stopping = True  # the step ends (raising Stopping in its thread: caught there)
         thread.join()
