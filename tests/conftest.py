@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
+
+if sys.dont_write_bytecode:
+    # PYTHONDONTWRITEBYTECODE (set on some machines) would have every xdist worker rewrite and compile
+    # every test module again (about 1.5 s of CPU a worker): the suite keeps its own bytecode, out of
+    # the source tree, under .pytest_cache (git ignores it). The environment of the processes the
+    # tests start is left as it is.
+    sys.pycache_prefix = str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "pycache")
+    sys.dont_write_bytecode = False
 
 import pytest
 from syncviz.engines.base import Engine, engine_class

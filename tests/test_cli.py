@@ -116,10 +116,10 @@ def test_bench_json_is_one_object_in_the_documented_shape() -> None:
 
 
 def test_a_bound_below_one_request_a_second_is_not_shown_as_0() -> None:
-    proc = syncviz("bench", "--engines", "asyncio", "--cpu-ms", "2000", "--seconds", "1", "--clients", "1")
+    proc = syncviz("bench", "--engines", "asyncio", "--cpu-ms", "1250", "--seconds", "1", "--clients", "1")
     assert proc.returncode == 0, proc.stderr
     row = next(line for line in proc.stdout.splitlines() if "asyncio" in line)
-    assert [c.strip() for c in row.split("│")][4] == "0.5"  # 1 request per 2 s of CPU
+    assert [c.strip() for c in row.split("│")][4] == "0.8"  # 1 request per 1.25 s of CPU
 
 
 def test_a_memory_limit_too_low_is_one_line_and_exit_2() -> None:

@@ -95,7 +95,8 @@ class Terminal:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TEXTUAL")}
         env["TERM"] = "xterm-256color"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "syncviz.tui.cli", "--host", "127.0.0.1", *args],
+            # 10 clients an engine, not the scenario's 100: the app and its engines as they are, a lighter load
+            [sys.executable, "-m", "syncviz.tui.cli", "--host", "127.0.0.1", "--clients", "10", *args],
             stdin=self.slave,
             stdout=self.slave,
             stderr=self.slave,

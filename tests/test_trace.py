@@ -413,7 +413,8 @@ def _must_show(path: Path) -> dict[str, int]:
 def test_a_live_two_second_run_is_the_issues_must_show(tmp_path: Path) -> None:
     out = tmp_path / "t.json"
     with bench_lock():  # one engine run on the machine at a time
-        proc = syncviz("trace", "--scenario", "io-bound", "--seconds", "2", "--out", str(out))
+        # 10 clients an engine, not the scenario's 100: hundreds of requests each, a trace quick to check
+        proc = syncviz("trace", "--scenario", "io-bound", "--seconds", "2", "--clients", "10", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"wrote {out}: 2 s of io-bound, 3 engines") and "Traceback" not in proc.stderr
     _must_show(out)
@@ -423,7 +424,7 @@ def test_a_live_two_second_run_is_the_issues_must_show(tmp_path: Path) -> None:
 def test_a_recording_exports_the_same_way(tmp_path: Path) -> None:
     rec, out = tmp_path / "run.rec", tmp_path / "t.json"
     with bench_lock():
-        made = syncviz("record", str(rec), "--scenario", "io-bound", "--seconds", "1.5")
+        made = syncviz("record", str(rec), "--scenario", "io-bound", "--seconds", "1.5", "--clients", "10")
     assert made.returncode == 0, made.stderr
     proc = syncviz("trace", "--from", str(rec), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
