@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 if sys.dont_write_bytecode:
     # PYTHONDONTWRITEBYTECODE (set on some machines) would have every xdist worker rewrite and compile
-    # every test module again (about 1.5 s of CPU a worker): the suite keeps its own bytecode, out of
-    # the source tree, under .pytest_cache (git ignores it). The environment of the processes the
-    # tests start is left as it is.
-    sys.pycache_prefix = str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "pycache")
+    # every test module again, and every engine, prefork worker and CLI process the tests start
+    # compile the project's modules again (an editable install has no bytecode of its own): about a
+    # sixth of the suite's CPU. The suite writes bytecode as Python does by default, into the
+    # __pycache__ folders git ignores.
     sys.dont_write_bytecode = False
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 import pytest
 from syncviz.engines.base import Engine, engine_class

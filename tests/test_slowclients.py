@@ -1,6 +1,6 @@
 """Slow clients (engines/slowclients.py) against real engines on loopback: served, live, stopped clean.
 
-The trickle is shortened (``TRICKLE_S``) so each test takes a second or two per engine.
+The trickle is shortened (``TRICKLE_S``) so each test takes about a second per engine.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from syncviz.engines.host import EngineHost
 from syncviz.engines.settings import Settings
 from syncviz.engines.slowclients import SLOW_IDS_START, NoAnswer, SlowClients, _status
 
-TRICKLE_S = 0.6
+TRICKLE_S = 0.3
 
 
 @pytest.fixture(autouse=True)
