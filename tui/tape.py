@@ -7,25 +7,41 @@ tape keeps, by stream time, the last :data:`KEEP_S` seconds of:
 * every batch, with the status ``info`` and the column width in effect when it arrived
   (digested streams carry their picture at that width only);
 * the counters the app showed (:class:`~syncviz.engines.stats.Counters`, a few times a second)
-  and the once-a-second samples of its sparklines, so the counters of a past moment are what
-  the app said at that moment, cumulative ones included, whatever the stream's kind;
+  and the once-a-second samples of its sparklines (req/s and p99), so the counters of a past
+  moment are what the app said at that moment, cumulative ones included, whatever the stream's kind;
 * the engines' own source counters (:class:`~syncviz.engines.counts.ServerSnapshot`), from
   which a past moment's ``served/s`` is worked out.
 
+Counters and source counters older than :data:`HOT_S` are kept pickled and zlib'd in memory
+(:class:`Side`: about a tenth of their size as objects; the app's own objects, never read from
+outside), so five minutes of them take well under a megabyte at any load.
+
 Batches older than :data:`HOT_S` are packed (their wire record as JSON, zlib'd: about a
-twentieth of their size as Python objects) and unpacked, checked by the wire decoder, when a
-moment that far back is drawn. The tape is bounded by stream time and by :data:`MAX_BYTES`
-(objects counted at :data:`OBJECT_BYTES` per record as :func:`~syncviz.engines.stats.stream_items`
-counts them, packed ones by their size), so memory stays bounded at any load; when the cap
-cuts the minutes short, :attr:`Tape.capped` says so and :attr:`Tape.span_s` is the span it
-really holds. :meth:`Tape.save` writes it as a recording (v2) that ``syncviz
-replay`` opens.
+twentieth of their size as Python objects) and written out of the process's memory, to unlinked
+temporary files (:class:`Spill`: gone on exit, even on ``kill -9``), each entry keeping its
+offset and length; they are read back, unpacked and checked by the wire decoder when a moment
+that far back is drawn or saved. A file takes :data:`SPILL_NS` of stream time (or
+:data:`SPILL_BYTES`), then the next one starts; a file is closed, its space freed, once none of
+its entries is kept (nor held by a save in progress), so the files hold the tape's minutes and
+at most one file's worth more, however long the app runs. When no temporary file can be made or
+written (an unwritable temporary directory, a full disk), packed batches stay in memory and
+:attr:`Tape.spill_note` says so in one line.
+
+The tape is bounded by stream time and by :data:`MAX_BYTES` (objects counted at
+:data:`OBJECT_BYTES` per record as :func:`~syncviz.engines.stats.stream_items` counts them,
+packed ones by their size, in a file or not), so memory stays bounded at any load; when the
+cap cuts the minutes short, :attr:`Tape.capped` says so and :attr:`Tape.span_s` is the span it
+really holds. :meth:`Tape.save` writes it as a recording (v2) that ``syncviz replay`` opens.
 """
 
 from __future__ import annotations
 
 import bisect
+import errno
 import json
+import os
+import pickle
+import tempfile
 import zlib
 from collections import deque
 from collections.abc import Iterator
@@ -35,7 +51,7 @@ from typing import Any
 
 from syncviz.engines.counts import ServerSnapshot
 from syncviz.engines.events import Batch
-from syncviz.engines.recording import RecordingWriter
+from syncviz.engines.recording import RecordingError, RecordingWriter
 from syncviz.engines.served import WINDOW_S, ServedRate
 from syncviz.engines.stats import Counters
 from syncviz.engines.wire import batch_to_wire, decode_batch
@@ -47,6 +63,44 @@ MAX_BYTES = 256_000_000  # the tape's size cap
 OBJECT_BYTES = 240  # memory per stream record kept as objects (measured: io-bound, digest stream)
 PACK_PER_ADD = 4  # batches packed per batch added (catches up after a burst)
 SECOND_NS = 1_000_000_000
+SPILL_NS = 30 * SECOND_NS  # stream time one temporary file takes before the next one starts
+SPILL_BYTES = 16_000_000  # or its size
+
+
+class Spill:
+    """An unlinked temporary file of packed batches, appended to; closed once nothing refers to it.
+
+    Reads and writes are positional (``os.pread`` / ``os.pwrite``), so a recording saved off the UI
+    thread reads it while the tape appends. Raises :class:`OSError` when it cannot be made.
+    """
+
+    __slots__ = ("file", "size", "t0_ns")
+
+    def __init__(self, t0_ns: int) -> None:
+        if not hasattr(os, "pwrite"):
+            raise OSError(errno.ENOTSUP, "positional file i/o is not available here")
+        self.file = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 (never named, or unlinked at once; closed in __del__)
+        self.size = 0
+        self.t0_ns = t0_ns
+
+    def write(self, data: bytes) -> int:
+        """Append ``data``; its offset (raises :class:`OSError`, the file unchanged in size)."""
+        offset = self.size
+        if os.pwrite(self.file.fileno(), data, offset) != len(data):
+            raise OSError(errno.ENOSPC, "short write to the tape's temporary file")
+        self.size += len(data)
+        return offset
+
+    def read(self, offset: int, length: int) -> bytes:
+        data = os.pread(self.file.fileno(), length, offset)
+        if len(data) != length:
+            raise OSError(errno.EIO, f"short read from the tape's temporary file ({len(data)} of {length} bytes)")
+        return data
+
+    def __del__(self) -> None:
+        file = getattr(self, "file", None)  # None: the file could not be made
+        if file is not None:
+            file.close()
 
 
 @dataclass(slots=True)
@@ -58,35 +112,106 @@ class Entry:
     info: dict[str, Any]  # the board's status info before this batch
     ns_per_col: int
     hot: Batch | None  # the batch, or None once packed
-    packed: bytes = b""
+    packed: bytes = b""  # packed, kept in memory (no temporary file)
+    spill: Spill | None = None  # packed, in this file at offset, length bytes
+    offset: int = 0
+    length: int = 0
 
     @property
     def size(self) -> int:
-        return self.items * OBJECT_BYTES if self.hot is not None else len(self.packed)
+        if self.hot is not None:
+            return self.items * OBJECT_BYTES
+        return self.length if self.spill is not None else len(self.packed)
 
     @property
     def batch(self) -> Batch:
+        """The batch (unpacked and checked by the wire decoder when packed; :class:`RecordingError`
+        in one line when it cannot be read back)."""
         if self.hot is not None:
             return self.hot
-        record = json.loads(zlib.decompress(self.packed))
-        batch = decode_batch(record).batch  # the same checks as a pipe's or a file's
+        try:
+            data = self.packed if self.spill is None else self.spill.read(self.offset, self.length)
+            record = json.loads(zlib.decompress(data))
+            batch = decode_batch(record).batch  # the same checks as a pipe's or a file's
+        except (OSError, zlib.error, ValueError) as exc:
+            raise RecordingError(f"a buffered batch could not be read back: {_line(exc)}") from None
         batch.info = record.get("info")
         return batch
 
-    def pack(self) -> None:
+    def pack(self, spill: Spill | None) -> OSError | None:
+        """Pack the batch, into ``spill`` (or memory: ``None``, or when the write fails: the error)."""
         if self.hot is None:
-            return
+            return None
         record = batch_to_wire(self.hot, 0)
         if self.hot.info is not None:
             record["info"] = self.hot.info
-        self.packed = zlib.compress(json.dumps(record, separators=(",", ":")).encode(), 1)
-        self.hot = None
+        self.hot, self.packed = None, zlib.compress(json.dumps(record, separators=(",", ":")).encode(), 1)
+        if spill is None:
+            return None
+        try:
+            self.offset = spill.write(self.packed)
+        except OSError as exc:
+            return exc
+        self.spill, self.length, self.packed = spill, len(self.packed), b""
+        return None
+
+
+class Side:
+    """Values noted by stream time (oldest first); those older than ``hot_ns`` behind the newest are
+    kept pickled and zlib'd (None: never), the newest one never. Pickle is safe here: the values
+    are the app's own, packed and unpacked in this process's memory only."""
+
+    __slots__ = ("_packed_to", "hot_ns", "items")
+
+    def __init__(self, hot_ns: int | None) -> None:
+        self.items: deque[tuple[int, Any]] = deque()
+        self.hot_ns = hot_ns
+        self._packed_to = 0  # items before this index are packed
+
+    def append(self, t_ns: int, value: Any) -> None:
+        items = self.items
+        items.append((t_ns, value))
+        if self.hot_ns is None:
+            return
+        floor = t_ns - self.hot_ns
+        while self._packed_to < len(items) - 1 and items[self._packed_to][0] < floor:
+            t, kept = items[self._packed_to]
+            items[self._packed_to] = (t, zlib.compress(pickle.dumps(kept, pickle.HIGHEST_PROTOCOL), 1))
+            self._packed_to += 1
+
+    def trim(self, start_ns: int) -> None:
+        """Drop what is older than ``start_ns``, but the value in effect at it."""
+        items = self.items
+        while len(items) > 1 and items[1][0] <= start_ns:
+            items.popleft()
+            self._packed_to = max(0, self._packed_to - 1)
+
+    def clear(self) -> None:
+        self.items.clear()
+        self._packed_to = 0
+
+    def index_after(self, t_ns: int) -> int:
+        """Index of the first value noted later than ``t_ns``."""
+        return bisect.bisect_right(self.items, t_ns, key=_first)
+
+    def value(self, i: int) -> Any:
+        kept = self.items[i][1]
+        return pickle.loads(zlib.decompress(kept)) if isinstance(kept, bytes) else kept
+
+    def values(self, lo: int, hi: int) -> list[Any]:
+        return [self.value(i) for i in range(lo, hi)]
+
+    def last(self) -> Any:
+        """The newest value (never packed; None: none yet)."""
+        return self.items[-1][1] if self.items else None
 
 
 class Tape:
     """The last :data:`KEEP_S` seconds of the stream the app was fed (bounded, see the module)."""
 
-    def __init__(self, keep_s: float = KEEP_S, max_bytes: int = MAX_BYTES, hot_s: float = HOT_S) -> None:
+    def __init__(
+        self, keep_s: float = KEEP_S, max_bytes: int = MAX_BYTES, hot_s: float = HOT_S, spill: bool = True
+    ) -> None:
         self.keep_ns = int(keep_s * SECOND_NS)
         self.hot_ns = int(hot_s * SECOND_NS)
         self.max_bytes = max_bytes
@@ -94,9 +219,12 @@ class Tape:
         self.bytes = 0
         self._packed_to = 0  # entries before this index are packed
         self.capped = False  # the cap dropped batches younger than keep_s
-        self._counters: deque[tuple[int, dict[str, Counters]]] = deque()
-        self._samples: deque[tuple[int, dict[str, Counters]]] = deque()
-        self._servers: deque[tuple[int, dict[str, ServerSnapshot]]] = deque()
+        self.spill = spill  # packed batches to temporary files (False: in memory)
+        self.spill_note = ""  # why they are in memory after all (one line; "" when they are not)
+        self._spill: Spill | None = None  # the file being appended to
+        self._counters = Side(self.hot_ns)  # dict[str, Counters]
+        self._samples = Side(None)  # dict[str, (rps, p99_ms)]: what the sparklines take of them
+        self._servers = Side(self.hot_ns)  # dict[str, ServerSnapshot]
         self._info_seen: dict[str, Any] | None = None
         self._info: dict[str, Any] = {}
 
@@ -119,20 +247,43 @@ class Tape:
                 return
             entry = entries[i]
             self.bytes -= entry.size
-            entry.pack()
+            failed = entry.pack(self._spill_for(entry.t_ns))
+            if failed is not None:
+                self._in_memory("could not write to a temporary file", failed)
             self.bytes += entry.size
             self._packed_to += 1
 
+    def _spill_for(self, t_ns: int) -> Spill | None:
+        """The file to pack into (a new one every SPILL_NS or SPILL_BYTES), None: keep in memory."""
+        if not self.spill or self.spill_note:
+            return None
+        current = self._spill
+        if current is None or current.size >= SPILL_BYTES or t_ns - current.t0_ns >= SPILL_NS:
+            try:
+                current = self._spill = Spill(t_ns)
+            except OSError as exc:
+                self._in_memory("no temporary file", exc)
+                return None
+        return current
+
+    def _in_memory(self, why: str, exc: OSError) -> None:
+        self._spill = None
+        self.spill_note = f"minutes older than {self.hot_ns / SECOND_NS:g} s kept in memory: {why} ({_line(exc)})"
+
+    def spilled_bytes(self) -> int:
+        """The size of the temporary files the kept entries are in (their expired parts included)."""
+        return sum({id(e.spill): e.spill.size for e in self.entries if e.spill is not None}.values())
+
     def note_counters(self, t_ns: int, counters: dict[str, Counters], sample: bool = False) -> None:
         """The counters the app showed at ``t_ns``; ``sample``: also a point of its sparklines."""
-        self._counters.append((t_ns, counters))
+        self._counters.append(t_ns, counters)
         if sample:
-            self._samples.append((t_ns, counters))
+            self._samples.append(t_ns, {name: (c.rps, c.p99_ms) for name, c in counters.items()})
 
     def note_servers(self, t_ns: int, servers: dict[str, ServerSnapshot]) -> None:
         """The engines' own source counters, as the source reported them at stream time ``t_ns``."""
-        if servers and (not self._servers or self._servers[-1][1] != servers):
-            self._servers.append((t_ns, servers))
+        if servers and self._servers.last() != servers:
+            self._servers.append(t_ns, servers)
 
     def _trim(self, now: int) -> None:
         entries = self.entries
@@ -145,14 +296,14 @@ class Tape:
                 self.capped = True
         start = self.start_ns
         for side in (self._counters, self._samples, self._servers):
-            while len(side) > 1 and side[1][0] <= start:  # keep the one in effect at the start
-                side.popleft()
+            side.trim(start)
 
     def clear(self) -> None:
         self.entries.clear()
         self.bytes = 0
         self._packed_to = 0
         self.capped = False
+        self._spill, self.spill_note = None, ""  # the files close as their entries go; a new one is tried
         for side in (self._counters, self._samples, self._servers):
             side.clear()
 
@@ -167,6 +318,7 @@ class Tape:
 
     @property
     def span_s(self) -> float:
+        """The stream time kept (with :attr:`capped` and :attr:`spill_note`: what to say about it)."""
         return (self.end_ns - self.start_ns) / SECOND_NS
 
     def index_after(self, t_ns: int) -> int:
@@ -186,29 +338,33 @@ class Tape:
 
     def counters_at(self, t_ns: int) -> dict[str, Counters]:
         """The counters the app showed last at or before ``t_ns`` (empty: none yet)."""
-        return _last_at(self._counters, t_ns) or {}
+        side = self._counters
+        i = side.index_after(t_ns)
+        return side.value(i - 1) if i else {}
 
     def history_at(self, t_ns: int, keep_s: int | None = None) -> History:
         """The sparklines as they were at ``t_ns``."""
         history = History() if keep_s is None else History(keep_s)
-        i = bisect.bisect_right(self._samples, t_ns, key=_first)
-        for _, counters in list(self._samples)[max(0, i - history.keep_s) : i]:
-            for name, c in counters.items():
-                history.rps.setdefault(name, deque(maxlen=history.keep_s)).append(c.rps)
-                history.p99.setdefault(name, deque(maxlen=history.keep_s)).append(c.p99_ms)
+        i = self._samples.index_after(t_ns)
+        for sample in self._samples.values(max(0, i - history.keep_s), i):
+            for name, (rps, p99) in sample.items():
+                history.rps.setdefault(name, deque(maxlen=history.keep_s)).append(rps)
+                history.p99.setdefault(name, deque(maxlen=history.keep_s)).append(p99)
         return history
 
     def servers_at(self, t_ns: int) -> dict[str, tuple[ServerSnapshot, float]]:
         """Each engine's source counters at ``t_ns`` and its ``served/s`` (:class:`ServedRate`) then."""
-        i = bisect.bisect_right(self._servers, t_ns, key=_first)
+        side = self._servers
+        i = side.index_after(t_ns)
         if not i:
             return {}
-        lo = bisect.bisect_left(self._servers, t_ns - 2 * int(WINDOW_S * SECOND_NS), key=_first)
+        lo = side.index_after(t_ns - 2 * int(WINDOW_S * SECOND_NS) - 1)
         rates: dict[str, ServedRate] = {}
-        for _, servers in list(self._servers)[lo:i]:
+        window = side.values(lo, i)
+        for servers in window:
             for name, snap in servers.items():
                 rates.setdefault(name, ServedRate()).update(snap)
-        last = self._servers[i - 1][1]
+        last = window[-1]
         return {name: (snap, rates[name].rps(snap.t_ns)) for name, snap in last.items()}
 
     # -- saving --------------------------------------------------------------------------
@@ -237,6 +393,5 @@ def _first(item: tuple[int, Any]) -> int:
     return item[0]
 
 
-def _last_at(side: deque[tuple[int, Any]], t_ns: int) -> Any:
-    i = bisect.bisect_right(side, t_ns, key=_first)
-    return side[i - 1][1] if i else None
+def _line(exc: object) -> str:
+    return " ".join(str(exc).split())
