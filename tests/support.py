@@ -101,3 +101,16 @@ def new_threads(before: set[threading.Thread]) -> list[str]:
 
 def thread_names() -> list[str]:
     return sorted(t.name for t in threading.enumerate())
+
+
+async def laid_out(pilot, rounds: int = 100) -> None:
+    """Pause until the app's layout has settled: every widget's region the same two looks in a row.
+    A loaded machine lays a screen out late, and the first frame of a replay sizes the request rows
+    from it (a frame drawn early had 16 rows where it has 18)."""
+    last = None
+    for _ in range(rounds):
+        await pilot.pause(0.02)
+        regions = [(w, w.region) for w in pilot.app.screen.walk_children()]
+        if regions == last:
+            return
+        last = regions

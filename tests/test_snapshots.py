@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support import laid_out
 from syncviz.engines.recording import Replay
 from syncviz.tui.app import SyncvizApp
 
@@ -20,7 +21,7 @@ def make_app(name: str) -> SyncvizApp:
 
 async def play_all(pilot) -> None:
     app: SyncvizApp = pilot.app
-    await pilot.pause()
+    await laid_out(pilot)
     app.play_to_end()
     await pilot.pause()
 
