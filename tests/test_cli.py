@@ -9,6 +9,7 @@ import sys
 
 import pytest
 from syncviz.engines.base import listen
+from syncviz.tui.cli import main
 
 SYNCVIZ = [sys.executable, "-m", "syncviz.tui.cli"]
 
@@ -44,9 +45,29 @@ def syncviz(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         (["record", "/nonexistent-dir/x.rec", "--seconds", "1"], "cannot write recording"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(args: list[str], words: str) -> None:
+def test_bad_input_is_one_line_and_exit_2(args: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # in this process (main() is what the command runs; nothing starts before the refusal): a
+    # process each cost 0.1-0.2 s of CPU; the real process is checked below, on a few of them
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["bench", "--clients", "-3"], "clients must be between"),
+        (["--bogus"], "unrecognized arguments"),
+        ([], "needs a terminal"),  # stdout is a pipe here: the app refuses instead of drawing into it
+        (["serve", "--headless", "--port", "65535"], "between 1 and 65530"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2_from_the_command(args: list[str], words: str) -> None:
     proc = syncviz(*args)
-    assert proc.returncode == 2
+    assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr

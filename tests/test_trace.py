@@ -19,6 +19,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -27,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import new_threads
 from syncviz.engines.bench import BENCH_LOCK
 from syncviz.engines.events import ENGINE_IDS, HANDED_OVER, Batch, Phase
 from syncviz.engines.http import EXTERNAL_IDS_START
 from syncviz.engines.trace import build_trace, collect, us, write_trace
+from syncviz.tui.cli import main
 
 SYNCVIZ = [sys.executable, "-m", "syncviz.tui.cli"]
 T, A, G = ENGINE_IDS["threaded"], ENGINE_IDS["asyncio"], ENGINE_IDS["gevent"]
@@ -383,13 +386,17 @@ def test_write_trace_streams_the_same_object() -> None:
         (["--from", "/nonexistent/rec", "--out", "/nonexistent/dir/t.json"], "cannot write"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2_before_anything_runs(args: list[str], words: str) -> None:
-    start = time.monotonic()
-    proc = syncviz("trace", *args)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and words in lines[0] and "Traceback" not in proc.stderr, proc.stderr
-    assert time.monotonic() - start < 20  # no engine was started
+def test_bad_input_is_one_line_and_exit_2_before_anything_runs(
+    args: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # in this process, as test_cli's bad input (a process each cost 0.1-0.2 s of CPU)
+    start, threads = time.monotonic(), set(threading.enumerate())
+    code = main(["trace", *args])
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in err, err
+    assert time.monotonic() - start < 20 and not new_threads(threads)  # no engine was started
     assert not Path("/tmp/never.json").exists()
 
 
