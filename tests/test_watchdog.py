@@ -61,8 +61,11 @@ def test_a_blocked_loop_names_time_sleep_and_the_project_line(make_engine, name:
     eng = make_engine(name, "blocking", io_ms=60)
     time.sleep(0.05)  # the ticker runs
     assert get(eng.port)[0] == 200
-    blocks = _finished(eng)
-    assert len(blocks) == 1, blocks
+    found = _finished(eng)
+    # On a loaded machine the OS can also hold the loop's thread over 20 ms while it waits for work
+    # (found in run_until_complete / Hub.run): a real hold, reported; the handler's sleep is the one.
+    blocks = [b for b in found if "time.sleep" in b[5]]
+    assert len(blocks) == 1, found
     _t, d, e, lane, ongoing, where = blocks[0]
     assert (e, lane, ongoing) == (ENGINE_IDS[name], 0, False)
     assert 55e6 <= d <= 110e6, d / 1e6  # the handler's 60 ms sleep (its start is known to a ticker period)
