@@ -24,7 +24,7 @@ def run_claims(args: argparse.Namespace) -> int:
 
     get_claims(args.ids)  # unknown ids: SettingsError, exit 2, nothing started
     err = Console(stderr=True)
-    progress = (lambda cid: err.print(f"[dim]running {cid} ...[/dim]")) if err.is_terminal else None
+    progress = (lambda what: err.print(f"[dim]measuring {what} ...[/dim]")) if err.is_terminal else None
     cpus = current_cpus()  # the machine's, before the pin: prefork's workers need them (claim processes)
     pin_to_one_cpu()
     results = run(args.ids, quick=args.quick, progress=progress, engines=getattr(args, "engines", ()), cpus=cpus)

@@ -47,16 +47,15 @@ def streaming_run(plan: Plan) -> Result:
     knobs = {"clients": STREAM_CLIENTS, "pool": STREAM_POOL, "io_ms": STREAM_MS, "chunks": STREAM_CHUNKS}
     # closed loop: a client waits clients / pool streams for a thread; warm up past that first round
     first_round_s = knobs["clients"] / knobs["pool"] * knobs["io_ms"] / 1000
-    runs = plan.together("streaming", warmup=first_round_s + plan.warmup, **knobs)
+    runs = plan.together("streaming", warmup=first_round_s + plan.warmup, apart="streaming", **knobs)
     figures = {
         "clients": knobs["clients"],
         "pool": knobs["pool"],
         "stream_ms": knobs["io_ms"],
         "rps": {e: r["throughput_rps"] for e, r in runs.items()},
-        # Little's law on the serving stage: streams finished per second x seconds each was served
-        "concurrent_streams": {
-            e: round(r["throughput_rps"] * _served_ms(r["phase_ms"]) / 1000, 1) for e, r in runs.items()
-        },
+        # the mean number being written over the window, from every stream's transitions (Little's law on
+        # the completions counts 32 streams ending together in or out of a short window: 16 or 32 at once)
+        "concurrent_streams": {e: round(r["in_service"], 1) for e, r in runs.items()},
         "first_byte_ms": {e: round(_first_byte_ms(r["phase_ms"]), 1) for e, r in runs.items()},
         "p50_ms": {e: r["latency_ms"]["p50"] for e, r in runs.items()},
     }
@@ -92,8 +91,9 @@ STREAMING = Claim(
     "cost of a coroutine.",
     f"{STREAM_CLIENTS} keep-alive clients, each reading a {STREAM_MS:g} ms stream of {STREAM_CHUNKS} chunks with "
     f"I/O before each (long streams scaled down so a run takes seconds), the three engines at once; threaded with a "
-    f"pool of {STREAM_POOL}. Streams served at once by Little's law: streams per second x the time each one is being "
-    f"written; time to first byte is the time before a worker takes it.",
+    f"pool of {STREAM_POOL}. Streams served at once: the mean number being written (taken by a worker, last byte not "
+    f"yet out) over the window, from each stream's transitions; time to first byte is the time before a worker "
+    f"takes it.",
     f"threaded serves at most {CAPPED:g}x its {STREAM_POOL} threads' worth of streams at once (the rest wait for a "
     f"thread); asyncio and gevent serve at least {REACHES:.0%} of the {STREAM_CLIENTS} at once.",
     streaming_verdict,
@@ -154,7 +154,8 @@ def slow_clients_run(plan: Plan) -> Result:
     knobs = {"clients": 100, "pool": 8, "io_ms": 50.0}
     without = plan.together("io-bound", **knobs)
     # every slow client has begun its first trickle (they start spread over one) before the window opens
-    with_slow = plan.together("slow-clients", warmup=TRICKLE_S + plan.warmup, **knobs, slow_clients=SLOW_CLIENTS)
+    # the slow-clients scenario is io-bound plus slow clients: they join the same processes, live
+    with_slow = plan.together("io-bound", warmup=TRICKLE_S + plan.warmup, **knobs, slow_clients=SLOW_CLIENTS)
     before = {e: r["throughput_rps"] for e, r in without.items()}
     after = {e: r["throughput_rps"] for e, r in with_slow.items()}
     bound = _bounds(SCENARIOS["slow-clients"].settings.with_changes(**knobs), list(after))
@@ -201,8 +202,8 @@ SLOW_CLIENTS_CLAIM = Claim(
     "slow-clients",
     "A handful of slow clients can starve a sync worker pool; async servers are not affected.",
     f"The io-bound load (100 keep-alive clients, 50 ms of I/O, threaded pool 8), the three engines at once, without "
-    f"and with {SLOW_CLIENTS} slow clients per engine, each trickling one request over 3.5 s on a new connection, "
-    f"then again; req/s counts the load generator's answers only.",
+    f"and with {SLOW_CLIENTS} slow clients per engine (added to the running engines), each trickling one request "
+    f"over 3.5 s on a new connection, then again; req/s counts the load generator's answers only.",
     f"with the slow clients threaded keeps at most {1 - STARVED:.0%} of its bound without them (Little's law), while "
     f"asyncio's and gevent's req/s change by at most {UNAFFECTED:.0%}.",
     slow_clients_verdict,
