@@ -231,9 +231,11 @@ class TrioEngine(LoopEngine):
             work.size(rid, req.bytes_in, -1)  # how much of it left is unknown
             raise
         except Exception:
-            work.emit(rid, LOOP, Phase.FAILED)
             page = error_response(req, settings)
-            await self._send(stream, page, rid)
+            try:  # the 500 is written first: a send that gives the loop away shows READY before the end
+                await self._send(stream, page, rid)
+            finally:
+                work.emit(rid, LOOP, Phase.FAILED)
             work.size(rid, req.bytes_in, sent + len(page))
             return False
         work.emit(rid, LOOP, Phase.DONE)
