@@ -362,9 +362,11 @@ class AsyncioEngine(LoopEngine):
             work.size(rid, req.bytes_in, -1)  # how much of it left is unknown
             raise
         except Exception:
-            work.emit(rid, LOOP, Phase.FAILED)
             page = error_response(req, settings)
-            await conn.write(page, rid, work)
+            try:  # the 500 is written first: a slow reader's wait shows AWAITING before the end
+                await conn.write(page, rid, work)
+            finally:
+                work.emit(rid, LOOP, Phase.FAILED)
             work.size(rid, req.bytes_in, sent + len(page))
             return False
         work.emit(rid, LOOP, Phase.DONE)
