@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -294,7 +295,7 @@ class EngineStats:
 
     def take_block(self, t: int, duration: int, lane: int, ongoing: bool, where: str) -> None:
         """A call that held a worker (a record of ``batch.blocks``); an ongoing one comes again, longer."""
-        rec = BlockedCall(t, duration, lane, where, ongoing)
+        rec = BlockedCall(t, duration, lane, sys.intern(where), ongoing)  # the same few call sites, kept once
         prev = self.blocked_lanes.get(lane)
         if prev is None or t >= prev.t_start_ns:
             self.blocked_lanes[lane] = rec

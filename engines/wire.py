@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import struct
+import sys
 from typing import Any, BinaryIO, NamedTuple
 
 from .counts import ServerSnapshot
@@ -201,7 +202,7 @@ def blocks_from_wire(items: object) -> list[Block]:
             raise WireError("batch field 'bk' holds a value out of range")
         if not (isinstance(where, str) and 0 < len(where) <= MAX_WHERE and where.isprintable()):
             raise WireError(f"batch field 'bk' holds a 'where' that is not one line of up to {MAX_WHERE} characters")
-        out.append((t, d, e, lane, bool(ongoing), where))
+        out.append((t, d, e, lane, bool(ongoing), sys.intern(where)))  # one string per call site, kept once
     return out
 
 

@@ -138,7 +138,7 @@ def test_a_batch_that_cannot_be_read_back_is_one_line() -> None:
 
 
 def test_counters_and_source_counters_read_back_the_same_when_packed() -> None:
-    """Side values older than hot_s are kept pickled; what the tape says of any moment is unchanged."""
+    """Side values older than hot_s are kept packed (JSON, zlib); what the tape says of any moment is unchanged."""
     board = Board(INFO)
     packed, plain = Tape(hot_s=0.5), Tape(hot_s=600)
     served = 0

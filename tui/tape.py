@@ -12,9 +12,9 @@ tape keeps, by stream time, the last :data:`KEEP_S` seconds of:
 * the engines' own source counters (:class:`~syncviz.engines.counts.ServerSnapshot`), from
   which a past moment's ``served/s`` is worked out.
 
-Counters and source counters older than :data:`HOT_S` are kept pickled and zlib'd in memory
-(:class:`Side`: about a tenth of their size as objects; the app's own objects, never read from
-outside), so five minutes of them take well under a megabyte at any load.
+Counters and source counters older than :data:`HOT_S` are kept in memory as their fields in
+JSON, zlib'd (:class:`Side`: about a tenth of their size as objects; no pickle anywhere), so five
+minutes of them take well under a megabyte at any load.
 
 Batches older than :data:`HOT_S` are packed (their wire record as JSON, zlib'd: about a
 twentieth of their size as Python objects) and written out of the process's memory, to unlinked
@@ -40,12 +40,11 @@ import bisect
 import errno
 import json
 import os
-import pickle
 import tempfile
 import zlib
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,7 @@ from syncviz.engines.counts import ServerSnapshot
 from syncviz.engines.events import Batch
 from syncviz.engines.recording import RecordingError, RecordingWriter
 from syncviz.engines.served import WINDOW_S, ServedRate
-from syncviz.engines.stats import Counters
+from syncviz.engines.stats import BlockedCall, Counters
 from syncviz.engines.wire import batch_to_wire, decode_batch
 from syncviz.tui.history import History
 
@@ -156,27 +155,53 @@ class Entry:
         return None
 
 
+Codec = tuple[Callable[[Any], object], Callable[[Any], Any]]  # a value to JSON-able fields, and back
+_COUNTER_FIELDS = tuple(f.name for f in fields(Counters))
+
+
+def _counters_out(value: dict[str, Counters]) -> object:
+    return {name: [getattr(c, f) for f in _COUNTER_FIELDS] for name, c in value.items()}
+
+
+def _counters_in(plain: dict[str, list[Any]]) -> dict[str, Counters]:
+    out = {}
+    for name, values in plain.items():
+        c = Counters(**dict(zip(_COUNTER_FIELDS, values, strict=True)))
+        if c.blocked is not None:
+            c.blocked = BlockedCall(*c.blocked)
+        out[name] = c
+    return out
+
+
+COUNTERS_CODEC: Codec = (_counters_out, _counters_in)
+SERVERS_CODEC: Codec = (
+    lambda value: {name: s.as_dict() for name, s in value.items()},
+    lambda plain: {name: ServerSnapshot.from_dict(d) for name, d in plain.items()},
+)
+
+
 class Side:
-    """Values noted by stream time (oldest first); those older than ``hot_ns`` behind the newest are
-    kept pickled and zlib'd (None: never), the newest one never. Pickle is safe here: the values
-    are the app's own, packed and unpacked in this process's memory only."""
+    """Values noted by stream time (oldest first); with a ``codec``, those older than ``hot_ns``
+    behind the newest are kept as their fields in JSON, zlib'd, the newest one never."""
 
-    __slots__ = ("_packed_to", "hot_ns", "items")
+    __slots__ = ("_packed_to", "codec", "hot_ns", "items")
 
-    def __init__(self, hot_ns: int | None) -> None:
+    def __init__(self, hot_ns: int | None, codec: Codec | None = None) -> None:
         self.items: deque[tuple[int, Any]] = deque()
-        self.hot_ns = hot_ns
+        self.hot_ns = hot_ns if codec is not None else None
+        self.codec = codec
         self._packed_to = 0  # items before this index are packed
 
     def append(self, t_ns: int, value: Any) -> None:
         items = self.items
         items.append((t_ns, value))
-        if self.hot_ns is None:
+        if self.hot_ns is None or self.codec is None:
             return
-        floor = t_ns - self.hot_ns
+        floor, out = t_ns - self.hot_ns, self.codec[0]
         while self._packed_to < len(items) - 1 and items[self._packed_to][0] < floor:
             t, kept = items[self._packed_to]
-            items[self._packed_to] = (t, zlib.compress(pickle.dumps(kept, pickle.HIGHEST_PROTOCOL), 1))
+            plain = json.dumps(out(kept), separators=(",", ":"))
+            items[self._packed_to] = (t, zlib.compress(plain.encode(), 1))
             self._packed_to += 1
 
     def trim(self, start_ns: int) -> None:
@@ -196,7 +221,9 @@ class Side:
 
     def value(self, i: int) -> Any:
         kept = self.items[i][1]
-        return pickle.loads(zlib.decompress(kept)) if isinstance(kept, bytes) else kept
+        if isinstance(kept, bytes) and self.codec is not None:
+            return self.codec[1](json.loads(zlib.decompress(kept)))
+        return kept
 
     def values(self, lo: int, hi: int) -> list[Any]:
         return [self.value(i) for i in range(lo, hi)]
@@ -222,9 +249,9 @@ class Tape:
         self.spill = spill  # packed batches to temporary files (False: in memory)
         self.spill_note = ""  # why they are in memory after all (one line; "" when they are not)
         self._spill: Spill | None = None  # the file being appended to
-        self._counters = Side(self.hot_ns)  # dict[str, Counters]
+        self._counters = Side(self.hot_ns, COUNTERS_CODEC)  # dict[str, Counters]
         self._samples = Side(None)  # dict[str, (rps, p99_ms)]: what the sparklines take of them
-        self._servers = Side(self.hot_ns)  # dict[str, ServerSnapshot]
+        self._servers = Side(self.hot_ns, SERVERS_CODEC)  # dict[str, ServerSnapshot]
         self._info_seen: dict[str, Any] | None = None
         self._info: dict[str, Any] = {}
 
