@@ -160,3 +160,31 @@ def test_counters_and_source_counters_read_back_the_same_when_packed() -> None:
         assert packed.servers_at(t) == plain.servers_at(t)
         a, b = packed.history_at(t), plain.history_at(t)
         assert (a.rps, a.p99) == (b.rps, b.p99)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_app_says_once_when_the_tape_keeps_its_minutes_in_memory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from syncviz.engines.recording import Replay
+    from syncviz.tui.app import SyncvizApp
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))  # as an unusable TMPDIR leaves it
+    from syncviz.tui.scrub import Scrub
+
+    app = SyncvizApp(Replay.from_file(DATA / "io-bound.rec.gz"), live=False)
+    app.tape = Tape(hot_s=0.5)  # the recording's few seconds go past the hot window
+    app.scrub = Scrub(app.tape)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.pause()
+        app.play_to_end()
+        app.check_source()
+        app.check_source()
+        await pilot.pause()
+        told = [n.message for n in app._notifications if "kept in memory" in n.message]
+        assert app.tape.spill_note and told == [app.tape.spill_note]

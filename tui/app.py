@@ -131,6 +131,7 @@ class SyncvizApp(App[int]):
         if isinstance(source, Replay) and live:
             source.clock = time.monotonic  # paced by the recording's own time, at its speed
         self.tape = Tape()  # the last minutes fed, for scrubbing and ctrl+s (tui/tape.py)
+        self._spill_told = False  # the tape's spill_note has been shown
         self.scrub = Scrub(self.tape)
         self._counters_ns = 0  # stream time of the last counter refresh
         self._frames = 0
@@ -267,6 +268,9 @@ class SyncvizApp(App[int]):
             panel.set_status(status.engines.get(panel.engine), key)
         servers = {name: e.server for name, e in status.engines.items() if e.server is not None}
         self.tape.note_servers(self.board.now_ns, servers)  # a scrubbed moment's served/s
+        if self.tape.spill_note and not self._spill_told:  # once: the tape's minutes fell back to memory
+            self._spill_told = True
+            self.notify(self.tape.spill_note, title="tape", severity="warning", timeout=8)
         self._show_status()
 
     @property
@@ -393,7 +397,8 @@ class SyncvizApp(App[int]):
         clamped, tape = self.scrub.clamped, self.tape
         if clamped == "oldest":
             cap = f" (capped at {tape.max_bytes / 1e6:,.0f} MB)" if tape.capped else ""
-            self.notify(f"the oldest moment buffered: {tape.span_s:.1f} s are kept{cap}", timeout=2)
+            kept = f"; {tape.spill_note}" if tape.spill_note else ""
+            self.notify(f"the oldest moment buffered: {tape.span_s:.1f} s are kept{cap}{kept}", timeout=2)
         elif clamped == "newest":
             self.notify("the newest moment: end or space " + ("plays on" if self.replay else "goes live"), timeout=2)
         self.draw(force=True)
