@@ -1,6 +1,15 @@
-"""The smallest server of syncviz's gevent model: a :class:`gevent.server.StreamServer`, one
-greenlet per connection from a pool of 1,000 (syncviz's gevent engine's pool). gevent and the
-standard library only."""
+"""The smallest server of syncviz's gevent model: one hub, one greenlet per connection.
+
+A :class:`gevent.server.StreamServer` spawns each connection's greenlet from a pool of 1,000
+(syncviz's gevent engine's pool), with no monkey patching. The greenlet loops on gevent's
+cooperative ``recv`` (yielding to the hub while it waits) and ``sendall``s the answers to the
+requests each read completed. gevent and the standard library only.
+
+What it does not do (syncviz's engine does): parse with httptools (requests are framed by their
+blank line, see :func:`~common.split_requests`), route, bound heads and bodies, time reads out or
+close idle connections (no timeout on ``recv``: no timer per read), run the hub in a thread of
+its own, record anything, or count what it served.
+"""
 
 from __future__ import annotations
 

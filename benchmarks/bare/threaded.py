@@ -2,7 +2,13 @@
 
 Like syncviz's threaded engine (gunicorn gthread's shape), one selector thread accepts and parks
 idle keep-alive connections; a readable one goes to one of :data:`~common.POOL` worker threads
-for the requests it holds, then back to the selector. Standard library only.
+for the requests it holds (one blocking ``recv``, one ``sendall`` of their answers), then back to
+the selector through a queue and a wake-up byte on a pipe. Standard library only.
+
+What it does not do (syncviz's engine does): parse with httptools (requests are framed by their
+blank line, see :func:`~common.split_requests`), route, bound heads and bodies, wait for the rest
+of a request that came in pieces under a deadline, close idle connections, resize the pool, set
+``TCP_NODELAY``, record anything, or count what it served.
 """
 
 from __future__ import annotations
