@@ -6,9 +6,9 @@ where they run, the knobs and the warm-ups. :func:`measure_steps` starts one
 modes (scenarios that differ only in settings, io-bound and cpu-bound, share processes) and
 differ only in knobs the engines take while running (what the app's knob keys change: pool,
 clients, I/O, CPU, slow clients). For each step it applies the knobs to the running processes,
-warms up, measures a window and makes the result dicts
-:func:`syncviz.engines.bench.run_scenario` makes (with the same helpers). A fresh start per point
-cost ~0.4 s (two processes' imports, the first connections, the stop) and a full warm-up.
+warms up, measures a window and makes the result dicts :func:`syncviz.engines.bench.run_scenario`
+makes (both with :mod:`syncviz.engines.window`). A fresh start per point cost ~0.4 s (two
+processes' imports, the first connections, the stop) and a full warm-up.
 
 What changes against a fresh start: the load's connections, the engine's workers and imports come
 from the step before, so a step applied live warms up for :attr:`Step.settle` (the plan's: half
@@ -25,7 +25,6 @@ Each result also carries ``in_service``: per engine, the mean number of requests
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 from collections.abc import Iterable
@@ -37,7 +36,7 @@ from ..scenarios import get_scenario
 from ..settings import Settings
 
 if TYPE_CHECKING:
-    from ..child import ChildHost
+    from ..window import Window
 
 RESTART_KNOBS = frozenset({"workers"})  # knobs a step gets fresh processes for (prefork's workers)
 SAME_REQUEST = frozenset({"pool", "clients", "slow_clients", "workers"})  # knobs that leave a request as it was
@@ -107,26 +106,6 @@ def describe(steps: list[Step]) -> str:
     return f"{first.scenario}, {' + '.join(first.engines)}{where}{points}"
 
 
-@dataclass
-class _Window:
-    """What one step measured, to interpret once the next step runs."""
-
-    step: Step
-    warm: Batch
-    window: Batch
-    t_start: int
-    t_end: int
-    cpu: tuple[dict[str, float], dict[str, float]]
-    load: tuple[Any, Any]
-    settings: Any
-    status: Any
-
-    @property
-    def longest_s(self) -> float:
-        """The longest request answered in the window, in seconds."""
-        return max((lat for *_, lat, _ok in self.window.latencies), default=0) / 1e9
-
-
 def measure_steps(
     steps: list[Step], seconds: float, stopping: list[threading.Thread] | None = None
 ) -> dict[tuple, tuple[list[dict[str, Any]], float]]:
@@ -136,17 +115,17 @@ def measure_steps(
     ``stopping``: when given, the processes of the group before may still be stopping (they are
     waited for before the first window, while these warm up) and these stop in the background, added
     to it; else they are stopped before this returns."""
-    from ..bench import _collect, _wait_for_traffic
     from ..child import ChildHost
     from ..limits import require_fds
     from ..placement import set_cpus
+    from ..window import collect, measure_window, wait_for_traffic
 
     first = steps[0]
     for step in steps:  # a descriptor limit fails before anything starts
         require_fds([step.scenario], step.engines, step.together, False, **step.knobs)
     results: dict[tuple, list[dict[str, Any]]] = {}
     elapsed: dict[tuple, float] = {}
-    pending: _Window | None = None
+    pending: tuple[Step, Window] | None = None  # the step before and its window
     t_mark = time.monotonic()
     cpus = None if first.cpus is None else list(first.cpus)
     host = ChildHost(first.scenario, engines=first.engines, record=True, cpus=cpus, **first.knobs).start()
@@ -155,19 +134,19 @@ def measure_steps(
         for i, step in enumerate(steps):
             warm = Batch()
             if pending is None:
-                _wait_for_traffic(host, step.engines, warm)
+                wait_for_traffic(host, step.engines, warm)
                 warmup = step.warmup
             else:
                 host.apply(**step.settings.as_dict())
-                warmup = step.settle_after(pending.step, pending.longest_s)
+                warmup = step.settle_after(pending[0], pending[1].longest_s)
             t_apply = time.monotonic()
             if pending is not None:  # the step before, interpreted while this one warms up
-                results[pending.step.key] = _results(pending, seconds)
+                results[pending[0].key] = _results(*pending, seconds)
             left = warmup - (time.monotonic() - t_apply)
-            _collect(host, warm, max(left, SETTLE_S if i else 0.0))
+            collect(host, warm, max(left, SETTLE_S if i else 0.0))
             while stopping:  # the group before's processes are gone before a window opens
                 stopping.pop().join()
-            pending = _measure(host, step, warm, seconds)
+            pending = step, measure_window(host, warm, seconds)
             now = time.monotonic()
             elapsed[step.key], t_mark = now - t_mark, now
     except BaseException:
@@ -180,93 +159,20 @@ def measure_steps(
         closing.start()
         stopping.append(closing)
     assert pending is not None
-    results[pending.step.key] = _results(pending, seconds)
-    elapsed[pending.step.key] += time.monotonic() - t_mark
+    results[pending[0].key] = _results(*pending, seconds)
+    elapsed[pending[0].key] += time.monotonic() - t_mark
     return {key: (results[key], elapsed[key]) for key in elapsed}
 
 
-def _measure(host: ChildHost, step: Step, warm: Batch, seconds: float) -> _Window:
-    """One window, collected as bench collects it (drained every 100 ms, the collector kept off it)."""
-    from ..bench import _cpu_seconds, _load_sample
+def _results(step: Step, w: Window, seconds: float) -> list[dict[str, Any]]:
+    """One result dict per engine, as :func:`syncviz.engines.bench.run_scenario` makes them, each with
+    its ``in_service``."""
+    from ..window import window_results
 
-    window = Batch()
-    cpu0 = _cpu_seconds(host)
-    load0 = _load_sample(host)
-    t_start = time.monotonic_ns()
-    deadline = t_start + int(seconds * 1e9)
-    try:
-        while (left := deadline - time.monotonic_ns()) > 0:
-            time.sleep(min(0.1, left / 1e9))
-            window.extend(host.drain())
-            gc.freeze()
-        t_end = time.monotonic_ns()
-        cpu1 = _cpu_seconds(host)
-        load = _load_sample(host)
-    finally:
-        gc.unfreeze()
-    return _Window(step, warm, window, t_start, t_end, (cpu0, cpu1), (load0, load), host.settings, host.status())
-
-
-def _results(w: _Window, seconds: float) -> list[dict[str, Any]]:
-    """One result dict per engine, as :func:`syncviz.engines.bench.run_scenario` makes them."""
-    from ..bench import _load_process, result
-    from ..bottleneck import client_bound
-    from ..limits import connection_note
-    from ..loadgen import connect_errors, is_connect_error
-    from ..stats import StreamStats
-
-    stats = StreamStats(window_s=seconds, rate_window_s=seconds, keep=1)
-    stats.feed(w.warm)
-    stats.feed(w.window)
-    counters = stats.counters(w.t_end)
-    span_s = (w.t_end - w.t_start) / 1e9
-    load_process = _load_process(w.load[1], w.load[0], span_s)
-    everything = [*w.warm.latencies, *w.window.latencies]
+    out = window_results(w, step.scenario, step.engines, seconds, step.together)
     transitions = [*w.warm.transitions, *w.window.transitions]
-    scen = get_scenario(w.step.scenario)
-    out = []
-    for name in w.step.engines:
-        e = ENGINE_IDS[name]
-        ok = [lat for t, eng, _, lat, good in w.window.latencies if eng == e and good and w.t_start <= t <= w.t_end]
-        bad = sum(
-            1
-            for t, eng, rid, _, good in w.window.latencies
-            if eng == e and not good and w.t_start <= t and not is_connect_error(rid)
-        )
-        refused = connect_errors(s for s in everything if s[1] == e)
-        st = w.status.engines[name]
-        proc = st.process
-        r = result(
-            scen.name,
-            name,
-            scen.mode(name),
-            w.settings,
-            seconds,
-            w.step.together,
-            ok,
-            bad + sum(refused.values()),
-            span_s,
-            counters[name],
-            st.cpu_share,
-            proc.cpus if proc is not None else None,
-        )
-        r["connect_errors"] = dict(sorted(refused.items()))
-        r["placement"] = st.placement
-        engine_cpu = None
-        if proc is not None:
-            cpu0, cpu1 = w.cpu
-            if name in cpu1:
-                engine_cpu = round(100 * ((cpu1.get(name) or 0.0) - (cpu0.get(name) or 0.0)) / span_s, 1)
-            rss_mb = None if proc.rss_mb is None else round(proc.rss_mb, 1)
-            r["process"] = {"pid": proc.pid, "cpus": list(proc.cpus), "cpu_percent": engine_cpu, "rss_mb": rss_mb}
-        r["load_process"] = load_process
-        r["client_bound"] = load_process is not None and client_bound(
-            load_process["cpu_percent"], len(load_process["cpus"]), engine_cpu, st.cpu_share
-        )
-        note = connection_note(name, w.settings.clients)
-        r["notes"] = [note] if note else []
-        r["in_service"] = round(in_service(transitions, e, w.t_start, w.t_end), 2)
-        out.append(r)
+    for name, r in zip(step.engines, out, strict=True):
+        r["in_service"] = round(in_service(transitions, ENGINE_IDS[name], w.t_start, w.t_end), 2)
     return out
 
 
