@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from operator import add, sub
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -168,7 +169,7 @@ class ServerDigest:
         self.by_phase = [0] * NPHASES
         self.outside = 0
         self.lag = HdrWindow(self.window_ns)
-        self._done: deque[tuple[int, list[int]]] = deque()  # (t_done, phase totals), window
+        self._done: deque[tuple[int, tuple[int, ...]]] = deque()  # (t_done, phase totals), window
         self._done_sum = [0] * NPHASES
         self._handed: tuple[int, _Req] | None = None
         self._row_window = CountWindow(1_000_000_000)  # new requests a second
@@ -274,69 +275,85 @@ class ServerDigest:
 
     # -- feeding -------------------------------------------------------------------------
     def transition(self, t: int, rid: int, lane: int, phase: int) -> None:
+        """Digest one transition (the hot path: every transition of every request, in the engine's process).
+
+        A request already followed closes its segment and opens the next inline (the common case,
+        a segment inside one column, never leaves this method); the rest goes through the helpers.
+        """
         if t > self.last_t:
             self.last_t = t
-        if lane == HANDED_OVER:  # the provisional id's reading goes on under the request's own id
-            r = self.inflight.pop(rid, None)
-            if r is not None:
-                self._close(rid, r, r.since)  # off the open layers; nothing painted yet
-                self.by_phase[r.phase] -= 1
-                if rid >= EXTERNAL_IDS_START:
-                    self.outside -= 1
-                if r.row:
-                    self.rows.append((t, 0, rid, lane, phase))
-                self._handed = (rid, r)
+        if lane == HANDED_OVER:
+            self._hand_over(t, rid, phase)
             return
         r = self.inflight.get(rid)
         if r is None:
-            if phase in (DONE, FAILED):
-                return  # began before we listened
-            handed, self._handed = self._handed, None
-            if handed is not None and phase == READING:
-                r = handed[1]  # the same bytes: keep their start and their row decision
-                r.lane = lane
-            else:
-                r = _Req(phase, lane, t, self._row_wanted(t))
-            r.phase, r.since = phase, t
-            self.inflight[rid] = r
-            self.by_phase[phase] += 1
-            if rid >= EXTERNAL_IDS_START:
-                self.outside += 1
-            if phase == QUEUED:
-                self._sent(r, t)
-            self._open(rid, r)
-            if r.row:
-                self.rows.append((t, 0, rid, lane, phase))
+            self._begin(t, rid, lane, phase)
             return
-        if t < r.since:
-            t = r.since  # recorded out of order by a few microseconds: keep time moving forward
+        since = r.since
+        if t < since:
+            t = since  # recorded out of order by a few microseconds: keep time moving forward
         self._close(rid, r, t)
-        self.by_phase[r.phase] -= 1
+        by_phase = self.by_phase
+        by_phase[r.phase] -= 1
         if r.row:
             self.rows.append((t, 0, rid, lane, phase))
         if phase in (DONE, FAILED):
-            del self.inflight[rid]
-            if rid >= EXTERNAL_IDS_START:
-                self.outside -= 1
-            if r.row:  # its size record comes after its end
-                ended = self._ended_rows
-                ended[rid] = None
-                if len(ended) > ENDED_ROWS:
-                    del ended[next(iter(ended))]
-            if r.sent_col is not None:
-                self._unsent(r.sent_col)
-            if phase == DONE:
-                self._done.append((t, r.totals))
-                acc = self._done_sum
-                for i, v in enumerate(r.totals):
-                    if v:
-                        acc[i] += v
+            self._end(t, rid, r, phase)
             return
         r.phase, r.lane, r.since = phase, lane, t
-        self.by_phase[phase] += 1
+        by_phase[phase] += 1
         if phase == QUEUED and r.sent_col is None:
             self._sent(r, t)
         self._open(rid, r)
+
+    def _hand_over(self, t: int, rid: int, phase: int) -> None:
+        """The provisional id's reading goes on under the request's own id (:data:`HANDED_OVER`)."""
+        r = self.inflight.pop(rid, None)
+        if r is not None:
+            self._close(rid, r, r.since)  # off the open layers; nothing painted yet
+            self.by_phase[r.phase] -= 1
+            if rid >= EXTERNAL_IDS_START:
+                self.outside -= 1
+            if r.row:
+                self.rows.append((t, 0, rid, HANDED_OVER, phase))
+            self._handed = (rid, r)
+
+    def _begin(self, t: int, rid: int, lane: int, phase: int) -> None:
+        """A request's first transition: follow it from here."""
+        if phase in (DONE, FAILED):
+            return  # began before we listened
+        handed, self._handed = self._handed, None
+        if handed is not None and phase == READING:
+            r = handed[1]  # the same bytes: keep their start and their row decision
+            r.lane = lane
+        else:
+            r = _Req(phase, lane, t, self._row_wanted(t))
+        r.phase, r.since = phase, t
+        self.inflight[rid] = r
+        self.by_phase[phase] += 1
+        if rid >= EXTERNAL_IDS_START:
+            self.outside += 1
+        if phase == QUEUED:
+            self._sent(r, t)
+        self._open(rid, r)
+        if r.row:
+            self.rows.append((t, 0, rid, lane, phase))
+
+    def _end(self, t: int, rid: int, r: _Req, phase: int) -> None:
+        """A request ended (DONE or FAILED): forget it; a done one's phase times join the window's means."""
+        del self.inflight[rid]
+        if rid >= EXTERNAL_IDS_START:
+            self.outside -= 1
+        if r.row:  # its size record comes after its end
+            ended = self._ended_rows
+            ended[rid] = None
+            if len(ended) > ENDED_ROWS:
+                del ended[next(iter(ended))]
+        if r.sent_col is not None:
+            self._unsent(r.sent_col)
+        if phase == DONE:
+            self._done.append((t, tuple(r.totals)))  # ints only: the collector stops tracking it
+            self._done_sum = list(map(add, self._done_sum, r.totals))
 
     def _sent(self, r: _Req, t: int) -> None:
         r.sent_col = col = t // self.ns
@@ -376,8 +393,8 @@ class ServerDigest:
     def counters(self, now: int) -> dict[str, Any]:
         done, acc, before = self._done, self._done_sum, now - self.window_ns
         while done and done[0][0] < before:
-            for i, v in enumerate(done.popleft()[1]):
-                acc[i] -= v
+            acc = list(map(sub, acc, done.popleft()[1]))
+        self._done_sum = acc
         n = len(done)
         lag = percentiles(self.lag.merged(now))
         return {

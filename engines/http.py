@@ -36,10 +36,14 @@ REQ_ID_HEADER = "x-req-id"
 EXTERNAL_IDS_START = 1 << 40  # ids the servers give requests that carry no x-req-id
 
 HANDLER_PATHS = ("/", "/work")  # run the scenario's handler
+HANDLER_METHODS = ("GET", "POST", "HEAD")  # the methods it answers (others: 405)
 BOOM_PATH = "/boom"  # the handler raises: shows a 500 and that the server survives
 HEALTH_PATH = "/health"
 
 _VERSIONS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+TARGET_CACHE, TARGET_CACHE_LEN = 256, 64  # request targets whose (path, query) is kept, and their longest
+_targets: dict[bytes, tuple[str, str]] = {}  # split_target's answers for the commonest targets (wrk asks one)
 
 
 class HttpError(Exception):
@@ -91,6 +95,7 @@ class RequestReader:
         "_sent_ns",
         "_t",
         "_url",
+        "_version",
         "partial",
         "started_ns",
     )
@@ -99,6 +104,7 @@ class RequestReader:
         self._parser = httptools.HttpRequestParser(self)
         self._out: list[Request] = []
         self._url = b""
+        self._version = ""  # the current request's HTTP version ("1.1"), once its head is complete
         self._req_id: int | None = None
         self._sent_ns = 0
         self._head = 0  # bytes of the current request line and headers seen by the callbacks
@@ -204,7 +210,8 @@ class RequestReader:
         self._in_head = False
         if self._head > MAX_HEAD:
             raise self._refuse(431, "request header fields too large")
-        if self._parser.get_http_version() not in _VERSIONS:
+        version = self._version = self._parser.get_http_version()
+        if version not in _VERSIONS:
             raise self._refuse(400, "unsupported HTTP version")
 
     def on_body(self, body: bytes) -> None:
@@ -214,15 +221,21 @@ class RequestReader:
 
     def on_message_complete(self) -> None:
         parser = self._parser
-        path, query = split_target(self._url)
+        url = self._url
+        target = _targets.get(url)
+        if target is None:
+            target = split_target(url)
+            if len(url) <= TARGET_CACHE_LEN and len(_targets) < TARGET_CACHE:
+                _targets[url] = target
+        method = parser.get_method()
         self._out.append(
             Request(
-                parser.get_method().decode("ascii", "replace"),
-                path,
-                _VERSIONS.get(parser.get_http_version(), "HTTP/1.1"),
+                _METHODS.get(method) or method.decode("ascii", "replace"),
+                target[0],
+                _VERSIONS.get(self._version, "HTTP/1.1"),
                 parser.should_keep_alive(),
                 self._req_id,
-                query,
+                target[1],
                 sent_ns=self._sent_ns,
             )
         )
@@ -406,7 +419,7 @@ def send_final(sock: socket.socket, data: bytes, sent: Callable[[], object] | No
 def route(req: Request) -> int:
     """Status for a parsed request before the handler runs: 200 (run it), 404 or 405."""
     if req.path in HANDLER_PATHS or req.path == BOOM_PATH:
-        return 200 if req.method in ("GET", "POST", "HEAD") else 405
+        return 200 if req.method in HANDLER_METHODS else 405
     if req.path == HEALTH_PATH:
         return 200
     return 404

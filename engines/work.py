@@ -23,7 +23,18 @@ import time
 from collections.abc import Callable
 
 from .events import Phase, Recorder, now_ns
-from .http import BOOM_PATH, HEALTH_PATH, HandlerBoom, Request, chunk, chunked_head, response, route
+from .http import (
+    BOOM_PATH,
+    HANDLER_METHODS,
+    HANDLER_PATHS,
+    HEALTH_PATH,
+    HandlerBoom,
+    Request,
+    chunk,
+    chunked_head,
+    response,
+    route,
+)
 from .settings import Settings
 
 Emit = Callable[[int, int, int], None]  # (rid, lane, phase)
@@ -33,6 +44,7 @@ SizeAt = Callable[[int, int, int], None]  # (rid, bytes_in, bytes_out)
 
 SLEEP_SLICE_S = 0.1
 GIL_GAP_NS = 500_000  # a CPU step that lost the CPU for longer than this shows it as READY
+_DONE, _FAILED = int(Phase.DONE), int(Phase.FAILED)  # plain ints on the hot path: no enum lookup
 UPSTREAM_REQUEST = b"GET /delay?us=%d HTTP/1.1\r\nHost: upstream\r\n\r\n"
 SENT_HEADER = b"x-sent-ns: "
 
@@ -227,14 +239,35 @@ CPU, IO, SEND = 0, 1, 2
 HELLO = b"hello from syncviz\n"
 
 
-def handler_plan(req: Request, settings: Settings) -> list[tuple[int, float | bytes]]:
-    """The handler as a list of steps ``(CPU, s)``, ``(IO, s)``, ``(SEND, bytes)``.
+Plan = tuple[tuple[int, float | bytes], ...]
+_plans: tuple[Settings | None, dict[tuple[bool, bool], Plan]] = (None, {})
+"""The plans made for the latest settings, by (keep-alive, HEAD): a plan depends on nothing else."""
+
+
+def handler_plan(req: Request, settings: Settings) -> Plan:
+    """The handler as steps ``(CPU, s)``, ``(IO, s)``, ``(SEND, bytes)``.
 
     Every engine runs the same plan its own way (blocking, awaiting or yielding). ``/boom``
-    raises here: the handler exception the servers must survive.
+    raises here: the handler exception the servers must survive. Plans are kept for the
+    latest settings (a frozen :class:`~syncviz.engines.settings.Settings`): made once, not per request.
     """
+    global _plans
     if req.path == BOOM_PATH:
         raise HandlerBoom("boom")
+    key = (req.keep_alive, req.method == "HEAD")
+    made_for, plans = _plans
+    if made_for is settings:
+        plan = plans.get(key)
+        if plan is not None:
+            return plan
+    else:
+        plans = {}
+    plan = plans[key] = _make_plan(req, settings)
+    _plans = (settings, plans)  # one assignment: a thread never sees a half-made pair
+    return plan
+
+
+def _make_plan(req: Request, settings: Settings) -> Plan:
     plan: list[tuple[int, float | bytes]] = []
     if settings.cpu_s > 0:
         plan.append((CPU, settings.cpu_s))
@@ -242,7 +275,7 @@ def handler_plan(req: Request, settings: Settings) -> list[tuple[int, float | by
         if settings.io_s > 0:
             plan.append((IO, settings.io_s))
         plan.append((SEND, head_only(req, response(200, HELLO, req.keep_alive))))
-        return plan
+        return tuple(plan)
     plan.append((SEND, chunked_head(req.keep_alive)))
     for i in range(settings.chunks):
         plan.append((IO, settings.io_s / settings.chunks))
@@ -250,10 +283,10 @@ def handler_plan(req: Request, settings: Settings) -> list[tuple[int, float | by
             plan.append((SEND, chunk(b"chunk %d\n" % i)))
     if req.method != "HEAD":
         plan.append((SEND, chunk(b"")))
-    return plan
+    return tuple(plan)
 
 
-def run_plan(plan: list[tuple[int, float | bytes]], rid: int, lane: int, work: Work, upstream: bool, send: Send) -> int:
+def run_plan(plan: Plan, rid: int, lane: int, work: Work, upstream: bool, send: Send) -> int:
     """Run a plan on the calling thread or greenlet; return the bytes it wrote."""
     sent = 0
     for op, arg in plan:
@@ -276,6 +309,8 @@ def run_plan(plan: list[tuple[int, float | bytes]], rid: int, lane: int, work: W
 
 def early_response(req: Request) -> tuple[bytes, int] | None:
     """The answer and final phase for a request that never reaches the handler (404, 405, health)."""
+    if req.path in HANDLER_PATHS and req.method in HANDLER_METHODS:
+        return None  # the handler's own request, the common case: no need to route further
     status = route(req)
     if status == 200 and req.path != HEALTH_PATH:
         return None
@@ -314,16 +349,16 @@ def serve_sync(req: Request, rid: int, lane: int, work: Work, settings: Settings
     try:
         sent = run_plan(handler_plan(req, settings), rid, lane, work, settings.io == "upstream", send)
     except OSError:
-        work.emit(rid, lane, Phase.FAILED)
+        work.emit(rid, lane, _FAILED)
         work.size(rid, req.bytes_in, -1)
         raise
     except Exception:
-        work.emit(rid, lane, Phase.FAILED)
+        work.emit(rid, lane, _FAILED)
         page = error_response(req, settings)  # a plain plan writes last: none of it went out (chunked hangs up)
         send(page)
         work.size(rid, req.bytes_in, len(page))
         return False
-    work.emit(rid, lane, Phase.DONE)
+    work.emit(rid, lane, _DONE)
     work.size(rid, req.bytes_in, sent)
     return True
 

@@ -40,6 +40,8 @@ from ..work import (
 from ._loop import LoopEngine
 
 LOOP = 0  # the lane of the event loop thread
+# plain ints on the hot path (an IntEnum member costs a class attribute lookup each time)
+RUNNING, READY, DONE, FAILED = (int(p) for p in (Phase.RUNNING, Phase.READY, Phase.DONE, Phase.FAILED))
 BACKLOG = 1024  # create_server would otherwise listen() again with 100
 MAX_QUEUED = 64  # pipelined requests queued on one connection before its reading pauses
 IDLE_SWEEP_S = 0.5  # how often idle keep-alive connections are looked for
@@ -105,7 +107,7 @@ class _Conn(asyncio.Protocol):
     def __init__(self, engine: AsyncioEngine) -> None:
         self.engine = engine
         self.reader = RequestReader()
-        self.track = ReadingTracker(engine.provisional_id, engine.native.emit_at, engine.counts)
+        self.track = ReadingTracker(engine.new_id, engine.native.emit_at, engine.counts)
         self.requests: deque[Request | int] = deque()
         self.closed = False
         self.idle_since = now_ns()  # nonzero: no request in progress nor started since then
@@ -159,8 +161,8 @@ class _Conn(asyncio.Protocol):
         self.track.assign(reqs, t)
         emit_at = self.engine.native.emit_at
         for req in reqs:
-            emit_at(t, req.rid, LOOP, Phase.READY)  # here and runnable; the loop is busy
-            self.requests.append(req)
+            emit_at(t, req.rid, LOOP, READY)  # here and runnable; the loop is busy
+        self.requests.extend(reqs)
 
     def _refuse(self, status: int, timeout: bool = False) -> None:
         """Fail the request (``FAILED`` if being read) and queue its answer; stop reading."""
@@ -302,31 +304,35 @@ class AsyncioEngine(LoopEngine):
                 conn.transport.close()
 
     async def _serve_conn(self, conn: _Conn) -> None:
+        emit, counts, requests = self.native.emit, self.counts, conn.requests
         try:
             while True:
-                item = await conn.next_request()
+                if requests and not conn._held:  # the next request is here already: no wait
+                    item: Request | int | None = requests.popleft()
+                else:
+                    item = await conn.next_request()
                 if item is None:
                     break
                 if type(item) is int:  # a refused request or a read timeout: answer and close
                     if not conn.closed:
                         conn.transport.write(error_page(item))
-                        self.counts.add(served=1)
+                        counts.add(served=1)
                     break
                 req: Request = item  # type: ignore[assignment]
-                self.native.emit(req.rid, LOOP, Phase.RUNNING)
+                emit(req.rid, LOOP, RUNNING)
                 try:
                     ok = await self._serve(req, req.rid, conn)
                 except OSError:
-                    self.counts.add(failed=1)  # the client went away mid-response
+                    counts.add(failed=1)  # the client went away mid-response
                     raise
-                self.counts.add(served=1, failed=0 if ok else 1)
+                counts.add(served=1, failed=0 if ok else 1)
                 if not req.keep_alive:
                     break
                 conn.served()
         except OSError:
             pass
         except Exception:  # never a dead task's traceback from a request: the connection closes
-            self.counts.add(failed=1)
+            counts.add(failed=1)
         finally:
             conn.transport.close()
 
@@ -349,7 +355,10 @@ class AsyncioEngine(LoopEngine):
             else:
                 for op, arg in plan:
                     if op == SEND:
-                        await conn.write(arg, rid, work)  # type: ignore[arg-type]
+                        if conn.paused or conn.closed:
+                            await conn.write(arg, rid, work)  # type: ignore[arg-type]
+                        else:  # the common case, conn.write without a coroutine
+                            conn.transport.write(arg)  # type: ignore[arg-type]
                         sent += len(arg)  # type: ignore[arg-type]
                     elif op == IO and self.mode == "native":
                         await work.aio(rid, LOOP, arg, upstream)  # type: ignore[arg-type]
@@ -358,7 +367,7 @@ class AsyncioEngine(LoopEngine):
                     elif op == CPU:
                         work.cpu(rid, LOOP, arg)  # type: ignore[arg-type]
         except (OSError, asyncio.CancelledError):
-            work.emit(rid, LOOP, Phase.FAILED)
+            work.emit(rid, LOOP, FAILED)
             work.size(rid, req.bytes_in, -1)  # how much of it left is unknown
             raise
         except Exception:
@@ -369,7 +378,7 @@ class AsyncioEngine(LoopEngine):
                 work.emit(rid, LOOP, Phase.FAILED)
             work.size(rid, req.bytes_in, sent + len(page))
             return False
-        work.emit(rid, LOOP, Phase.DONE)
+        work.emit(rid, LOOP, DONE)
         work.size(rid, req.bytes_in, sent)
         return True
 

@@ -40,6 +40,7 @@ class LoopEngine(Engine):
         self._lsock = listen(self.host, self.port)
         self.port = self._lsock.getsockname()[1]
         self.counts.workers = 1  # the loop or hub
+        self.new_id = self._external_ids.__next__  # provisional_id without its lock: one thread takes ids
         self.native = self.native_work(self.recorder, self.engine_id, self.upstream_port)
         self.blocking = BlockingWork(self.recorder, self.engine_id, self.upstream_port)
         self._ready = threading.Event()

@@ -267,11 +267,15 @@ class _Worker(ThreadedEngine):
         if not fds:
             return None
         sock = socket.socket(fileno=fds[0])
-        sock.setblocking(True)
-        conn = _Conn(sock, ReadingTracker(self.provisional_id, self.work.emit_at, self.counts))  # type: ignore[arg-type]
+        sock.setblocking(False)  # ThreadedEngine._serve's sockets are non-blocking
+        conn = self._conn(sock)
         conn.t_ready = HANDOFF.unpack(msg)[0] if len(msg) == HANDOFF.size else now_ns()
         self._held.add(conn)
         return conn
+
+    def _conn(self, sock: socket.socket) -> _Conn:
+        track = ReadingTracker(self.provisional_id, self.work.emit_at, self.counts)  # type: ignore[arg-type]
+        return _Conn(sock, track, self._timeout_s)
 
     def stop_now(self) -> None:
         """SIGTERM: what threaded's stop does, in this one thread. Waits and CPU steps end, and every
@@ -297,10 +301,10 @@ class _Worker(ThreadedEngine):
         if self._deferred and not _has_bytes(sock):  # silent since it connected, the idle time: close it
             sock.close()
             return
-        sock.setblocking(True)
+        sock.setblocking(False)  # ThreadedEngine._serve's sockets are non-blocking
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = _Conn(sock, ReadingTracker(self.provisional_id, self.work.emit_at, self.counts))  # type: ignore[arg-type]
+        conn = self._conn(sock)
         self._held.add(conn)
         sel.register(sock, selectors.EVENT_READ, conn)
         parked[conn] = now_ns()

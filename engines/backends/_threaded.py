@@ -15,11 +15,13 @@ then 408). A parked connection idle longer than :data:`KEEPALIVE_IDLE_S` is clos
 from __future__ import annotations
 
 import contextlib
+import functools
 import queue
 import selectors
 import socket
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import ClassVar
 
 from ..base import STOP_TIMEOUT_S, Engine, join_threads, listen
@@ -34,14 +36,44 @@ IDLE_POLL_S = 0.2  # how often an idle worker checks whether the pool shrank
 SELECT_S = 0.25  # the selector's longest wait: how late past its idle timeout a parked connection closes
 
 
-class _Conn:
-    __slots__ = ("reader", "sock", "t_ready", "track")
+RUNNING = int(Phase.RUNNING)  # a plain int on the hot path: no enum lookup
 
-    def __init__(self, sock: socket.socket, track: ReadingTracker) -> None:
+
+class _Conn:
+    """A connection: its socket (non-blocking: the selector says when it has bytes), parser and reading state."""
+
+    __slots__ = ("reader", "send", "sock", "t_ready", "track")
+
+    def __init__(self, sock: socket.socket, track: ReadingTracker, timeout_s: Callable[[], float]) -> None:
         self.sock = sock
         self.reader = RequestReader()
         self.track = track
         self.t_ready = 0  # when the selector saw its bytes (a request's deadline counts from them)
+        self.send = functools.partial(send_all, sock, timeout_s)
+
+
+def send_all(sock: socket.socket, timeout_s: Callable[[], float], data: bytes) -> None:
+    """``sock.sendall(data)`` on a non-blocking socket: one ``send`` when the buffer has room (the
+    common case, one syscall), else the rest within ``timeout_s()`` seconds (TimeoutError after)."""
+    try:
+        n = sock.send(data)
+    except BlockingIOError:
+        n = 0
+    if n < len(data):
+        sock.settimeout(timeout_s())
+        try:
+            sock.sendall(memoryview(data)[n:])
+        finally:
+            sock.setblocking(False)
+
+
+def recv_within(sock: socket.socket, seconds: float) -> bytes:
+    """Wait up to ``seconds`` for bytes on a non-blocking socket (TimeoutError after)."""
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(RECV_SIZE)
+    finally:
+        sock.setblocking(False)
 
 
 class ThreadedEngine(Engine):
@@ -60,6 +92,8 @@ class ThreadedEngine(Engine):
         self._returned: deque[_Conn] = deque()
         self._jobs: queue.SimpleQueue[_Conn | None] = queue.SimpleQueue()
         self._stopping = False
+        self._wake_due = False  # a wake-up byte is on its way to the selector
+        self._new_id = self._external_ids.__next__  # provisional_id without its lock (next() is atomic)
         self._target = self.settings.pool
         self.counts.workers = self._target
         self._workers: dict[int, threading.Thread] = {}
@@ -74,6 +108,9 @@ class ThreadedEngine(Engine):
         # Which blocking call each parked worker is in: a frame of Work.io on its stack (phase blocked).
         self._start_watchdog(WorkerWatchdog(self.name, lambda: self._workers, [Work.io.__code__]))
         return self.port
+
+    def _timeout_s(self) -> float:
+        return self.settings.timeout_s
 
     # -- pool ---------------------------------------------------------------------------
     def _grow(self) -> None:
@@ -110,7 +147,9 @@ class ThreadedEngine(Engine):
                 keep = False
             if keep and not self._stopping:
                 self._returned.append(conn)
-                _send_quietly(self._wake_w, b"x")
+                if not self._wake_due:  # one wake-up byte until the selector takes them back
+                    self._wake_due = True
+                    _send_quietly(self._wake_w, b"x")
             else:
                 self._close(conn)
 
@@ -119,23 +158,25 @@ class ThreadedEngine(Engine):
 
         While a request is partial this thread waits in ``recv`` for the rest (held, on its
         lane as ``reading``) until the read deadline, counted from the request's first byte.
+        The socket is non-blocking: the first read takes what the selector saw arrive.
         """
         sock, reader, track = conn.sock, conn.reader, conn.track
-        timeout_s = self.settings.timeout_s
         t_free = t_taken  # since when this thread is free to read (its lane shows nothing else)
         t_arrived = conn.t_ready  # the first read gets bytes that were there when the selector saw them
         served = False
         while True:
-            if reader.partial:
-                track.begin(max(reader.started_ns, t_free), lane, reader.partial_req_id)
-                left = reader.started_ns / 1e9 + timeout_s - now_ns() / 1e9
-                if left <= 0:
-                    return self._refuse(conn, 408, timeout=True)
-                sock.settimeout(left)
-            else:
-                sock.settimeout(timeout_s)  # the selector saw it readable: the bytes are there
             try:
-                data = sock.recv(RECV_SIZE)
+                if reader.partial:
+                    track.begin(max(reader.started_ns, t_free), lane, reader.partial_req_id)
+                    left = reader.started_ns / 1e9 + self.settings.timeout_s - now_ns() / 1e9
+                    if left <= 0:
+                        return self._refuse(conn, 408, timeout=True)
+                    data = recv_within(sock, left)
+                else:
+                    try:
+                        data = sock.recv(RECV_SIZE)  # the selector saw it readable: the bytes are there
+                    except BlockingIOError:  # they were not (a spurious wake-up): wait as a blocking read would
+                        data = recv_within(sock, self.settings.timeout_s)
             except TimeoutError:
                 return self._refuse(conn, 408, timeout=True) if reader.partial else False
             except OSError:
@@ -164,13 +205,12 @@ class ThreadedEngine(Engine):
         track = conn.track
         if track.reading:
             t_run = t  # it was read over several reads: it runs from its last byte
-            conn.sock.settimeout(self.settings.timeout_s)  # not what was left of its read deadline
         track.assign(reqs, t)
-        work, emit_at, counts, send = self.work, self.work.emit_at, self.counts, conn.sock.sendall
+        work, emit_at, counts, send, settings = self.work, self.work.emit_at, self.counts, conn.send, self.settings
         for req in reqs:
-            emit_at(t_run, req.rid, lane, Phase.RUNNING)
+            emit_at(t_run, req.rid, lane, RUNNING)
             try:
-                ok = serve_sync(req, req.rid, lane, work, self.settings, send)
+                ok = serve_sync(req, req.rid, lane, work, settings, send)
             except OSError:
                 counts.add(failed=1)  # the client went away mid-response (or the engine stops)
                 return False
@@ -216,9 +256,11 @@ class ThreadedEngine(Engine):
                 return
             except OSError:
                 return  # e.g. too many open files: try again on the next readiness
+            sock.setblocking(False)
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = _Conn(sock, ReadingTracker(self.provisional_id, self.work.emit_at, self.counts))
+            track = ReadingTracker(self._new_id, self.work.emit_at, self.counts)
+            conn = _Conn(sock, track, self._timeout_s)
             with self._open_lock:
                 self._open.add(conn)
             self._park(conn)
@@ -229,6 +271,9 @@ class ThreadedEngine(Engine):
                 pass
         except (BlockingIOError, InterruptedError):
             pass
+        # After the bytes are read, before the connections are: one returned from now on is either
+        # taken below or sends a new wake-up byte (a flag cleared earlier could be left set with no byte).
+        self._wake_due = False
         while self._returned:
             self._park(self._returned.popleft())
 
