@@ -10,10 +10,13 @@ through ``hub.loop.run_callback_threadsafe`` and destroyed when ``serve_forever`
 A request whose bytes are still arriving is ``reading``: its greenlet waits in ``recv``
 (lane -1: the hub serves others), up to ``settings.timeout_s`` from its first byte (then
 408); it still takes one of the pool's greenlets, so a crowd of slow clients can fill the
-pool (``pool_used`` of the server counts). A connection idle for ``keepalive_idle_s`` closes.
+pool (``pool_used`` of the server counts). A connection idle for ``keepalive_idle_s`` is closed
+by a sweep (as the asyncio engine's): a read between requests starts no timer of its own.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import gevent
 import gevent.pool
@@ -24,10 +27,12 @@ from ..counts import ServerSnapshot
 from ..events import Phase, now_ns
 from ..http import RECV_SIZE, HttpError, ReadingTracker, Request, RequestReader, error_page, send_final
 from ..registry import GEVENT_POOL
-from ..work import BlockingWork, serve_sync
+from ..work import BlockingWork, Send, serve_sync
 from ._loop import LoopEngine
 
 HUB = 0  # the lane of the hub's thread
+IDLE_SWEEP_S = 0.5  # how often idle keep-alive connections are looked for
+RUNNING, READY = int(Phase.RUNNING), int(Phase.READY)  # plain ints on the hot path: no enum lookup
 
 
 class GeventWork(BlockingWork):
@@ -62,6 +67,8 @@ class GeventEngine(LoopEngine):
             self._server = gevent.server.StreamServer(listener, self._handle, spawn=self._pool)
             self._server.start()
             self._ticker = gevent.spawn(self._tick)
+            self._idle: dict[gevent.socket.socket, int] = {}  # connection -> idle since (0: a request under way)
+            self._sweeper = gevent.spawn(self._sweep_idle)
             # A high-priority check watcher runs right after each poll, before the I/O
             # callbacks that switch into the woken greenlets: its time is when they turned READY.
             self._t_poll, self._polls = now_ns(), 0
@@ -89,21 +96,39 @@ class GeventEngine(LoopEngine):
         self._t_poll = now_ns()
         self._polls += 1
 
+    def _timeout_s(self) -> float:
+        return self.settings.timeout_s
+
+    def _sweep_idle(self) -> None:
+        """Close, quietly, connections idle (no byte of a next request) for ``keepalive_idle_s``: their
+        greenlet's ``recv`` ends with an OSError (closed in another greenlet) and it returns."""
+        idle_ns = int(self.keepalive_idle_s * 1e9)
+        while True:
+            gevent.sleep(min(IDLE_SWEEP_S, self.keepalive_idle_s / 4))
+            cutoff = now_ns() - idle_ns
+            for sock in [s for s, since in self._idle.items() if 0 < since < cutoff]:
+                sock.close()
+
     def _handle(self, sock: gevent.socket.socket, _address: object) -> None:
         """One connection's greenlet: read, serve, repeat; whatever happens, it ends here."""
-        track = ReadingTracker(self.provisional_id, self.native.emit_at, self.counts)
+        track = ReadingTracker(self.new_id, self.native.emit_at, self.counts)
         try:
             self._converse(sock, RequestReader(), track)
         except Exception:  # never a greenlet's traceback from a request: the connection closes
             track.fail(now_ns())
         finally:  # also on GreenletExit (the engine stops): a request still arriving is dropped
+            self._idle.pop(sock, None)
             track.close(now_ns())
             sock.close()
 
     def _converse(self, sock: gevent.socket.socket, reader: RequestReader, track: ReadingTracker) -> None:
         timeout_s = self.settings.timeout_s
+        idle = self._idle
+        send = _sender(sock, self._timeout_s)
+        sock.settimeout(None)  # between requests the sweep closes it once idle too long
         while True:
             if reader.partial:  # the rest of a request: wait up to its deadline
+                idle[sock] = 0
                 track.begin(reader.started_ns, -1, reader.partial_req_id)
                 left = reader.started_ns / 1e9 + timeout_s - now_ns() / 1e9
                 if left <= 0:
@@ -111,43 +136,41 @@ class GeventEngine(LoopEngine):
                     return
                 sock.settimeout(left)
             else:  # between requests: idle until the next one's first byte
-                sock.settimeout(self.keepalive_idle_s)
+                idle[sock] = now_ns()
             polls = self._polls
             try:
                 data = sock.recv(RECV_SIZE)
-            except TimeoutError:
-                if reader.partial:
-                    self._refuse(sock, track, 408, timeout=True)
-                return  # idle: closed quietly
+            except TimeoutError:  # only a request's deadline times a read out
+                self._refuse(sock, track, 408, timeout=True)
+                return
             except OSError:
                 return
             if not data:
                 return
             t = self._t_poll if polls != self._polls else now_ns()  # when the bytes were there to read
+            idle[sock] = 0
+            if reader.partial:
+                sock.settimeout(None)
             try:
                 reqs = reader.feed(data, t)
             except HttpError as exc:
-                if not exc.requests or self._serve_reqs(sock, track, exc.requests, t, polls):
+                if not exc.requests or self._serve_reqs(send, track, exc.requests, t, polls):
                     self._refuse(sock, track, exc.status)
                 return
-            if reqs and not self._serve_reqs(sock, track, reqs, t, polls):
+            if reqs and not self._serve_reqs(send, track, reqs, t, polls):
                 return
 
-    def _serve_reqs(
-        self, sock: gevent.socket.socket, track: ReadingTracker, reqs: list[Request], t: int, polls: int
-    ) -> bool:
+    def _serve_reqs(self, send: Send, track: ReadingTracker, reqs: list[Request], t: int, polls: int) -> bool:
         """Serve complete requests in order; false once the connection must close."""
-        if track.reading:
-            sock.settimeout(self.settings.timeout_s)  # not what was left of its read deadline
         track.assign(reqs, t)
         work = self.native if self.mode == "native" else self.blocking
-        counts = self.counts
+        counts, settings = self.counts, self.settings
         if polls != self._polls:  # it waited for the hub: READY since the poll that woke it
-            work.emit_at(self._t_poll, reqs[0].rid, HUB, Phase.READY)
+            work.emit_at(self._t_poll, reqs[0].rid, HUB, READY)
         for req in reqs:  # pipelined ones run right after the one before
-            work.emit(req.rid, HUB, Phase.RUNNING)
+            work.emit(req.rid, HUB, RUNNING)
             try:
-                ok = serve_sync(req, req.rid, HUB, work, self.settings, sock.sendall)
+                ok = serve_sync(req, req.rid, HUB, work, settings, send)
             except OSError:
                 counts.add(failed=1)  # the client went away mid-response
                 return False
@@ -170,5 +193,27 @@ class GeventEngine(LoopEngine):
         """Runs in the hub: close the listener, kill idle keep-alive handlers, then stop."""
         self._server.close()
         self._ticker.kill(block=False)
+        self._sweeper.kill(block=False)
         self._pool.kill(block=True, timeout=1)
         self._server.stop(timeout=0)
+
+
+def _sender(sock: gevent.socket.socket, timeout_s: Callable[[], float]) -> Send:
+    """``sock.sendall`` for a response: one ``send`` that does not wait when the buffer has room (the
+    common case: gevent's ``sendall`` asks the buffer's size first, a syscall), else the rest within
+    ``timeout_s()`` seconds (a client that stops reading)."""
+
+    def send(data: bytes) -> None:
+        try:
+            n = sock.send(data, 0, 0.0)
+        except BlockingIOError:
+            n = 0
+        if n < len(data):
+            timeout = sock.gettimeout()
+            sock.settimeout(timeout_s())
+            try:
+                sock.sendall(memoryview(data)[n:])
+            finally:
+                sock.settimeout(timeout)
+
+    return send
