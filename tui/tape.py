@@ -37,10 +37,7 @@ really holds. :meth:`Tape.save` writes it as a recording (v2) that ``syncviz rep
 from __future__ import annotations
 
 import bisect
-import errno
 import json
-import os
-import tempfile
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -55,51 +52,20 @@ from syncviz.engines.served import WINDOW_S, ServedRate
 from syncviz.engines.stats import BlockedCall, Counters
 from syncviz.engines.wire import batch_to_wire, decode_batch
 from syncviz.tui.history import History
+from syncviz.tui.spill import Spill
 
 KEEP_S = 300  # five minutes of stream time
-HOT_S = 30  # the newest seconds kept as objects (drawn at once); older ones packed
+HOT_S = 10
+"""The newest seconds kept as objects (drawn at once); older ones packed. A step back from live
+(the visible window at the default zoom and scrub's 6 s margin) stays within them. At 1,000
+clients (~20,000 records a second) 10 s are ~50 MB as objects: 30 s were ~150 MB, the app's RSS
+212 MB at minute 1 against 124 MB with 10 (headless, io-bound)."""
 MAX_BYTES = 256_000_000  # the tape's size cap
 OBJECT_BYTES = 240  # memory per stream record kept as objects (measured: io-bound, digest stream)
 PACK_PER_ADD = 4  # batches packed per batch added (catches up after a burst)
 SECOND_NS = 1_000_000_000
 SPILL_NS = 30 * SECOND_NS  # stream time one temporary file takes before the next one starts
 SPILL_BYTES = 16_000_000  # or its size
-
-
-class Spill:
-    """An unlinked temporary file of packed batches, appended to; closed once nothing refers to it.
-
-    Reads and writes are positional (``os.pread`` / ``os.pwrite``), so a recording saved off the UI
-    thread reads it while the tape appends. Raises :class:`OSError` when it cannot be made.
-    """
-
-    __slots__ = ("file", "size", "t0_ns")
-
-    def __init__(self, t0_ns: int) -> None:
-        if not hasattr(os, "pwrite"):
-            raise OSError(errno.ENOTSUP, "positional file i/o is not available here")
-        self.file = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 (never named, or unlinked at once; closed in __del__)
-        self.size = 0
-        self.t0_ns = t0_ns
-
-    def write(self, data: bytes) -> int:
-        """Append ``data``; its offset (raises :class:`OSError`, the file unchanged in size)."""
-        offset = self.size
-        if os.pwrite(self.file.fileno(), data, offset) != len(data):
-            raise OSError(errno.ENOSPC, "short write to the tape's temporary file")
-        self.size += len(data)
-        return offset
-
-    def read(self, offset: int, length: int) -> bytes:
-        data = os.pread(self.file.fileno(), length, offset)
-        if len(data) != length:
-            raise OSError(errno.EIO, f"short read from the tape's temporary file ({len(data)} of {length} bytes)")
-        return data
-
-    def __del__(self) -> None:
-        file = getattr(self, "file", None)  # None: the file could not be made
-        if file is not None:
-            file.close()
 
 
 @dataclass(slots=True)
