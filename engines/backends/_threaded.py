@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import queue
-import selectors
 import socket
 import threading
 from collections import OrderedDict, deque
@@ -31,6 +30,7 @@ from ..http import RECV_SIZE, HttpError, ReadingTracker, Request, RequestReader,
 from ..settings import Settings
 from ..watchdog import WorkerWatchdog
 from ..work import BlockingWork, Work, serve_sync
+from ._poller import Poller
 
 IDLE_POLL_S = 0.2  # how often an idle worker checks whether the pool shrank
 SELECT_S = 0.25  # the selector's longest wait: how late past its idle timeout a parked connection closes
@@ -85,7 +85,7 @@ class ThreadedEngine(Engine):
         self._lsock.setblocking(False)
         self.port = self._lsock.getsockname()[1]
         self.work = BlockingWork(self.recorder, self.engine_id, self.upstream_port)
-        self._sel = selectors.DefaultSelector()
+        self._sel = Poller()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -100,8 +100,8 @@ class ThreadedEngine(Engine):
         self._open: set[_Conn] = set()
         self._open_lock = threading.Lock()
         self._parked: OrderedDict[_Conn, int] = OrderedDict()  # the selector thread's: conn -> idle since
-        self._sel.register(self._lsock, selectors.EVENT_READ, None)
-        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._sel.watch(self._lsock)
+        self._sel.watch(self._wake_r)
         self._acceptor = threading.Thread(target=self._select_loop, name="threaded-selector", daemon=True)
         self._acceptor.start()
         self._grow()
@@ -228,22 +228,20 @@ class ThreadedEngine(Engine):
 
     # -- selector thread ---------------------------------------------------------------
     def _select_loop(self) -> None:
-        sel, parked = self._sel, self._parked
+        sel, parked, lsock, wake_r = self._sel, self._parked, self._lsock, self._wake_r
         idle_ns = int(self.keepalive_idle_s * 1e9)
         while not self._stopping:
-            events = sel.select(timeout=SELECT_S)
+            ready = sel.poll(SELECT_S)
             t = now_ns()
-            for key, _ in events:
-                obj = key.fileobj
-                if obj is self._lsock:
+            for obj in ready:
+                if obj is lsock:
                     self._accept()
-                elif obj is self._wake_r:
+                elif obj is wake_r:
                     self._take_back()
-                else:
-                    sel.unregister(obj)
-                    parked.pop(key.data, None)
-                    key.data.t_ready = t
-                    self._jobs.put(key.data)
+                else:  # a parked connection, disarmed by the poller until it is parked again
+                    parked.pop(obj, None)
+                    obj.t_ready = t
+                    self._jobs.put(obj)
             if parked:
                 self._close_idle(t - idle_ns)
         self._shutdown_selector()
@@ -280,7 +278,7 @@ class ThreadedEngine(Engine):
     def _park(self, conn: _Conn) -> None:
         """Wait in the selector for the connection's next request (idle: no worker holds it)."""
         try:
-            self._sel.register(conn.sock, selectors.EVENT_READ, conn)
+            self._sel.arm(conn)
         except (ValueError, KeyError, OSError):
             self._close(conn)
             return
@@ -294,13 +292,12 @@ class ThreadedEngine(Engine):
             if since > cutoff:
                 return
             del parked[conn]
-            with contextlib.suppress(KeyError, ValueError, OSError):
-                self._sel.unregister(conn.sock)
             self._close(conn)
 
     def _close(self, conn: _Conn) -> None:
         with self._open_lock:
             self._open.discard(conn)
+        self._sel.forget(conn)  # before the close: its descriptor's number may be reused at once
         conn.sock.close()
 
     def _shutdown_selector(self) -> None:
