@@ -29,6 +29,7 @@ from ..work import (
     IO,
     SEND,
     UPSTREAM_REQUEST,
+    Plan,
     UpstreamError,
     Work,
     early_response,
@@ -382,7 +383,7 @@ class AsyncioEngine(LoopEngine):
         work.size(rid, req.bytes_in, sent)
         return True
 
-    async def _offload(self, plan: list, rid: int, upstream: bool, conn: _Conn) -> int:
+    async def _offload(self, plan: Plan, rid: int, upstream: bool, conn: _Conn) -> int:
         """FastAPI's ``def`` endpoint: the whole blocking handler runs on anyio's thread pool; the bytes it wrote."""
         loop = asyncio.get_running_loop()
         emit = self.native.emit
