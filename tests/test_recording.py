@@ -88,6 +88,11 @@ def test_a_recording_is_gzip_json_lines_with_a_versioned_header(small: Path) -> 
     assert json.loads(lines[-1]) == {"end": True, "batches": 15} and len(lines) == 17
 
 
+def as_json(value: object) -> object:
+    """``value`` as JSON reads it back (tuples as lists)."""
+    return json.loads(json.dumps(value))
+
+
 def test_round_trip_keeps_every_record(tmp_path: Path) -> None:
     server, client = ServerDigest(True, 10_000_000), ClientDigest(10_000_000)
     server.transition(1_000, 7, 0, Phase.RUNNING)
@@ -114,7 +119,8 @@ def test_round_trip_keeps_every_record(tmp_path: Path) -> None:
     assert got_info == info
     for want, have in zip(batches, got, strict=True):
         assert (have.transitions, have.latencies, have.lags) == (want.transitions, want.latencies, want.lags)
-        assert (have.t_ns, have.dropped, have.info, have.digests) == (want.t_ns, want.dropped, want.info, want.digests)
+        assert (have.t_ns, have.dropped, have.info) == (want.t_ns, want.dropped, want.info)
+        assert as_json(have.digests) == as_json(want.digests)  # the picture's rows come back as tuples
         assert have.blocks == want.blocks
     assert got[0].latencies[0][4] is True and got[0].latencies[1][4] is False
 

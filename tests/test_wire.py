@@ -118,3 +118,23 @@ def test_an_engine_id_or_phase_out_of_range_is_a_wire_error() -> None:
     for bad in ([5, 7, 9, 0, 1], [5, 1, 9, 0, 42], [5, 1, 9, -9, 1]):
         with pytest.raises(WireError):
             decode_batch({**good, "tr": bad})
+
+
+def test_a_digests_rows_come_as_tuples_the_collector_leaves_alone() -> None:
+    """The app keeps seconds of batches: their picture rows must not be lists the cyclic GC scans."""
+    import gc
+
+    from syncviz.engines.digest import ServerDigest
+    from syncviz.engines.events import Phase
+
+    server = ServerDigest(True, 10_000_000)
+    for rid in range(20):
+        server.transition(1_000 + rid * 3_000_000, rid, 0, Phase.RUNNING)
+        server.transition(2_000_000 + rid * 3_000_000, rid, 0, Phase.DONE)
+    batch = Batch(t_ns=70_000_000, digests=[(1, {"server": server.take(70_000_000, True)})])
+    got, _ = batch_from_wire(json.loads(json.dumps(batch_to_wire(batch, 0))))
+    part = got.digests[0][1]["server"]
+    rows = [r for key in ("hold", "wait", "held", "open_q", "open_r", "sent") for r in part[key]]
+    assert rows and all(type(r) is tuple for r in rows)
+    gc.collect()
+    assert not any(gc.is_tracked(r) for r in rows)
