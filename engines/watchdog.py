@@ -39,6 +39,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import dis
+import gc
 import linecache
 import os
 import sys
@@ -75,6 +76,23 @@ Found = tuple[int, int, int, bool, str]
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds engines/ and tui/
 _PROJECT_DIRS = tuple(os.path.join(_PACKAGE, d) + os.sep for d in ("engines", "tui"))
 _CACHE_MAX = 4096
+
+
+def current_frames() -> dict[int, FrameType]:
+    """``sys._current_frames()`` with the collector off meanwhile (when it was on).
+
+    On CPython before 3.11.9 the call can deadlock the process: it holds the runtime's thread list
+    lock while it allocates, a collection run there may switch threads, and every other thread then
+    waits for the GIL its holder never gives back (CPython gh-106883, fixed upstream the same way).
+    Seen once here: a pytest process with the threaded engine's watchdog, stuck for 19 minutes.
+    """
+    if not gc.isenabled():
+        return sys._current_frames()
+    gc.disable()
+    try:
+        return sys._current_frames()
+    finally:
+        gc.enable()
 
 
 # -- naming a stack --------------------------------------------------------------------------
@@ -449,7 +467,7 @@ class LoopWatchdog(Watchdog):
         last = start
         where: str | None = None
         while True:
-            top = sys._current_frames().get(ident)  # type: ignore[arg-type]
+            top = current_frames().get(ident)  # type: ignore[arg-type]
             now, again = now_ns(), self._due()
             if again != due or top is None or self._stopping.is_set():
                 end = max(last, min(now, again - period)) if again != due else now  # the ticker's new run
@@ -524,7 +542,7 @@ class WorkerWatchdog(Watchdog):
                 looks, pos = 0, (pos + LANES_PER_LOOK) % max(1, n)
                 rest = POOL_REST_S if n > LANES_PER_LOOK else 0.0
             look.update(lane for lane, w in waits.items() if w.where is not None)
-            frames = sys._current_frames()
+            frames = current_frames()
             now = now_ns()
             for lane in look:
                 thread = pool.get(lane)
