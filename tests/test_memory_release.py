@@ -1,5 +1,5 @@
-"""The app gives the C heap's free pages back (tui/memory.py): freed memory between live objects
-leaves the process's resident size once released."""
+"""The app's memory (tui/memory.py): freed memory between live objects leaves the process's
+resident size once released, and what startup made is kept out of later collections."""
 
 from __future__ import annotations
 
@@ -22,3 +22,17 @@ def test_freed_heap_between_live_objects_leaves_the_resident_size() -> None:
     after = rss_mb()
     assert before - after > 30, (before, after)  # ~70 MB were free between them
     assert len(kept) == 5_000
+
+
+def test_what_startup_made_is_kept_out_of_later_collections() -> None:
+    import gc
+
+    from syncviz.tui.memory import freeze_startup
+
+    made = [[i] for i in range(1000)]  # containers the collector would walk on every full collection
+    try:
+        frozen = freeze_startup()
+        assert frozen >= 1000 and not any(id(x) == id(made[0]) for x in gc.get_objects(generation=2))
+    finally:
+        gc.unfreeze()
+    assert any(x is made[0] for x in gc.get_objects())  # back where the collector sees it

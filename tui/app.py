@@ -24,7 +24,7 @@ from syncviz.tui.board import DEFAULT_ZOOM_MS, Board
 from syncviz.tui.commands import ScenarioCommands
 from syncviz.tui.inspect import Drawn, Inspector
 from syncviz.tui.knobs import KNOBS, next_slow
-from syncviz.tui.memory import TRIM_EVERY_S, release_free_memory
+from syncviz.tui.memory import FREEZE_AFTER_S, TRIM_EVERY_S, freeze_startup, release_free_memory
 from syncviz.tui.scrub import Scrub
 from syncviz.tui.tape import Entry, Tape
 from syncviz.tui.widgets.bars import GIL_NOTE, Bar, caption_text, legend_text, status_text
@@ -167,6 +167,7 @@ class SyncvizApp(App[int]):
             self.set_interval(1 / FPS, self.draw)
             self.set_interval(1 / STATUS_HZ, self.check_source)
             self.set_interval(TRIM_EVERY_S, release_free_memory)  # the heap's free pages back (tui/memory.py)
+            self.set_timer(FREEZE_AFTER_S, freeze_startup)  # what startup made: out of the collector's way
 
     def on_unmount(self) -> None:
         signals.uninstall(self)

@@ -7,14 +7,23 @@ size grew by the heap's free space (measured: glibc's free bytes 12 MB at minute
 minute 4.5, the objects in use flat) although nothing was held. :func:`release_free_memory`
 asks glibc to return those free pages (``malloc_trim``), which the app does every
 :data:`TRIM_EVERY_S`; elsewhere (another C library, no ``malloc_trim``) it does nothing.
+
+:func:`freeze_startup` moves what exists once the app has started (Textual's widgets, styles and
+modules, ~170,000 objects) out of the cyclic collector's way (``gc.freeze``): every full
+collection walked them again. At 1,000 clients full collections come every ~3 s; frozen, each
+took ~80-110 ms instead of ~220 ms (wall, measured in the app on a loaded machine), frames held
+meanwhile. What was frozen and later becomes cyclic garbage stays (the first panels, when an
+engine is swapped: once, a few hundred KB).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 from functools import cache
 
+FREEZE_AFTER_S = 3.0  # the app has drawn its first frames and started its engines by then
 TRIM_EVERY_S = 10.0  # how often the app returns the heap's free pages (a trim: ~13 ms with 50 MB free)
 
 
@@ -35,3 +44,10 @@ def release_free_memory() -> bool:
     """Return the C heap's free pages to the operating system; whether anything was released."""
     trim = _malloc_trim()
     return bool(trim(0)) if trim is not None else False
+
+
+def freeze_startup() -> int:
+    """Collect once, then keep every object that exists now out of later collections; how many."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
