@@ -3,7 +3,7 @@
 gevent's monitor thread (``max_blocking_time``) and asyncio's debug mode (``slow_callback_duration``)
 say *which call* held a loop, in a log. Here a watchdog thread lives beside each engine and puts
 it on the event stream, as the innermost frames of the call: the library call first, then the
-project's own frames (file:line relative to the package)::
+project's own frames (file:line relative to the package; named by :mod:`~syncviz.engines.callsite`)::
 
     time.sleep ← BlockingWork._sleep (engines/work.py:136) ← Work.io (engines/work.py:99)
 
@@ -28,28 +28,22 @@ long; calls after it, and worker waits, from the midpoint between the samples th
 change (a few ms). A call still holding its thread is reported ``ongoing``, with its duration
 so far (to the last look that saw it), at every :meth:`~Watchdog.take`.
 
-:func:`describe` names the held call from the code alone, never by guessing: when the innermost
-Python frame is the project's, the call on its current instruction (its source expression,
-resolved through the frame's names by :func:`static_attr`, which runs no code);
-when it cannot tell, only the function and line.
+The held call is named from the code alone, never by guessing
+(:func:`~syncviz.engines.callsite.describe`): this module holds the threads that sample the stacks
+and the records they keep.
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import dis
 import gc
-import linecache
-import os
 import sys
 import threading
-import types
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from types import CodeType, FrameType
-from typing import Any
 
+from .callsite import holding_frame, safe_describe
 from .events import now_ns
 
 BLOCK_THRESHOLD_NS = 20_000_000
@@ -62,20 +56,12 @@ WORKER_REPORT_NS = 500_000_000  # a pool thread's waits are reported (named, sen
 LANES_PER_LOOK = 32  # pool threads looked at per sample (a window moving through a large pool)
 POOL_REST_S = 0.1  # a pool larger than that rests between two windows: sampling a stack is O(threads)
 IDLE_CHECK_S = 0.1  # the longest sleep between two looks at a loop that is not ticking yet
-PROJECT_FRAMES = 3  # the project's own frames kept in ``where``
-MAX_DEPTH = 64  # frames walked at most
 WAIT_DEPTH = 6  # how far up a worker's stack its wait frame is looked for
-MAX_WHERE = 240  # characters
 MAX_KEPT = 64  # finished records kept between two takes (the oldest go first)
 MAX_TAKE = 8  # records per take from a pool (the latest per thread, newest first kept)
-ARROW = " ← "
 
 Found = tuple[int, int, int, bool, str]
 """``(t_start_ns, duration_ns, lane, ongoing, where)``."""
-
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds engines/ and tui/
-_PROJECT_DIRS = tuple(os.path.join(_PACKAGE, d) + os.sep for d in ("engines", "tui"))
-_CACHE_MAX = 4096
 
 
 def current_frames() -> dict[int, FrameType]:
@@ -93,263 +79,6 @@ def current_frames() -> dict[int, FrameType]:
         return sys._current_frames()
     finally:
         gc.enable()
-
-
-# -- naming a stack --------------------------------------------------------------------------
-_paths: dict[str, str | None] = {}
-
-
-def project_path(filename: str) -> str | None:
-    """``engines/work.py`` for a file of this project, ``None`` for any other."""
-    try:
-        return _paths[filename]
-    except KeyError:
-        pass
-    rel = os.path.relpath(filename, _PACKAGE).replace(os.sep, "/") if filename.startswith(_PROJECT_DIRS) else None
-    if len(_paths) > _CACHE_MAX:
-        _paths.clear()
-    _paths[filename] = rel
-    return rel
-
-
-def _qualname(code: CodeType) -> str:
-    return getattr(code, "co_qualname", code.co_name)  # co_qualname: Python 3.11+
-
-
-def _site(frame: FrameType, path: str) -> str:
-    return f"{_qualname(frame.f_code)} ({path}:{frame.f_lineno})"
-
-
-def _chain(top: FrameType) -> tuple[list[FrameType], int | None]:
-    """The frames a description uses, innermost first, and the index of the project's first one.
-
-    Up to and including the last of the (at most :data:`PROJECT_FRAMES`) consecutive project
-    frames; the innermost two when no frame is the project's.
-    """
-    frames: list[FrameType] = []
-    first: int | None = None
-    f: FrameType | None = top
-    while f is not None and len(frames) < MAX_DEPTH:
-        if project_path(f.f_code.co_filename):
-            if first is None:
-                first = len(frames)
-            if len(frames) - first >= PROJECT_FRAMES:
-                break
-        elif first is not None:
-            break
-        frames.append(f)
-        f = f.f_back
-    return (frames, first) if first is not None else (frames[:2], None)
-
-
-_wheres: dict[tuple, tuple[tuple[CodeType, ...], Any, str]] = {}
-
-
-def describe(top: FrameType) -> str:
-    """The held call, innermost first: the library call, then up to :data:`PROJECT_FRAMES` of the
-    project's own frames (consecutive ones, each ``Class.function (path:line)``).
-
-    Cached by the frames' code and instruction and the called object's base (``self``), so a pool
-    parked in the same call thousands of times a second names it once.
-    """
-    frames, first = _chain(top)
-    names = _callee(frames[0]) if first == 0 else None
-    base = _base(frames[0], names[0]) if names else _MISSING
-    key = (tuple((id(fr.f_code), fr.f_lasti) for fr in frames), id(base))
-    hit = _wheres.get(key)
-    if hit is not None and hit[1] is base and all(c is fr.f_code for c, fr in zip(hit[0], frames, strict=True)):
-        return hit[2]
-    if first is None:  # no frame of ours: the innermost ones as they are
-        where = ARROW.join(_site(fr, os.path.basename(fr.f_code.co_filename)) for fr in frames)
-    else:
-        parts = []
-        if first > 0:  # our code called into a library's Python code: name the function it called
-            lib = frames[first - 1]
-            parts.append(f"{lib.f_globals.get('__name__', '?')}.{_qualname(lib.f_code)}")
-        elif names and base is not _MISSING:
-            call = _resolve(base, names[1:])
-            if call:
-                parts.append(call)
-        parts += [_site(fr, project_path(fr.f_code.co_filename) or "?") for fr in frames[first:]]
-        where = ARROW.join(parts)
-    where = where[:MAX_WHERE]
-    if len(_wheres) > _CACHE_MAX:
-        _wheres.clear()
-    _wheres[key] = (tuple(fr.f_code for fr in frames), base, where)
-    return where
-
-
-def safe_describe(top: FrameType) -> str:
-    """:func:`describe`, or the function and line when naming fails (a frame it cannot read)."""
-    try:
-        return describe(top)
-    except Exception:
-        return f"{_qualname(top.f_code)} ({os.path.basename(top.f_code.co_filename)}:{top.f_lineno})"
-
-
-def held_call(frame: FrameType) -> str | None:
-    """The function ``frame`` is calling right now (``time.sleep``), named from its code; ``None``
-    when it is not in a call, or the call cannot be told from the source."""
-    names = _callee(frame)
-    if not names:
-        return None
-    base = _base(frame, names[0])
-    return None if base is _MISSING else _resolve(base, names[1:])
-
-
-def _base(frame: FrameType, name: str) -> Any:
-    """What ``name`` means in ``frame``: a local (read from a snapshot of its locals), a global, a builtin."""
-    code = frame.f_code
-    if name in code.co_varnames or name in code.co_cellvars or name in code.co_freevars:
-        scope: Mapping[str, Any] = frame.f_locals
-    elif name in frame.f_globals:
-        scope = frame.f_globals
-    else:
-        scope = frame.f_builtins
-    return scope.get(name, _MISSING)
-
-
-def _resolve(obj: Any, attrs: list[str]) -> str | None:
-    owner = None
-    for attr in attrs:
-        value = static_attr(obj, attr)
-        if value is _MISSING:
-            return None
-        owner, obj = obj, value
-    return _callable_name(obj, owner)
-
-
-_MISSING = object()
-
-
-def static_attr(obj: Any, name: str) -> Any:
-    """``obj.name`` as stored, running none of its code (no property, no ``__getattr__``), like
-    :func:`inspect.getattr_static` but cheap: a module's or class's own dicts, else a data
-    descriptor of the type (a slot's value; anything else is not read), the instance's dict, the
-    type's attribute. :data:`_MISSING` when it cannot tell."""
-    if isinstance(obj, types.ModuleType):
-        return obj.__dict__.get(name, _MISSING)
-    if isinstance(obj, type):
-        for klass in obj.__mro__:
-            if name in klass.__dict__:
-                return klass.__dict__[name]
-        return _MISSING
-    found = _MISSING
-    for klass in type(obj).__mro__:
-        if name in klass.__dict__:
-            found = klass.__dict__[name]
-            break
-    if isinstance(found, types.MemberDescriptorType):  # a __slots__ entry: read it in C
-        try:
-            return found.__get__(obj, type(obj))
-        except AttributeError:
-            return _MISSING
-    if found is not _MISSING and (hasattr(type(found), "__set__") or hasattr(type(found), "__delete__")):
-        return _MISSING  # a property or other data descriptor: reading it would run code
-    try:
-        own = object.__getattribute__(obj, "__dict__")
-    except AttributeError:
-        own = None
-    if isinstance(own, dict) and name in own:
-        return own[name]
-    return found
-
-
-def _callable_name(value: Any, owner: Any) -> str | None:
-    if isinstance(value, (staticmethod, classmethod)):
-        value = value.__func__
-    if isinstance(value, types.BuiltinFunctionType):  # a C function, or a C method bound to its object
-        bound = value.__self__
-        if bound is None or isinstance(bound, types.ModuleType):
-            module = value.__module__ or getattr(bound, "__name__", None)
-            return value.__name__ if module in (None, "builtins") else f"{module}.{value.__name__}"
-        return f"{_type_name(bound if isinstance(bound, type) else type(bound))}.{value.__name__}"
-    if isinstance(value, (types.MethodDescriptorType, types.WrapperDescriptorType, types.ClassMethodDescriptorType)):
-        cls = owner if isinstance(owner, type) else type(owner)
-        return f"{_type_name(cls)}.{value.__name__}"
-    if isinstance(value, types.MethodType):
-        value = value.__func__
-    if isinstance(value, types.FunctionType):
-        return f"{value.__module__}.{value.__qualname__}"
-    if isinstance(value, type):
-        return _type_name(value)
-    return None
-
-
-def _type_name(cls: type) -> str:
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-
-
-_instructions: dict[int, tuple[CodeType, dict[int, dis.Instruction]]] = {}
-_callees: dict[tuple[int, int], tuple[CodeType, list[str] | None]] = {}
-
-
-def _callee(frame: FrameType) -> list[str] | None:
-    """The dotted name the frame's current instruction calls (``["self", "sleep"]``), cached."""
-    code, lasti = frame.f_code, frame.f_lasti
-    key = (id(code), lasti)  # a code object's own hash is computed afresh each time: ids, checked
-    hit = _callees.get(key)
-    if hit is not None and hit[0] is code:
-        return hit[1]
-    try:
-        names = _parse_callee(code, lasti, frame.f_lineno)
-    except (SyntaxError, ValueError, UnicodeDecodeError):
-        names = None
-    if len(_callees) > _CACHE_MAX:
-        _callees.clear()
-    _callees[key] = (code, names)
-    return names
-
-
-def _parse_callee(code: CodeType, lasti: int, lineno: int | None) -> list[str] | None:
-    hit = _instructions.get(id(code))
-    if hit is not None and hit[0] is code:
-        by_offset = hit[1]
-    else:
-        if len(_instructions) > 256:
-            _instructions.clear()
-        by_offset = {ins.offset: ins for ins in dis.get_instructions(code)}
-        _instructions[id(code)] = (code, by_offset)
-    ins = by_offset.get(lasti)
-    # A warmed-up call of a C function runs inside its PRECALL (3.11's specialized forms): the same span.
-    if ins is None or not ins.opname.startswith(("CALL", "PRECALL")) or ins.opname.startswith("CALL_INTRINSIC"):
-        return None
-    pos = getattr(ins, "positions", None)  # Python 3.11+: the call expression's span
-    if pos is not None and None not in (pos.lineno, pos.end_lineno, pos.col_offset, pos.end_col_offset):
-        lines = [linecache.getline(code.co_filename, n).encode() for n in range(pos.lineno, pos.end_lineno + 1)]
-        if len(lines) == 1:
-            segment = lines[0][pos.col_offset : pos.end_col_offset]
-        else:
-            segment = lines[0][pos.col_offset :] + b"".join(lines[1:-1]) + lines[-1][: pos.end_col_offset]
-        node = ast.parse(b"(" + segment + b")", mode="eval").body
-        calls = [node] if isinstance(node, ast.Call) else []
-    elif lineno:  # older Pythons: the line's one call, if it has exactly one
-        tree = ast.parse(linecache.getline(code.co_filename, lineno).strip())
-        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
-    else:
-        return None
-    return _dotted(calls[0].func) if len(calls) == 1 else None
-
-
-def _dotted(node: ast.expr) -> list[str] | None:
-    if isinstance(node, ast.Name):
-        return [node.id]
-    if isinstance(node, ast.Attribute):
-        head = _dotted(node.value)
-        return None if head is None else [*head, node.attr]
-    return None
-
-
-def _holder(top: FrameType) -> FrameType:
-    """The innermost frame of the project's own code (the call that holds the thread), else ``top``."""
-    f: FrameType | None = top
-    for _ in range(MAX_DEPTH):
-        if f is None:
-            break
-        if project_path(f.f_code.co_filename):
-            return f
-        f = f.f_back
-    return top
 
 
 # -- the watchdogs ---------------------------------------------------------------------------
@@ -473,7 +202,7 @@ class LoopWatchdog(Watchdog):
                 end = max(last, min(now, again - period)) if again != due else now  # the ticker's new run
                 found.finish(lane, start, end, where, threshold)
                 return
-            holder = _holder(top)
+            holder = holding_frame(top)
             if holder is not key:  # another call holds it now: the one before ended between two looks
                 if key is not None:
                     switch = (last + now) // 2

@@ -12,11 +12,12 @@ from collections.abc import Iterator
 import pytest
 from support import get, wait_for
 from syncviz.engines.base import Engine, engine_class
+from syncviz.engines.callsite import describe
 from syncviz.engines.events import ENGINE_IDS, Batch, Recorder, now_ns
 from syncviz.engines.settings import Settings
 from syncviz.engines.stats import BLOCK_RECENT_NS, StreamStats
 from syncviz.engines.upstream import Upstream
-from syncviz.engines.watchdog import WorkerWatchdog, describe
+from syncviz.engines.watchdog import WorkerWatchdog
 from syncviz.engines.wire import WireError, batch_to_wire, decode_batch
 from syncviz.engines.work import BlockingWork, Stopping, Work
 from syncviz.tui.widgets.counters import CounterView, counter_text
