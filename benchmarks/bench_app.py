@@ -32,11 +32,12 @@ import sys
 import time
 from typing import Any
 
+from figures import restore_cpus
 from syncviz.engines.bench import bench_lock
 from syncviz.engines.child import ChildHost
 from syncviz.engines.events import DEFAULT_ENGINES as ENGINES  # the three the app opens with
 from syncviz.engines.limits import FdLimitError, require_fds
-from syncviz.engines.placement import allowed_cpus, set_cpus
+from syncviz.engines.placement import set_cpus
 from syncviz.tui.app import SyncvizApp
 
 WARMUP_S = 2.0  # after the first answers reach the app (10,000 clients take seconds to connect)
@@ -80,7 +81,7 @@ async def app_run(scenario: str, seconds: float, clients: int, engines: tuple[st
             child.close()
             # Back on every CPU: the next bench (a subprocess) inherits this process's CPUs, and
             # kept to the UI's it ran its engines and load on one core (0.65x the req/s it gets).
-            set_cpus(allowed_cpus())
+            restore_cpus()
 
 
 async def _window(app: SyncvizApp, engines: tuple[str, ...], seconds: float) -> dict[str, Any]:

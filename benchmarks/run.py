@@ -114,10 +114,7 @@ def app_section(engines: tuple[str, ...], reps: int, seconds: float) -> dict[str
     for rep in range(reps):
         for clients in CLIENTS:
             base = bench_app.bench_together("io-bound", seconds, clients, engines)
-            try:
-                app = asyncio.run(bench_app.app_run("io-bound", seconds, clients, engines))
-            finally:
-                restore_cpus()
+            app = asyncio.run(bench_app.app_run("io-bound", seconds, clients, engines))  # back on every CPU after
             u = ui.setdefault(clients, {"fps": Spread(), "ui_cpu": Spread()})
             u["fps"].add(app["fps"])
             u["ui_cpu"].add(app["ui_cpu_percent"])
