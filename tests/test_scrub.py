@@ -89,6 +89,32 @@ def test_a_past_moment_is_drawn_as_it_was(monkeypatch: pytest.MonkeyPatch, margi
     assert scrub.behind_s(live.now_ns) == pytest.approx((live.now_ns - batches[40].t_ns) / 1e9)
 
 
+def test_a_step_back_unpacks_only_the_seconds_it_adds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches unpacked for one scrub board are kept for the next while within its span: a step
+    back unpacks only what it adds, draws what a scrub from scratch draws, and going live lets them go."""
+    from syncviz.tui import entries as entries_module
+
+    monkeypatch.setattr(scrub_module, "MARGIN_NS", 500_000_000)
+    unpacked: list[int] = []
+    decode = entries_module.decode_batch
+    monkeypatch.setattr(entries_module, "decode_batch", lambda record: unpacked.append(1) or decode(record))
+    live, tape, batches = taped(hot_s=0.0)  # all but the newest batch packed
+    window = 500_000_000
+    scrub = Scrub(tape)
+    scrub.move(batches[-1].t_ns, live.now_ns)
+    scrub.view(live, window)
+    first = len(unpacked)
+    unpacked.clear()
+    scrub.move(batches[-1].t_ns - window, live.now_ns)
+    again = scrub.view(live, window)
+    assert first > 10 and 0 < len(unpacked) < first * 0.75
+    fresh = Scrub(tape)
+    fresh.move(batches[-1].t_ns - window, live.now_ns)
+    assert look(fresh.view(live, window)) == look(again)
+    scrub.reset()
+    assert not scrub._unpacked
+
+
 def test_moves_stay_within_the_tape() -> None:
     live, tape, _ = taped()
     scrub = Scrub(tape)

@@ -48,9 +48,12 @@ def launch_app(args: argparse.Namespace, overrides: dict[str, Any], start: Calla
     is restored first and the source closed last.
     """
     from syncviz.engines.scenarios import get_scenario
+    from syncviz.tui.memory import tune_allocator
     from syncviz.tui.signals import LaunchGuard
 
     get_scenario(args.scenario)  # a typo fails before anything starts
+    if not getattr(args, "in_process", False):  # the engines' threads keep glibc's defaults
+        tune_allocator()
     with LaunchGuard() as guard:
         source, info = start() if start is not None else make_source(args, overrides)
         guard.on_stuck = source.close

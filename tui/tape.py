@@ -36,167 +36,35 @@ really holds. :meth:`Tape.save` writes it as a recording (v2) that ``syncviz rep
 
 from __future__ import annotations
 
-import bisect
-import json
-import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from syncviz.engines.counts import ServerSnapshot
 from syncviz.engines.events import Batch
-from syncviz.engines.recording import RecordingError, RecordingWriter
+from syncviz.engines.recording import RecordingWriter
 from syncviz.engines.served import WINDOW_S, ServedRate
-from syncviz.engines.stats import BlockedCall, Counters
-from syncviz.engines.wire import batch_to_wire, decode_batch
+from syncviz.engines.stats import Counters
+from syncviz.tui.entries import OBJECT_BYTES, Entries, Entry, line
 from syncviz.tui.history import History
+from syncviz.tui.sides import COUNTERS_CODEC, SERVERS_CODEC, Side
 from syncviz.tui.spill import Spill
 
+__all__ = ["OBJECT_BYTES", "Entry", "Side", "Spill", "Tape", "settle"]
+
 KEEP_S = 300  # five minutes of stream time
-HOT_S = 10
-"""The newest seconds kept as objects (drawn at once); older ones packed. A step back from live
-(the visible window at the default zoom and scrub's 6 s margin) stays within them. At 1,000
-clients (~20,000 records a second) 10 s are ~50 MB as objects: 30 s were ~150 MB, the app's RSS
-212 MB at minute 1 against 124 MB with 10 (headless, io-bound)."""
+HOT_S = 2
+"""The newest seconds kept as objects; older ones packed. At 1,000 clients (~20,000 records a
+second) objects take ~240 bytes a record: 10 s hot were ~50 MB that the allocators churned
+through, and the app's RSS grew +8 MB from minute 1 to 10 by their high-water marks (glibc's heap
+and pymalloc's pools; measured in tmux with mallinfo2 and pymalloc's stats). Packed they are
+~1/25 of that. A scrub unpacks what it feeds (:mod:`~syncviz.tui.scrub`)."""
 MAX_BYTES = 256_000_000  # the tape's size cap
-OBJECT_BYTES = 240  # memory per stream record kept as objects (measured: io-bound, digest stream)
 PACK_PER_ADD = 4  # batches packed per batch added (catches up after a burst)
 SECOND_NS = 1_000_000_000
 SPILL_NS = 30 * SECOND_NS  # stream time one temporary file takes before the next one starts
 SPILL_BYTES = 16_000_000  # or its size
-
-
-@dataclass(slots=True)
-class Entry:
-    """One batch as the app received it, with what was in effect when it arrived."""
-
-    t_ns: int
-    items: int
-    info: dict[str, Any]  # the board's status info before this batch
-    ns_per_col: int
-    hot: Batch | None  # the batch, or None once packed
-    packed: bytes = b""  # packed, kept in memory (no temporary file)
-    spill: Spill | None = None  # packed, in this file at offset, length bytes
-    offset: int = 0
-    length: int = 0
-
-    @property
-    def size(self) -> int:
-        if self.hot is not None:
-            return self.items * OBJECT_BYTES
-        return self.length if self.spill is not None else len(self.packed)
-
-    @property
-    def batch(self) -> Batch:
-        """The batch (unpacked and checked by the wire decoder when packed; :class:`RecordingError`
-        in one line when it cannot be read back)."""
-        if self.hot is not None:
-            return self.hot
-        try:
-            data = self.packed if self.spill is None else self.spill.read(self.offset, self.length)
-            record = json.loads(zlib.decompress(data))
-            batch = decode_batch(record).batch  # the same checks as a pipe's or a file's
-        except (OSError, zlib.error, ValueError) as exc:
-            raise RecordingError(f"a buffered batch could not be read back: {_line(exc)}") from None
-        batch.info = record.get("info")
-        return batch
-
-    def pack(self, spill: Spill | None) -> OSError | None:
-        """Pack the batch, into ``spill`` (or memory: ``None``, or when the write fails: the error)."""
-        if self.hot is None:
-            return None
-        record = batch_to_wire(self.hot, 0)
-        if self.hot.info is not None:
-            record["info"] = self.hot.info
-        self.hot, self.packed = None, zlib.compress(json.dumps(record, separators=(",", ":")).encode(), 1)
-        if spill is None:
-            return None
-        try:
-            self.offset = spill.write(self.packed)
-        except OSError as exc:
-            return exc
-        self.spill, self.length, self.packed = spill, len(self.packed), b""
-        return None
-
-
-Codec = tuple[Callable[[Any], object], Callable[[Any], Any]]  # a value to JSON-able fields, and back
-_COUNTER_FIELDS = tuple(f.name for f in fields(Counters))
-
-
-def _counters_out(value: dict[str, Counters]) -> object:
-    return {name: [getattr(c, f) for f in _COUNTER_FIELDS] for name, c in value.items()}
-
-
-def _counters_in(plain: dict[str, list[Any]]) -> dict[str, Counters]:
-    out = {}
-    for name, values in plain.items():
-        c = Counters(**dict(zip(_COUNTER_FIELDS, values, strict=True)))
-        if c.blocked is not None:
-            c.blocked = BlockedCall(*c.blocked)
-        out[name] = c
-    return out
-
-
-COUNTERS_CODEC: Codec = (_counters_out, _counters_in)
-SERVERS_CODEC: Codec = (
-    lambda value: {name: s.as_dict() for name, s in value.items()},
-    lambda plain: {name: ServerSnapshot.from_dict(d) for name, d in plain.items()},
-)
-
-
-class Side:
-    """Values noted by stream time (oldest first); with a ``codec``, those older than ``hot_ns``
-    behind the newest are kept as their fields in JSON, zlib'd, the newest one never."""
-
-    __slots__ = ("_packed_to", "codec", "hot_ns", "items")
-
-    def __init__(self, hot_ns: int | None, codec: Codec | None = None) -> None:
-        self.items: deque[tuple[int, Any]] = deque()
-        self.hot_ns = hot_ns if codec is not None else None
-        self.codec = codec
-        self._packed_to = 0  # items before this index are packed
-
-    def append(self, t_ns: int, value: Any) -> None:
-        items = self.items
-        items.append((t_ns, value))
-        if self.hot_ns is None or self.codec is None:
-            return
-        floor, out = t_ns - self.hot_ns, self.codec[0]
-        while self._packed_to < len(items) - 1 and items[self._packed_to][0] < floor:
-            t, kept = items[self._packed_to]
-            plain = json.dumps(out(kept), separators=(",", ":"))
-            items[self._packed_to] = (t, zlib.compress(plain.encode(), 1))
-            self._packed_to += 1
-
-    def trim(self, start_ns: int) -> None:
-        """Drop what is older than ``start_ns``, but the value in effect at it."""
-        items = self.items
-        while len(items) > 1 and items[1][0] <= start_ns:
-            items.popleft()
-            self._packed_to = max(0, self._packed_to - 1)
-
-    def clear(self) -> None:
-        self.items.clear()
-        self._packed_to = 0
-
-    def index_after(self, t_ns: int) -> int:
-        """Index of the first value noted later than ``t_ns``."""
-        return bisect.bisect_right(self.items, t_ns, key=_first)
-
-    def value(self, i: int) -> Any:
-        kept = self.items[i][1]
-        if isinstance(kept, bytes) and self.codec is not None:
-            return self.codec[1](json.loads(zlib.decompress(kept)))
-        return kept
-
-    def values(self, lo: int, hi: int) -> list[Any]:
-        return [self.value(i) for i in range(lo, hi)]
-
-    def last(self) -> Any:
-        """The newest value (never packed; None: none yet)."""
-        return self.items[-1][1] if self.items else None
 
 
 class Tape:
@@ -208,9 +76,8 @@ class Tape:
         self.keep_ns = int(keep_s * SECOND_NS)
         self.hot_ns = int(hot_s * SECOND_NS)
         self.max_bytes = max_bytes
-        self.entries: deque[Entry] = deque()
+        self.entries = Entries()
         self.bytes = 0
-        self._packed_to = 0  # entries before this index are packed
         self.capped = False  # the cap dropped batches younger than keep_s
         self.spill = spill  # packed batches to temporary files (False: in memory)
         self.spill_note = ""  # why they are in memory after all (one line; "" when they are not)
@@ -226,8 +93,9 @@ class Tape:
         if info is not self._info_seen:  # a copy per status (the app may update its own in place)
             self._info_seen, self._info = info, dict(info)
         t = max(batch.t_ns, self.end_ns)
-        if self.entries and self.entries[-1].hot is not None:
-            settle(self.entries[-1].hot)  # the board has been fed it by now
+        newest = self.entries.newest_hot
+        if newest is not None and newest.hot is not None:
+            settle(newest.hot)  # the board has been fed it by now
         entry = Entry(t, items, self._info, ns_per_col, batch)
         self.entries.append(entry)
         self.bytes += entry.size
@@ -237,16 +105,14 @@ class Tape:
     def _pack(self, now: int) -> None:
         entries, floor = self.entries, now - self.hot_ns
         for _ in range(PACK_PER_ADD):
-            i = self._packed_to
-            if i >= len(entries) or entries[i].t_ns >= floor:
+            entry = entries.oldest_hot
+            if entry is None or entry.t_ns >= floor:
                 return
-            entry = entries[i]
             self.bytes -= entry.size
-            failed = entry.pack(self._spill_for(entry.t_ns))
+            size, failed = entries.pack_oldest(self._spill_for(entry.t_ns))
             if failed is not None:
                 self._in_memory("could not write to a temporary file", failed)
-            self.bytes += entry.size
-            self._packed_to += 1
+            self.bytes += size
 
     def _spill_for(self, t_ns: int) -> Spill | None:
         """The file to pack into (a new one every SPILL_NS or SPILL_BYTES), None: keep in memory."""
@@ -263,11 +129,11 @@ class Tape:
 
     def _in_memory(self, why: str, exc: OSError) -> None:
         self._spill = None
-        self.spill_note = f"minutes older than {self.hot_ns / SECOND_NS:g} s kept in memory: {why} ({_line(exc)})"
+        self.spill_note = f"minutes older than {self.hot_ns / SECOND_NS:g} s kept in memory: {why} ({line(exc)})"
 
     def spilled_bytes(self) -> int:
         """The size of the temporary files the kept entries are in (their expired parts included)."""
-        return sum({id(e.spill): e.spill.size for e in self.entries if e.spill is not None}.values())
+        return self.entries.spilled_bytes()
 
     def note_counters(self, t_ns: int, counters: dict[str, Counters], sample: bool = False) -> None:
         """The counters the app showed at ``t_ns``; ``sample``: also a point of its sparklines."""
@@ -283,10 +149,9 @@ class Tape:
     def _trim(self, now: int) -> None:
         entries = self.entries
         floor = now - self.keep_ns
-        while entries and (entries[0].t_ns < floor or (self.bytes > self.max_bytes and len(entries) > 1)):
+        while entries and (entries.times(0) < floor or (self.bytes > self.max_bytes and len(entries) > 1)):
             old = entries.popleft()
             self.bytes -= old.size
-            self._packed_to = max(0, self._packed_to - 1)
             if old.t_ns >= floor:
                 self.capped = True
         start = self.start_ns
@@ -296,7 +161,6 @@ class Tape:
     def clear(self) -> None:
         self.entries.clear()
         self.bytes = 0
-        self._packed_to = 0
         self.capped = False
         self._spill, self.spill_note = None, ""  # the files close as their entries go; a new one is tried
         for side in (self._counters, self._samples, self._servers):
@@ -305,11 +169,11 @@ class Tape:
     # -- reading -------------------------------------------------------------------------
     @property
     def start_ns(self) -> int:
-        return self.entries[0].t_ns if self.entries else 0
+        return self.entries.times(0) if self.entries else 0
 
     @property
     def end_ns(self) -> int:
-        return self.entries[-1].t_ns if self.entries else 0
+        return self.entries.times(len(self.entries) - 1) if self.entries else 0
 
     @property
     def span_s(self) -> float:
@@ -318,7 +182,7 @@ class Tape:
 
     def index_after(self, t_ns: int) -> int:
         """Index of the first entry later than ``t_ns``."""
-        return bisect.bisect_right(self.entries, t_ns, key=_entry_t)
+        return self.entries.index_after(t_ns)
 
     def entry_at(self, t_ns: int) -> Entry | None:
         """The last entry at or before ``t_ns``."""
@@ -400,15 +264,3 @@ def settle(batch: Batch) -> None:
                     part[key] = tuple(value)
     if type(batch.digests) is list:
         batch.digests = tuple(batch.digests)  # type: ignore[assignment]
-
-
-def _entry_t(entry: Entry) -> int:
-    return entry.t_ns
-
-
-def _first(item: tuple[int, Any]) -> int:
-    return item[0]
-
-
-def _line(exc: object) -> str:
-    return " ".join(str(exc).split())
