@@ -9,8 +9,11 @@ frame into one line, the innermost frames of the call: the library call first, t
 It names the held call from the code alone, never by guessing: when the innermost Python frame is
 the project's, the call on its current instruction (its source expression, resolved through the
 frame's names by :func:`static_attr`, which runs no code); when it cannot tell, only the function
-and line. :func:`holding_frame` is the project's innermost frame, which tells one held call from
-the next. The watchdogs (:mod:`~syncviz.engines.watchdog`) sample the stacks and call these.
+and line. :func:`holding_call` tells one held call from the next: its frames, the project's
+innermost outward, or ``None`` when no call of the project holds a loop thread: it is in the loop's own
+work (asyncio's ``_run_once`` and selector, gevent's ``Hub.run``, their library callbacks, the
+engine's frame that runs the loop). The watchdogs (:mod:`~syncviz.engines.watchdog`) sample the
+stacks and call these.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import ast
 import dis
 import linecache
 import os
+import threading
 import types
 from collections.abc import Mapping
 from types import CodeType, FrameType
@@ -277,13 +281,30 @@ def _dotted(node: ast.expr) -> list[str] | None:
     return None
 
 
-def holding_frame(top: FrameType) -> FrameType:
-    """The innermost frame of the project's own code (the call that holds the thread), else ``top``."""
+_THREAD_BASE = threading.__file__  # the frames a thread starts in, below its target (Thread.run, _bootstrap)
+
+
+def holding_call(top: FrameType) -> tuple[FrameType, ...] | None:
+    """The call of the project holding a loop thread: its frames, the project's innermost outward.
+
+    ``None`` when the thread is in its loop's own work: no frame of the project on the stack (the
+    gevent hub's own greenlet), or only the one the thread was started in (the engine's ``_run``,
+    running the loop: asyncio's ``_run_once``, the selector and library callbacks are above it). A
+    handler's frames sit above a library frame (asyncio's ``Handle._run``, a greenlet's ``run``) or
+    above another project frame (uvloop calls them from C, straight from ``_run``).
+
+    Frame objects persist while their call runs: the same tuple (element by element, ``is``) at two
+    samples is the same call, still running. A coroutine's frame persists across its awaits too, but
+    the loop resumes it from a new frame each time (``Handle._run``), so the tuple tells them apart.
+    """
+    frames: list[FrameType] = []
     f: FrameType | None = top
-    for _ in range(MAX_DEPTH):
-        if f is None:
-            break
-        if project_path(f.f_code.co_filename):
-            return f
+    while f is not None and len(frames) < MAX_DEPTH:
+        frames.append(f)
         f = f.f_back
-    return top
+    inner = next((i for i, fr in enumerate(frames) if project_path(fr.f_code.co_filename)), None)
+    if inner is None:
+        return None
+    if f is None and all(fr.f_code.co_filename == _THREAD_BASE for fr in frames[inner + 1 :]):
+        return None  # the thread's own target: the loop's frames (if any) are all above it
+    return tuple(frames[inner:])

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
+from .blocked import BlockedCall, BlockedCalls
 from .digest import KEEP_COLS, ClientDigest, ServerDigest
 from .events import ENGINES, HANDED_OVER, TERMINAL, WAITING_PHASES, Batch, Phase
 from .http import EXTERNAL_IDS_START
@@ -30,24 +30,7 @@ RUNNING, BLOCKED, READY, QUEUED = Phase.RUNNING, Phase.BLOCKED, Phase.READY, Pha
 _HOLDING = (RUNNING, BLOCKED, Phase.READING)  # READING holds a worker only on a lane (a pool thread in recv)
 DEFAULT_NS_PER_COL = 10_000_000
 COUNTERS_EVERY_NS = 200_000_000  # digests send their counters this often (the picture every batch)
-BLOCKS_KEPT = 1024  # finished blocked calls kept per engine (the watchdogs'; the detail panel looks back)
-BLOCK_RECENT_NS = 5_000_000_000  # a blocked call is news this long after it ended
-BLOCK_ONGOING_NS = 250_000_000  # an ongoing one replaces the last finished one once this long and longer
 SIZES_KEPT = 4096  # row requests' bytes in and out kept per engine (the newest; the rows keep 400)
-
-
-class BlockedCall(NamedTuple):
-    """A call that held a loop, hub or worker past the watchdog's threshold (:mod:`~syncviz.engines.watchdog`)."""
-
-    t_start_ns: int
-    duration_ns: int  # so far, while ``ongoing``
-    lane: int
-    where: str  # "time.sleep ← BlockingWork._sleep (engines/work.py:136) ← ..."
-    ongoing: bool
-
-    @property
-    def end_ns(self) -> int:
-        return self.t_start_ns + self.duration_ns
 
 
 @dataclass
@@ -73,7 +56,7 @@ class Counters:
     lag_max_ms: float | None = None
     phase_ms: dict[str, float] = field(default_factory=dict)  # mean per finished request, window
     samples: int = 0  # latency samples in the window
-    blocked: BlockedCall | None = None  # the call that held the loop or a worker lately (EngineStats.shown_block)
+    blocked: BlockedCall | None = None  # what held the loop (a call, or its own work) or a worker lately (shown_block)
 
     @property
     def has_loop(self) -> bool:
@@ -184,12 +167,13 @@ class Picture:
         self.open_q = q
 
 
-class EngineStats:
-    """One engine: its digests (local or remote), merged counters, picture and request tracks."""
+class EngineStats(BlockedCalls):
+    """One engine: its digests (local or remote), merged counters, picture and request tracks, and
+    what held its loop or workers (:class:`~syncviz.engines.blocked.BlockedCalls`: ``take_block``, ``shown_block``)."""
 
     def __init__(self, engine: str, window_s: float = 5.0, rate_window_s: float = 2.0, keep: int = 400):
+        super().__init__(engine_spec(engine).has_loop)  # self.has_loop, and the blocked calls kept (BlockedCalls)
         self.engine = engine
-        self.has_loop = engine_spec(engine).has_loop  # one loop or hub thread (lane 0) runs every request
         self.window_s, self.rate_window_s = window_s, rate_window_s
         self.inflight: dict[int, RequestTrack] = {}
         self.recent: deque[RequestTrack] = deque(maxlen=keep)  # finished, newest last
@@ -201,9 +185,6 @@ class EngineStats:
         self.server_remote = False  # the engine's process digests its own events: its raw records are not ours
         self._last_t = 0
         self._counters_at = 0
-        self.blocks: deque[BlockedCall] = deque(maxlen=BLOCKS_KEPT)  # finished, newest last
-        self.blocked_lanes: dict[int, BlockedCall] = {}  # the latest per lane (finished or ongoing)
-        self.blocked: BlockedCall | None = None  # the latest of all (the newest start)
         self.sizes: dict[int, tuple[int, int]] = {}  # rid -> (bytes_in, bytes_out), -1 unknown; oldest first
 
     @property
@@ -292,34 +273,6 @@ class EngineStats:
         sizes[rid] = (bytes_in, bytes_out)
         if len(sizes) > SIZES_KEPT:
             del sizes[next(iter(sizes))]
-
-    def take_block(self, t: int, duration: int, lane: int, ongoing: bool, where: str) -> None:
-        """A call that held a worker (a record of ``batch.blocks``); an ongoing one comes again, longer."""
-        rec = BlockedCall(t, duration, lane, sys.intern(where), ongoing)  # the same few call sites, kept once
-        prev = self.blocked_lanes.get(lane)
-        if prev is None or t >= prev.t_start_ns:
-            self.blocked_lanes[lane] = rec
-        if not ongoing:
-            self.blocks.append(rec)
-        latest = self.blocked
-        if latest is None or t > latest.t_start_ns or (t == latest.t_start_ns and lane == latest.lane):
-            self.blocked = rec
-
-    def shown_block(self, now: int) -> BlockedCall | None:
-        """The blocked call to show at ``now``: none once :data:`BLOCK_RECENT_NS` have passed since it ended.
-
-        A loop engine's last finished call, unless a call has been holding it for longer than that
-        one took and :data:`BLOCK_ONGOING_NS` (a stall as it happens); a pool's latest of any lane.
-        """
-        latest = self.blocked
-        if latest is None or now - latest.end_ns > BLOCK_RECENT_NS:
-            return None
-        if not self.has_loop or not latest.ongoing:
-            return latest
-        done = self.blocks[-1] if self.blocks else None
-        if done is None or now - done.end_ns > BLOCK_RECENT_NS:
-            return latest
-        return latest if latest.duration_ns > max(done.duration_ns, BLOCK_ONGOING_NS) else done
 
     def set_zoom(self, ns_per_col: int) -> None:
         """The picture afresh at another zoom; local digests follow, remote ones are told by the source."""

@@ -42,6 +42,7 @@ from .digest import WAITQ, segment_codes
 from .events import ENGINES, HANDED_OVER, PHASE_NAMES, TERMINAL, Batch, Phase
 from .registry import engine_spec
 from .slowclients import client_of
+from .watchdog import BUSY
 
 REQUEST_CAT = "request"
 WORKER_CAT = "worker"
@@ -162,6 +163,8 @@ class TraceCollector:
             return
         if not isinstance(where, str) or not 0 <= e < len(ENGINES) or dur < 0:
             return
+        if where == BUSY:
+            return  # a loop's own work: no call held it, no request to put it on
         key = (e, lane, t0)
         old = self.blocks.get(key)
         if old is None or dur >= old[0]:

@@ -8,14 +8,20 @@ project's own frames (file:line relative to the package; named by :mod:`~syncviz
     time.sleep ← BlockingWork._sleep (engines/work.py:136) ← Work.io (engines/work.py:99)
 
 It costs a healthy engine nothing. :class:`LoopWatchdog` only reads when the loop's lag ticker
-is next due and sleeps until that moment plus :data:`BLOCK_THRESHOLD_NS`; a loop that has not
+is next due and sleeps until that moment plus half :data:`BLOCK_THRESHOLD_NS`; a loop that has not
 run its ticker by then is held, and only then is its stack sampled (``sys._current_frames()``),
-every :data:`LOOP_SAMPLE_S`, until the ticker runs again. Each call seen holding the loop for at
-least the threshold is one record; back-to-back calls (two requests' sleeps) are told apart by
-their frames. :class:`WorkerWatchdog` looks at a pool's threads every :data:`WORKER_SAMPLE_S` and
-reports those parked in a blocking wait (a frame of ``Work.io`` on the stack: phase ``blocked``),
-one wait per thread every :data:`WORKER_REPORT_NS` at most: a pool blocks all the time, thousands of
-waits a second, and each thread's latest is what the picture needs. A large pool is looked at
+every :data:`LOOP_SAMPLE_S`, until the ticker runs again. A held loop is not always a blocked one:
+a saturated loop is late because each iteration runs many short callbacks. So a call is a blocked
+call (one record naming it) only when the samples saw that one call (the same frames:
+:func:`~syncviz.engines.callsite.holding_call`) holding the loop for half the threshold, and it
+held it for the threshold; back-to-back calls (two requests' sleeps) are told apart by their
+frames. The rest of a stall, the loop's own frames (``_run_once``, ``Hub.run``) and calls seen
+too briefly, is its own work: a record of :data:`BUSY`, never counted as a blocked call.
+
+:class:`WorkerWatchdog` looks at a pool's threads every :data:`WORKER_SAMPLE_S` and reports those
+parked in a blocking wait (a frame of ``Work.io`` on the stack: phase ``blocked``), one wait per
+thread every :data:`WORKER_REPORT_NS` at most: a pool blocks all the time, thousands of waits a
+second, and each thread's latest is what the picture needs. A large pool is looked at
 :data:`LANES_PER_LOOK` threads at a time, resting :data:`POOL_REST_S` between two windows
 (``sys._current_frames()`` costs in proportion to the process's threads: 50 a second cost 2% of a
 core with 200 busy threads, where a thread that only wakes up costs 0.3%), so in such a pool a
@@ -25,8 +31,10 @@ A record is ``(t_start_ns, duration_ns, lane, ongoing, where)``. Times are estim
 what was seen: a loop's first held call is dated from the latest moment the loop was seen free
 (the ticker's last run, or the gevent hub's last poll), so it may read up to one ticker period
 long; calls after it, and worker waits, from the midpoint between the samples that saw the
-change (a few ms). A call still holding its thread is reported ``ongoing``, with its duration
-so far (to the last look that saw it), at every :meth:`~Watchdog.take`.
+change (a few ms). A hub that polled between two samples went round: a greenlet seen at both
+yielded in between (its frames persist), so they are two calls. A call still
+holding its thread is reported ``ongoing``, with its duration so far (to the last look that saw
+it), at every :meth:`~Watchdog.take`.
 
 The held call is named from the code alone, never by guessing
 (:func:`~syncviz.engines.callsite.describe`): this module holds the threads that sample the stacks
@@ -43,13 +51,16 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from types import CodeType, FrameType
 
-from .callsite import holding_frame, safe_describe
+from .callsite import holding_call, safe_describe
 from .events import now_ns
 
 BLOCK_THRESHOLD_NS = 20_000_000
 """A loop held longer than this is reported (20 ms: two of the lag ticker's periods). The anchors,
 gevent's ``max_blocking_time`` and asyncio's ``slow_callback_duration``, default to 100 ms; a
 lower bar catches the 50 ms ``time.sleep`` of the ``blocking-call`` scenario."""
+BUSY = "no single call held it"
+"""The ``where`` of a loop's own work (:class:`_Stall`): held that long, and no one call was seen
+holding it (a saturated loop running many short callbacks, or a thread the OS did not run)."""
 LOOP_SAMPLE_S = 0.002  # how often a held loop's stack is sampled
 WORKER_SAMPLE_S = 0.020  # how often a pool's threads are looked at
 WORKER_REPORT_NS = 500_000_000  # a pool thread's waits are reported (named, sent) at most this often each
@@ -171,51 +182,104 @@ class LoopWatchdog(Watchdog):
         self.period_ns = period_ns
         self.lane = lane
         self.sample_s = sample_s
+        self.min_seen_ns = threshold_ns // 2  # a blocked call is seen holding the loop this long, at least
 
     def _watch(self) -> None:
         wait, due_of = self._stopping.wait, self._due
+        look_after = self.threshold_ns - self.min_seen_ns  # a call seen that long by the threshold
         while not self._stopping.is_set():
             due = due_of()
             if not due:
                 wait(IDLE_CHECK_S)
                 continue
-            late = due + self.threshold_ns - now_ns()
+            late = due + look_after - now_ns()
             if late > 0:  # healthy so far: look again when it would be late
                 wait(min(IDLE_CHECK_S, late / 1e9))
                 continue
             self._held(due)
 
     def _held(self, due: int) -> None:
-        """Sample the held loop until its ticker runs again; one record per call that held it."""
-        ident, lane, period, threshold = self._loop_thread.ident, self.lane, self.period_ns, self.threshold_ns
-        found = self.found
-        key: FrameType | None = None
+        """Sample the held loop until its ticker runs again: what held it, call by call (:class:`_Stall`)."""
+        ident, period = self._loop_thread.ident, self.period_ns
         start = due - period  # the ticker's last run: the latest moment the loop was seen free
-        if self._free_since is not None:
-            start = max(start, min(self._free_since(), now_ns()))
-        last = start
-        where: str | None = None
+        free_since = self._free_since
+        polled = free_since() if free_since is not None else 0
+        if polled:
+            start = max(start, min(polled, now_ns()))
+        stall = _Stall(self.found, self.lane, start, self.threshold_ns, self.min_seen_ns)
         while True:
             top = current_frames().get(ident)  # type: ignore[arg-type]
             now, again = now_ns(), self._due()
             if again != due or top is None or self._stopping.is_set():
-                end = max(last, min(now, again - period)) if again != due else now  # the ticker's new run
-                found.finish(lane, start, end, where, threshold)
+                stall.end(max(stall.last, min(now, again - period)) if again != due else now)  # the ticker's new run
                 return
-            holder = holding_frame(top)
-            if holder is not key:  # another call holds it now: the one before ended between two looks
-                if key is not None:
-                    switch = (last + now) // 2
-                    found.finish(lane, start, switch, where, threshold)
-                    start = switch
-                key, where = holder, None
-            if where is None and now - start >= threshold:
-                where = safe_describe(top)
-            if where is not None:
-                found.ongoing[lane] = (start, where, now)
-            last = now
-            top = holder = None  # type: ignore[assignment]
+            poll = free_since() if free_since is not None else 0
+            stall.seen(now, holding_call(top), top, poll != polled)  # a poll between: the hub went round
+            polled = poll
+            top = None  # type: ignore[assignment]
             self._stopping.wait(self.sample_s)
+
+
+class _Stall:
+    """One stall of a loop, told apart: the calls seen holding it, and the loop's own work.
+
+    A call is a blocked call (a record naming it) once the samples have seen it holding the loop
+    for ``min_seen`` and its estimated duration reaches the threshold. The rest of the stall
+    (the loop's own frames, and calls seen too briefly: many short callbacks of a saturated loop,
+    the first of which would otherwise take the blame for the whole wait since the ticker's last
+    run) is the loop's own work: one :data:`BUSY` record per stretch of at least the threshold.
+    """
+
+    def __init__(self, found: _Found, lane: int, start: int, threshold: int, min_seen: int) -> None:
+        self.found, self.lane, self.threshold, self.min_seen = found, lane, threshold, min_seen
+        self.busy_from = start  # when the current stretch of the loop's own work began
+        self.last = start  # the latest sample (or the stall's start)
+        self.sampled = False
+        self.key: tuple[FrameType, ...] | None = None  # the call seen now (callsite.holding_call)
+        self.start = start  # ... when it began (an estimate), first seen, named once a blocked call
+        self.first = 0
+        self.where: str | None = None
+
+    def seen(self, now: int, key: tuple[FrameType, ...] | None, top: FrameType, resumed: bool) -> None:
+        """A sample at ``now``: the call holding the loop (``None``: its own work) and its stack."""
+        prev = self.key
+        if prev is not None and (resumed or key is None or len(key) != len(prev) or any(map(_differ, key, prev))):
+            self._close((self.last + now) // 2)  # another call holds it now: this one ended between two looks
+            prev = None
+        if key is not None and prev is None:
+            self.key, self.first = key, now
+            self.start = (self.last + now) // 2 if self.sampled else self.last  # the first: since the loop was free
+        self.last, self.sampled = now, True
+        held = self.key is not None and now - self.first >= self.min_seen and now - self.start >= self.threshold
+        if held and self.where is None:  # a blocked call: the own work before it is one stretch
+            self.where = safe_describe(top)
+            self._busy(self.start)
+        ongoing = self.found.ongoing
+        busy = (now if self.key is None else self.start) - self.busy_from  # not a call's that may yet be blocked
+        if self.where is not None:
+            ongoing[self.lane] = (self.start, self.where, now)
+        elif busy >= self.threshold:
+            ongoing[self.lane] = (self.busy_from, BUSY, now)
+
+    def end(self, end: int) -> None:
+        """The ticker ran again at ``end``: the loop is free."""
+        self._close(end)
+        self._busy(end)
+        self.found.ongoing.pop(self.lane, None)
+
+    def _close(self, end: int) -> None:
+        if self.where is not None:
+            self.found.finish(self.lane, self.start, end, self.where, self.threshold)
+            self.busy_from = end
+        self.key = self.where = None  # a call seen too briefly: its time is the loop's own work
+
+    def _busy(self, end: int) -> None:
+        self.found.finish(self.lane, self.busy_from, end, BUSY, self.threshold)
+        self.busy_from = end
+
+
+def _differ(a: FrameType, b: FrameType) -> bool:
+    return a is not b
 
 
 class _Wait:

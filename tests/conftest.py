@@ -47,3 +47,19 @@ def engine(engine_name: str, recorder: Recorder, upstream: Upstream) -> Iterator
     eng.start()
     yield eng
     eng.stop()
+
+
+@pytest.fixture
+def make_engine(upstream: Upstream) -> Iterator:
+    """Start engines by name, mode and I/O time (``make(name, mode, io_ms)``); all stopped after."""
+    started: list[Engine] = []
+
+    def make(name: str, mode: str, io_ms: int, recorder: Recorder | None = None) -> Engine:
+        eng = engine_class(name)(recorder or Recorder(), Settings(io_ms=io_ms, pool=4), mode, upstream.port)
+        eng.start()
+        started.append(eng)
+        return eng
+
+    yield make
+    for eng in started:
+        eng.stop()

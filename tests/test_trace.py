@@ -33,6 +33,7 @@ from syncviz.engines.bench import BENCH_LOCK
 from syncviz.engines.events import ENGINE_IDS, HANDED_OVER, Batch, Phase
 from syncviz.engines.http import EXTERNAL_IDS_START
 from syncviz.engines.trace import build_trace, collect, us, write_trace
+from syncviz.engines.watchdog import BUSY
 from syncviz.tui.cli import main
 
 SYNCVIZ = [sys.executable, "-m", "syncviz.tui.cli"]
@@ -342,6 +343,7 @@ def test_loop_lag_is_a_counter_and_the_watchdog_call_is_on_the_slice_that_held_t
         (BASE + int(0.5 * MS), 30 * MS, A, 0, True, where),
         (BASE + int(0.5 * MS), 51 * MS, A, 0, False, where),
         (BASE + 70 * MS, 25 * MS, A, 0, False, "nobody's"),
+        (BASE + int(1.5 * MS), 40 * MS, A, 0, False, BUSY),  # the loop's own work: on no slice, counted nowhere
     ]
     obj = build_trace([b])
     check_trace(obj)

@@ -20,10 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from syncviz.engines.blocked import BlockedCall
 from syncviz.engines.digest import KEEP_COLS, ROW_RATE
 from syncviz.engines.events import TERMINAL, Phase
 from syncviz.engines.slowclients import client_of
-from syncviz.engines.stats import BlockedCall, EngineStats, RequestTrack
+from syncviz.engines.stats import EngineStats, RequestTrack
 from syncviz.tui.lanes import LaneModel
 from syncviz.tui.rows import rid_label
 

@@ -23,7 +23,7 @@ from syncviz.tui.board import Board
 from syncviz.tui.tape import Entry, Tape
 
 MARGIN_NS = 6_000_000_000
-"""Stream time fed before the window: a blocked call stays news 5 s (stats.BLOCK_RECENT_NS), and
+"""Stream time fed before the window: a blocked call stays news 5 s (blocked.BLOCK_RECENT_NS), and
 requests that started before the window need their first steps for their rows."""
 ROWS_NS = 3_500_000_000
 """Row transitions fed before the window: a request's phase longer than this (a 3 s queue in

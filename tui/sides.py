@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
+from syncviz.engines.blocked import BlockedCall
 from syncviz.engines.counts import ServerSnapshot
-from syncviz.engines.stats import BlockedCall, Counters
+from syncviz.engines.stats import Counters
 
 Codec = tuple[Callable[[Any], object], Callable[[Any], Any]]  # a value to JSON-able fields, and back
 COMPACT_AT = 1024  # packed values dropped from the front before the buffers are moved down

@@ -2,7 +2,8 @@
 
 Everything comes from :class:`~syncviz.engines.stats.Counters`; the bound from
 :func:`~syncviz.engines.settings.bound_rps`; the sparklines from :mod:`syncviz.tui.history`; the
-call that held the loop or a worker lately from the engine's watchdog (:func:`blocked_text`).
+call that held the loop or a worker lately from the engine's watchdog (:func:`blocked_text`), or
+the loop's own work when it held the loop with no single call holding it (a saturated loop).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import re
 from dataclasses import dataclass, field
 
 from rich.text import Text
+from syncviz.engines.blocked import BlockedCall
 from syncviz.engines.counts import ServerSnapshot
 from syncviz.engines.settings import fmt_rate
-from syncviz.engines.stats import BlockedCall, Counters
+from syncviz.engines.stats import Counters
 from syncviz.tui.history import sparkline
 from syncviz.tui.phases import LOOKS, Phase
 from textual.widgets import Static
@@ -74,11 +76,18 @@ def fit_where(where: str, room: int) -> str:
 
 def blocked_text(b: BlockedCall, label: str, loop: bool, width: int) -> Text:
     """``loop blocked 50 ms in time.sleep ← _sleep (engines/work.py:136)``; a pool thread's without
-    its duration (``w3 blocked in time.sleep ← …``): blocking is what its threads are for."""
+    its duration (``w3 blocked in time.sleep ← …``): blocking is what its threads are for. A loop's
+    own work is no blocked call: ``loop busy 34 ms, no single call held it`` (in the colour of ready)."""
     t = Text(no_wrap=True, overflow="ellipsis")
+    if b.busy:
+        color = LOOKS[Phase.READY].color
+        t.append(f"{label} busy ", color)
+        t.append(_took(b), f"bold {color}")
+        t.append(f", {b.where}", KEY)
+        return t
     if loop:
         color = LOOKS[Phase.BLOCKED].color
-        took = f"{fmt_n(b.duration_ns / 1e6)} ms" + (" so far" if b.ongoing else "")
+        took = _took(b)
         head = f"{label} blocked {took}"
         t.append(f"{label} blocked ", color)
         t.append(took, f"bold {color}")
@@ -88,6 +97,10 @@ def blocked_text(b: BlockedCall, label: str, loop: bool, width: int) -> Text:
     t.append(" in ", KEY)
     t.append(fit_where(b.where, width - len(head) - 4), "#e8ebf2")
     return t
+
+
+def _took(b: BlockedCall) -> str:
+    return f"{fmt_n(b.duration_ns / 1e6)} ms" + (" so far" if b.ongoing else "")
 
 
 def counter_text(v: CounterView, width: int, stacked: bool) -> Text:

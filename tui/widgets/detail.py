@@ -11,7 +11,7 @@ from __future__ import annotations
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
-from syncviz.engines.stats import BlockedCall
+from syncviz.engines.blocked import BlockedCall
 from syncviz.tui.inspect import ROW_NOTE, Detail, LaneDetail, RequestDetail
 from syncviz.tui.phases import LOOKS, Phase
 from syncviz.tui.widgets.bars import MINUS
