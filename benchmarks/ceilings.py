@@ -91,10 +91,12 @@ def _expected(data: bytes) -> int:
 
 
 @contextlib.contextmanager
-def serving(engines: tuple[str, ...]) -> Iterator[dict[str, Any]]:
-    """``syncviz serve`` at zero latency; yields each engine's port, pid and CPUs as found."""
+def serving(engines: tuple[str, ...], record: bool = True) -> Iterator[dict[str, Any]]:
+    """``syncviz serve`` at zero latency (``record``: the servers record, as always, or not);
+    yields each engine's port, pid and CPUs as found."""
     cmd = [sys.executable, "-m", "syncviz.tui.cli", "serve", "--headless", "--port", "0"]
     cmd += ["--io-ms", "0", "--cpu-ms", "0", "--engines", ",".join(engines)]
+    cmd += [] if record else ["--no-record"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         ports: dict[str, int] = {}
@@ -173,3 +175,28 @@ def ceilings(engines: tuple[str, ...], reps: int, seconds: float, wrk: str) -> d
                     rows[name][side].add(out["rps"])
                 rows[name]["ratio"].add(ratio(got["syncviz"], got["bare"]))
     return {"load_cpus": load_cpus, "connections": CONNECTIONS, "seconds": seconds, "engines": rows}
+
+
+def recording_cost(engines: tuple[str, ...], reps: int, seconds: float, wrk: str) -> dict[str, Any]:
+    """Per engine: wrk's req/s against ``syncviz serve`` with the servers' recording on and off (a
+    fresh serve each, the order alternating) and on / off within each run.
+
+    Measured by wrk, not by ``bench``: syncviz's own load process was the limit with recording off
+    (threaded: the load at 94% of its core, the engine at 89%), which made recording read faster.
+    """
+    load_cpus = plan(engines).load
+    rows = {name: {"on": Spread(), "off": Spread(), "ratio": Spread(), "errors": 0} for name in engines}
+    restore_cpus()
+    for rep in range(reps):
+        got: dict[tuple[str, bool], float | None] = {}
+        for record in (True, False) if rep % 2 == 0 else (False, True):
+            with serving(engines, record) as served:
+                for name in engines:
+                    run_wrk(wrk, served[name]["port"], 1, load_cpus)  # warm-up, not counted
+                    out = run_wrk(wrk, served[name]["port"], seconds, load_cpus)
+                    got[(name, record)] = out["rps"]
+                    rows[name]["errors"] += out["errors"]
+                    rows[name]["on" if record else "off"].add(out["rps"])
+        for name in engines:
+            rows[name]["ratio"].add(ratio(got[(name, True)], got[(name, False)]))
+    return {"load_cpus": load_cpus, "connections": CONNECTIONS, "seconds": seconds, "rows": rows}

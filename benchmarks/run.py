@@ -6,7 +6,7 @@ back to back, syncviz against its bare server back to back) before the median is
 
 - each engine at io-bound with 100 and 1,000 clients, alone and together, against its bound
   (:func:`syncviz.engines.bench.run_scenario`, ``syncviz bench``'s own figures);
-- recording overhead: the zero-latency handler with the servers' recording on and off;
+- recording overhead: wrk against the zero-latency handler with the servers' recording on and off;
 - zero-latency ceilings seen by wrk against ``syncviz serve`` and the bare servers
   (:mod:`ceilings`);
 - the app's cost to the engines (``benchmarks/bench_app.py``'s bench-then-app comparison, on these engines);
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_app
-from ceilings import ceilings, ensure_wrk
+from ceilings import ceilings, ensure_wrk, recording_cost
 from figures import Lock, Spread, machine, ratio, restore_cpus
 from report import render
 from startup import first_frames, help_times, suite_time
@@ -45,7 +45,6 @@ OUT = ROOT / "BENCHMARKS.md"
 CLIENTS = (100, 1000)
 WARMUP_S = 0.5
 RSS_CONNECTIONS = 1000
-ZERO = {"clients": 50, "io_ms": 0, "cpu_ms": 0}  # bench_engines.py's zero-latency handler
 
 
 def log(text: str) -> None:
@@ -88,22 +87,6 @@ def bound_section(engines: tuple[str, ...], reps: int, seconds: float) -> dict[s
 def _bound_row() -> dict[str, Any]:
     names = ("rps", "bound", "of_bound", "p99", "lag_p99")
     return {**{k: Spread() for k in names}, "failed": 0, "client_bound": False, "placement": ""}
-
-
-def recording_section(engines: tuple[str, ...], reps: int, seconds: float) -> dict[str, Any]:
-    """Per engine: req/s with recording on and off back to back (order alternating), and on/off."""
-    rows = {name: {"on": Spread(), "off": Spread(), "ratio": Spread()} for name in engines}
-    for rep in range(reps):
-        for name in engines:
-            got = {}
-            for record in (True, False) if rep % 2 == 0 else (False, True):
-                (r,) = bench([name], seconds, record=record, **ZERO)
-                got[record] = r["throughput_rps"]
-            rows[name]["on"].add(got[True])
-            rows[name]["off"].add(got[False])
-            rows[name]["ratio"].add(ratio(got[True], got[False]))
-        log(f"recording overhead: run {rep + 1}/{reps}")
-    return {"seconds": seconds, "settings": ZERO, "rows": rows}
 
 
 def app_section(engines: tuple[str, ...], reps: int, seconds: float) -> dict[str, Any]:
@@ -173,10 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     with Lock() as lock:
         log(f"holding the bench lock (waited {lock.waited_s:.0f} s)")
         timed(res, "bound", lambda: bound_section(engines, args.reps, args.seconds))
-        timed(res, "recording", lambda: recording_section(engines, args.reps, args.seconds))
         if wrk is not None:
             timed(res, "ceilings", lambda: ceilings(engines, args.reps, args.wrk_seconds, wrk))
             log("ceilings: done")
+            timed(res, "recording", lambda: recording_cost(engines, args.reps, args.wrk_seconds, wrk))
+            log("recording overhead: done")
         timed(res, "app", lambda: app_section(engines, args.reps, args.app_seconds))
         timed(res, "rss", lambda: rss_section(engines, args.reps))
         timed(res, "help", lambda: help_times(args.reps))

@@ -286,3 +286,21 @@ def test_a_closed_pipe_is_a_clean_exit() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "Error" not in proc.stderr, proc.stderr
     assert wait_for(lambda: all(_refused(base + i) for i in range(3)), timeout=5)
+
+
+def test_no_record_serves_and_counts_and_goes_only_with_headless() -> None:
+    """``--no-record`` (the recording-overhead baseline of benchmarks/run.py): the servers still
+    serve an outside client and count it; the app, which draws what they record, refuses it."""
+    refused = subprocess.run([*SYNCVIZ, "serve", "--no-record"], capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1 and "--headless" in refused.stderr
+    base = _free_base()
+    serve = Serve("--headless", "--json", "--no-record", "--port", str(base), "--io-ms", "1")
+    try:
+        serve.line()
+        assert get(base + 1)[0] == 200
+        later = [json.loads(serve.line()) for _ in range(2)]
+        assert any(d["engines"]["asyncio"]["served_rps"] > 0 for d in later)
+        code, _took, err = serve.stop(signal.SIGINT)
+    finally:
+        serve.kill()
+    assert code == 0, err

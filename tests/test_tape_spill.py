@@ -210,7 +210,7 @@ def test_a_kept_batch_is_left_alone_by_the_cyclic_collector() -> None:
         server.transition(2_000_000 + rid * 3_000_000, rid, 0, Phase.DONE)
     record = Batch(t_ns=BATCHES[29].t_ns, digests=[(1, {"server": server.take(70_000_000, True)})])
     digested, _ = batch_from_wire(json.loads(json.dumps(batch_to_wire(record, 0))))  # as it comes from a pipe
-    tape = Tape()
+    tape = Tape(hot_s=600)  # all kept as objects: what the newest second holds
     fill(tape, [*BATCHES[:30], digested, BATCHES[30]])
     kept = [e.hot for e in list(tape.entries)[:-1]]
     assert all(b is not None and type(b.transitions) is tuple and type(b.digests) is tuple for b in kept)

@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engines(s, low=2)
     s.add_argument("--headless", action="store_true", help="no app: one status line a second on stdout")
     s.add_argument("--json", action="store_true", help="with --headless: each line one JSON object (URLs on stderr)")
+    s.add_argument("--no-record", action="store_true", help="servers record no transitions (overhead baseline)")
     from syncviz.tui.trace_cli import add_trace_parser
 
     add_trace_parser(sub, _add_knobs)
@@ -426,7 +427,11 @@ def _serve(args: argparse.Namespace) -> int:
     get_scenario(args.scenario)  # a typo fails before anything starts
     if args.json and not args.headless:
         raise UsageError("--json goes with --headless (the app draws instead)")
+    if args.no_record and not args.headless:
+        raise UsageError("--no-record goes with --headless (the app draws what the servers record)")
     overrides = knob_overrides(args)
+    if args.no_record:
+        overrides["record"] = False  # passed on to the engine host with the knobs
     args.engines = tuple(engines_arg(args))
     if args.load:
         _require_fds([args.scenario], False, overrides, engines=args.engines)
