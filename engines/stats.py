@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .blocked import BlockedCall, BlockedCalls
-from .digest import KEEP_COLS, ClientDigest, ServerDigest
+from .digest import ServerDigest
+from .digest_client import ClientDigest
+from .digest_record import KEEP_COLS
 from .events import ENGINES, HANDED_OVER, TERMINAL, WAITING_PHASES, Batch, Phase
 from .http import EXTERNAL_IDS_START
 from .registry import engine_spec

@@ -8,7 +8,7 @@ ui.perfetto.dev and chrome://tracing:
   ``t1``...;
 * on a worker's thread, one complete slice (``X``, category ``worker``) for each stretch a request
   held that worker (running, blocked, ready on a pool thread, reading on a pool thread: the one
-  rule of :func:`~syncviz.engines.digest.segment_codes`), named after the request, with one
+  rule of :func:`~syncviz.engines.digest_record.segment_codes`), named after the request, with one
   nested ``X`` per phase inside it. Requests interleave on a loop, so a thread carries only
   ``X`` slices, never ``B``/``E``, and never two that overlap (a slice recorded a few
   microseconds early starts where the one before it ends: ``otherData.clipped`` counts them);
@@ -38,7 +38,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from .digest import WAITQ, segment_codes
+from .digest_record import WAITQ, segment_codes
 from .events import ENGINES, HANDED_OVER, PHASE_NAMES, TERMINAL, Batch, Phase
 from .registry import engine_spec
 from .slowclients import client_of

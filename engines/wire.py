@@ -24,7 +24,7 @@ import sys
 from typing import Any, BinaryIO, NamedTuple
 
 from .counts import ServerSnapshot
-from .digest import check_record
+from .digest_record import check_record
 from .events import ENGINES, Batch, Block, Phase
 
 VERSION = 1

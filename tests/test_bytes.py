@@ -17,7 +17,8 @@ from rich.console import Console
 from support import connect, wait_for
 from syncviz.engines.base import Engine
 from syncviz.engines.child import ChildHost
-from syncviz.engines.digest import ServerDigest, check_record
+from syncviz.engines.digest import ServerDigest
+from syncviz.engines.digest_record import check_record
 from syncviz.engines.events import ENGINE_IDS, Batch, Phase, Recorder, Size
 from syncviz.engines.http import RequestReader
 from syncviz.engines.recording import read_recording, write_recording

@@ -8,7 +8,9 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from syncviz.engines.digest import ROW_RATE, ClientDigest, ServerDigest, check_record
+from syncviz.engines.digest import ROW_RATE, ServerDigest
+from syncviz.engines.digest_client import ClientDigest
+from syncviz.engines.digest_record import check_record
 from syncviz.engines.events import ENGINE_IDS, HANDED_OVER, Batch, Phase
 from syncviz.engines.http import EXTERNAL_IDS_START
 from syncviz.engines.stats import StreamStats

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from syncviz.engines.digest import ClientDigest, ServerDigest
+from syncviz.engines.digest import ServerDigest
+from syncviz.engines.digest_client import ClientDigest
 from syncviz.engines.events import ENGINES, Batch, Phase
 from syncviz.engines.recording import (
     FORMAT,

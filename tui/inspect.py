@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from syncviz.engines.blocked import BlockedCall
-from syncviz.engines.digest import KEEP_COLS, ROW_RATE
+from syncviz.engines.digest import ROW_RATE
+from syncviz.engines.digest_record import KEEP_COLS
 from syncviz.engines.events import TERMINAL, Phase
 from syncviz.engines.slowclients import client_of
 from syncviz.engines.stats import EngineStats, RequestTrack
@@ -37,7 +38,7 @@ CLIENTS = {
     "slow": "built-in slow client",
     "outside": "outside client (no X-Req-Id)",
 }
-HOLD_SLOTS = ("running", "blocked", "ready (GIL)", "reading")  # a lane's per-column slots (digest.SLOT)
+HOLD_SLOTS = ("running", "blocked", "ready (GIL)", "reading")  # a lane's per-column slots (digest_record.SLOT)
 
 
 @dataclass

@@ -1,0 +1,163 @@
+"""The load side's digest, and the windowed figures both digests keep.
+
+The load process digests what its clients saw of each engine with a :class:`ClientDigest`:
+completions, failures, latency and req/s over a window, and per column of the picture the
+requests sent and not answered yet. Its :meth:`ClientDigest.take` returns a plain, JSON-ready
+``client`` record, bounded by the picture's width, not by req/s.
+
+Windowed figures (here, and in :class:`~syncviz.engines.digest.ServerDigest`'s loop lag and row
+rate) move in time buckets: latency and loop lag in HDR histograms (``hdrhistogram``, as wrk2
+and most latency tools; :class:`HdrWindow`), counts in :class:`CountWindow`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+BUCKET_NS = 100_000_000  # windowed figures move in steps of 0.1 s
+HDR_LOW, HDR_HIGH, HDR_DIGITS = 1_000, 3_600_000_000_000, 2  # 1 us .. 1 h; 2 digits: within 1%
+
+
+def _hist() -> HdrHistogram:
+    return HdrHistogram(HDR_LOW, HDR_HIGH, HDR_DIGITS)
+
+
+class HdrWindow:
+    """Values in HDR histograms per 0.1 s bucket, merged over the last ``window_ns`` on demand."""
+
+    def __init__(self, window_ns: int) -> None:
+        self.window_ns = window_ns
+        self._buckets: deque[tuple[int, HdrHistogram]] = deque()
+
+    def record(self, t: int, value: int) -> None:
+        key = t // BUCKET_NS
+        b = self._buckets
+        if not b or b[-1][0] < key:
+            b.append((key, _hist()))
+            while b and b[0][0] <= key - self.window_ns // BUCKET_NS - 1:
+                b.popleft()
+        b[-1][1].record_value(max(HDR_LOW, min(HDR_HIGH, value)))
+
+    def merged(self, now: int) -> HdrHistogram | None:
+        low = (now - self.window_ns) // BUCKET_NS
+        out = None
+        for key, h in self._buckets:
+            if key >= low and h.get_total_count():
+                if out is None:
+                    out = _hist()
+                out.add(h)
+        return out
+
+
+class CountWindow:
+    """Counts per 0.1 s bucket (req/s over a window, O(1) per event)."""
+
+    def __init__(self, window_ns: int) -> None:
+        self.window_ns = window_ns
+        self._buckets: deque[list[int]] = deque()  # [key, count]
+
+    def add(self, t: int, n: int = 1) -> None:
+        key = t // BUCKET_NS
+        b = self._buckets
+        if b and b[-1][0] == key:
+            b[-1][1] += n
+        elif not b or b[-1][0] < key:
+            b.append([key, n])
+            while b and b[0][0] <= key - self.window_ns // BUCKET_NS - 1:
+                b.popleft()
+        else:  # late: count it in the newest bucket
+            b[-1][1] += n
+
+    def rate(self, now: int) -> float:
+        start = now - self.window_ns
+        low = start // BUCKET_NS
+        part = 1.0 - (start - low * BUCKET_NS) / BUCKET_NS  # the share of the oldest bucket inside the window
+        total = 0.0
+        for key, n in self._buckets:
+            if key > low:
+                total += n
+            elif key == low:
+                total += n * part
+        return total / (self.window_ns / 1e9)
+
+
+def percentiles(h: HdrHistogram | None) -> dict[str, float | None]:
+    """p50, p95, p99 and max in ms (``None`` without samples)."""
+    if h is None or not h.get_total_count():
+        return {"p50": None, "p95": None, "p99": None, "max": None, "n": 0}
+    at = h.get_percentile_to_value_dict([50, 95, 99])  # one pass over the counts for all three
+    return {
+        "p50": at[50] / 1e6,
+        "p95": at[95] / 1e6,
+        "p99": at[99] / 1e6,
+        "max": h.get_max_value() / 1e6,
+        "n": h.get_total_count(),
+    }
+
+
+class ClientDigest:
+    """What the load generator's clients saw of one engine: completions, latency, requests out."""
+
+    def __init__(self, ns_per_col: int, window_s: float = 5.0, rate_window_s: float = 2.0) -> None:
+        self.window_ns = int(window_s * 1e9)
+        self.completed = 0
+        self.failed = 0
+        self.latency = HdrWindow(self.window_ns)
+        self.rate = CountWindow(int(rate_window_s * 1e9))
+        self._out: dict[int, int] = {}  # rid -> send time of requests sent and not answered
+        self.last_t = 0
+        self.set_zoom(ns_per_col)
+
+    def set_zoom(self, ns_per_col: int) -> None:
+        self.ns = max(1, ns_per_col)
+        self.out_cols: dict[int, int] = {}
+        for t in self._out.values():
+            c = t // self.ns
+            self.out_cols[c] = self.out_cols.get(c, 0) + 1
+
+    def sent(self, t: int, rid: int) -> None:
+        if rid in self._out:
+            return
+        self._out[rid] = t
+        c = t // self.ns
+        self.out_cols[c] = self.out_cols.get(c, 0) + 1
+        if t > self.last_t:
+            self.last_t = t
+
+    def answered(self, t_done: int, rid: int, latency_ns: int, ok: bool) -> None:
+        t = self._out.pop(rid, None)
+        if t is not None:
+            c = t // self.ns
+            n = self.out_cols.get(c, 0) - 1
+            if n > 0:
+                self.out_cols[c] = n
+            else:
+                self.out_cols.pop(c, None)
+        if t_done > self.last_t:
+            self.last_t = t_done
+        if ok:
+            self.completed += 1
+            self.rate.add(t_done)
+            self.latency.record(t_done, latency_ns)
+        else:
+            self.failed += 1
+
+    def counters(self, now: int) -> dict[str, Any]:
+        lat = percentiles(self.latency.merged(now))
+        return {
+            "completed": self.completed,
+            "failed": self.failed,
+            "rps": self.rate.rate(now),
+            "latency_ms": [lat["p50"], lat["p95"], lat["p99"], lat["max"]],
+            "samples": lat["n"],
+            "outstanding": len(self._out),
+        }
+
+    def take(self, now: int, with_counters: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"ns": self.ns, "now": now, "out": [[c, n] for c, n in self.out_cols.items()]}
+        if with_counters:
+            out["counters"] = self.counters(now)
+        return out
