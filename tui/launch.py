@@ -52,9 +52,9 @@ def launch_app(args: argparse.Namespace, overrides: dict[str, Any], start: Calla
     from syncviz.tui.signals import LaunchGuard
 
     get_scenario(args.scenario)  # a typo fails before anything starts
-    if not getattr(args, "in_process", False):  # the engines' threads keep glibc's defaults
-        tune_allocator()
     with LaunchGuard() as guard:
+        if not getattr(args, "in_process", False):  # before any thread starts; in-process engines keep the defaults
+            tune_allocator()
         source, info = start() if start is not None else make_source(args, overrides)
         guard.on_stuck = source.close
         try:

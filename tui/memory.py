@@ -20,7 +20,6 @@ engine is swapped: once, a few hundred KB).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 from functools import cache
 
@@ -32,8 +31,10 @@ TRIM_EVERY_S = 10.0  # how often the app returns the heap's free pages (a trim: 
 
 @cache
 def _libc() -> ctypes.CDLL | None:
+    """The C library's functions, as this process has them linked (no ``find_library``: it runs
+    ``ldconfig`` as a child process, which a signal sent at startup could land beside)."""
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return ctypes.CDLL(None)
     except OSError:
         return None
 
