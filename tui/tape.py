@@ -58,8 +58,8 @@ HOT_S = 1
 """The newest seconds kept as objects; older ones packed. At 1,000 clients (~20,000 records a
 second) objects take ~240 bytes a record. Objects kept that long are churned by the allocators,
 and the app's RSS grew by their high-water marks (glibc's heap, pymalloc's pools): from minute 1
-to 10 in tmux, +8.5 MB with 10 s kept (123.5 -> 132.0 MB), +4.6 / +5.3 with 2 s, +4.0 with 1 s
-(89.4 -> 93.4). Packed they are ~1/25 of that; a scrub unpacks what it feeds
+to 10 in tmux, +8.5 MB with 10 s kept (123.5 -> 132.0 MB), +4.6 / +5.3 with 2 s, +4.0 / +5.1
+with 1 s (89.4 -> 93.4, 89.0 -> 94.2). Packed they are ~1/25 of that; a scrub unpacks what it feeds
 (:mod:`~syncviz.tui.scrub`)."""
 MAX_BYTES = 256_000_000  # the tape's size cap
 PACK_PER_ADD = 4  # batches packed per batch added (catches up after a burst)
