@@ -61,7 +61,8 @@ class RecordingError(ValueError):
     """The file cannot be read or written as a syncviz recording; the message is one line."""
 
 
-def _line(text: object) -> str:
+def one_line(text: object) -> str:
+    """An error (or any text) as one line: its whitespace runs, newlines included, as one space."""
     return " ".join(str(text).split())
 
 
@@ -88,7 +89,7 @@ class RecordingWriter:
         try:
             self._raw: IO[bytes] | None = open(self._tmp, "wb")  # noqa: SIM115 (closed by finish/abort)
         except OSError as exc:
-            raise RecordingError(f"cannot write recording {path}: {_line(exc.strerror or exc)}") from None
+            raise RecordingError(f"cannot write recording {path}: {one_line(exc.strerror or exc)}") from None
         self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, compresslevel=compresslevel, mtime=0)
         self.count = 0
         self._run = 0
@@ -99,7 +100,8 @@ class RecordingWriter:
         try:
             info = json.loads(_encode(info))
         except (TypeError, ValueError) as exc:
-            raise RecordingError(f"cannot write recording {self.path}: info is not plain data ({_line(exc)})") from None
+            why = one_line(exc)
+            raise RecordingError(f"cannot write recording {self.path}: info is not plain data ({why})") from None
         check_info(info)
         self._run = int(info.get("run", 0))
         created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -130,7 +132,7 @@ class RecordingWriter:
             os.replace(self._tmp, self.path)
         except OSError as exc:
             self.abort()
-            raise RecordingError(f"cannot write recording {self.path}: {_line(exc.strerror or exc)}") from None
+            raise RecordingError(f"cannot write recording {self.path}: {one_line(exc.strerror or exc)}") from None
         return self.count
 
     def abort(self) -> None:
@@ -146,9 +148,9 @@ class RecordingWriter:
         try:
             self._gz.write(_encode(record))
         except (TypeError, ValueError) as exc:
-            raise RecordingError(f"cannot write recording {self.path}: not plain data ({_line(exc)})") from None
+            raise RecordingError(f"cannot write recording {self.path}: not plain data ({one_line(exc)})") from None
         except OSError as exc:
-            raise RecordingError(f"cannot write recording {self.path}: {_line(exc.strerror or exc)}") from None
+            raise RecordingError(f"cannot write recording {self.path}: {one_line(exc.strerror or exc)}") from None
 
     def __enter__(self) -> RecordingWriter:
         return self
@@ -202,7 +204,7 @@ def check_info(info: object) -> dict[str, Any]:
         raise ValueError("info field 'engines' is not a list of known engines")
     scenario = info.get("scenario")
     if scenario is not None and not (isinstance(scenario, str) and scenario in SCENARIOS):
-        raise ValueError(f"info names an unknown scenario {_line(scenario)[:40]!r}")
+        raise ValueError(f"info names an unknown scenario {one_line(scenario)[:40]!r}")
     settings = info.get("settings")
     if settings is not None:
         if not isinstance(settings, dict):
@@ -210,7 +212,7 @@ def check_info(info: object) -> dict[str, Any]:
         try:
             Settings().with_changes(**settings)
         except (SettingsError, TypeError) as exc:
-            raise ValueError(f"recorded settings: {_line(exc)}") from None
+            raise ValueError(f"recorded settings: {one_line(exc)}") from None
     _engine_map(info, "modes", lambda v: isinstance(v, str) and v in MODES)
     _engine_map(info, "ports", lambda v: v is None or (_is_int(v) and 0 <= v < 65536))
     _engine_map(info, "pids", lambda v: v is None or (_is_int(v) and v >= 0))
@@ -246,7 +248,7 @@ class RecordingReader:
         try:
             self._raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 (closed by close())
         except OSError as exc:
-            raise RecordingError(f"cannot read recording {path}: {_line(exc.strerror or exc)}") from None
+            raise RecordingError(f"cannot read recording {path}: {one_line(exc.strerror or exc)}") from None
         try:
             self.header = self._read_header()
         except BaseException:
@@ -259,7 +261,7 @@ class RecordingReader:
         return RecordingError(f"recording {self.path} is truncated ({self.count} batches read)")
 
     def _corrupt(self, why: object) -> RecordingError:
-        return RecordingError(f"recording {self.path} is corrupt after {self.count} batches: {_line(why)}")
+        return RecordingError(f"recording {self.path} is corrupt after {self.count} batches: {one_line(why)}")
 
     def _foreign(self, what: str) -> RecordingError:
         return RecordingError(f"{self.path} is not a syncviz recording ({what})")
@@ -290,7 +292,7 @@ class RecordingReader:
         version = header.get("version")
         if version != VERSION or type(version) is not int:
             raise RecordingError(
-                f"{self.path} is syncviz-recording format version {_line(version)[:20]}, "
+                f"{self.path} is syncviz-recording format version {one_line(version)[:20]}, "
                 f"which this syncviz does not read (it reads version {VERSION})"
             )
         try:
@@ -315,7 +317,7 @@ class RecordingReader:
         except (gzip.BadGzipFile, zlib.error) as exc:
             raise self._corrupt(exc) from None
         except OSError as exc:
-            raise RecordingError(f"cannot read recording {self.path}: {_line(exc.strerror or exc)}") from None
+            raise RecordingError(f"cannot read recording {self.path}: {one_line(exc.strerror or exc)}") from None
 
     def _next_line(self) -> bytes | None:
         """The next record's bytes (without its newline); ``None`` at the end of the file."""

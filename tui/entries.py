@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncviz.engines.events import Batch
-from syncviz.engines.recording import RecordingError
+from syncviz.engines.recording import RecordingError, one_line
 from syncviz.engines.wire import batch_to_wire, decode_batch
 from syncviz.tui.spill import Spill
 
@@ -64,7 +64,7 @@ class Entry:
             record = json.loads(zlib.decompress(data))
             batch = decode_batch(record).batch  # the same checks as a pipe's or a file's
         except (OSError, zlib.error, ValueError) as exc:
-            raise RecordingError(f"a buffered batch could not be read back: {line(exc)}") from None
+            raise RecordingError(f"a buffered batch could not be read back: {one_line(exc)}") from None
         batch.info = record.get("info")
         return batch
 
@@ -238,8 +238,3 @@ class Entries:
 
 def _entry_t(entry: Entry) -> int:
     return entry.t_ns
-
-
-def line(exc: object) -> str:
-    """An error as one line."""
-    return " ".join(str(exc).split())

@@ -43,10 +43,10 @@ from typing import Any
 
 from syncviz.engines.counts import ServerSnapshot
 from syncviz.engines.events import Batch
-from syncviz.engines.recording import RecordingWriter
+from syncviz.engines.recording import RecordingWriter, one_line
 from syncviz.engines.served import WINDOW_S, ServedRate
 from syncviz.engines.stats import Counters
-from syncviz.tui.entries import OBJECT_BYTES, Entries, Entry, line
+from syncviz.tui.entries import OBJECT_BYTES, Entries, Entry
 from syncviz.tui.history import History
 from syncviz.tui.sides import COUNTERS_CODEC, SERVERS_CODEC, Side
 from syncviz.tui.spill import Spill
@@ -130,7 +130,7 @@ class Tape:
 
     def _in_memory(self, why: str, exc: OSError) -> None:
         self._spill = None
-        self.spill_note = f"minutes older than {self.hot_ns / SECOND_NS:g} s kept in memory: {why} ({line(exc)})"
+        self.spill_note = f"minutes older than {self.hot_ns / SECOND_NS:g} s kept in memory: {why} ({one_line(exc)})"
 
     def spilled_bytes(self) -> int:
         """The size of the temporary files the kept entries are in (their expired parts included)."""
