@@ -31,7 +31,6 @@ Pure functions of the batches: no engine is run here.
 
 from __future__ import annotations
 
-import bisect
 import json
 import math
 from collections.abc import Iterable, Iterator
@@ -39,10 +38,11 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from .digest_record import WAITQ, segment_codes
-from .events import ENGINES, HANDED_OVER, PHASE_NAMES, TERMINAL, Batch, Phase
+from .events import ENGINES, PHASE_NAMES, Batch, Phase
 from .registry import engine_spec
 from .slowclients import client_of
-from .watchdog import BUSY
+from .trace_collect import Block, TraceCollector, collect
+from .trace_spans import Hold, Segment, assign_blocks, clip_track, holds_of, phase_spans, request_segments
 
 REQUEST_CAT = "request"
 WORKER_CAT = "worker"
@@ -50,18 +50,7 @@ COUNTER_EVERY_NS = 100_000_000
 TID_STRIDE = 100_000  # a lane's thread id: pid * TID_STRIDE + 1 + lane (pools hold at most 1,000)
 DISPLAY_TIME_UNIT = "ms"
 
-Step = tuple[int, int, int]  # (t_ns, phase, lane)
-Segment = tuple[int, int, int, int]  # (t0, t1, phase, lane)
-Hold = tuple[int, int, int, tuple[tuple[int, int, int], ...], int]
-"""A stretch a request held one worker: ``(t0, t1, rid, ((c0, c1, phase), ...), request index)``."""
-Block = tuple[int, int, str]  # (t0, t1, where): a call the watchdog saw holding a loop or worker
-
-_NPHASES = len(Phase)
 _DONE, _QUEUED = int(Phase.DONE), int(Phase.QUEUED)
-
-
-def _time(step: Step | Hold) -> int:
-    return step[0]
 
 
 def request_label(rid: int) -> str:
@@ -86,204 +75,6 @@ def us(ns: int) -> int | float:
     if math.floor(x * 1000.0) != ns:  # e.g. 0.001 * 1000.0 < 1 for some values: nudge by a quarter ns
         x = (ns + 0.25) / 1000
     return x
-
-
-class TraceCollector:
-    """Every request's transitions, the client's latencies and the loop-lag samples, from batches.
-
-    Feed it batches in any order of arrival (:meth:`feed`); a request's steps are put in time
-    order when it is exported.
-    """
-
-    def __init__(self) -> None:
-        self.steps: dict[tuple[int, int], list[Step]] = {}  # (engine id, rid) -> steps, first seen first
-        self.latency: dict[tuple[int, int], tuple[int, bool]] = {}  # (engine id, rid) -> (ns, ok)
-        self.lags: list[tuple[int, int, int]] = []
-        self.blocks: dict[tuple[int, int, int], tuple[int, str]] = {}  # (engine, lane, t0) -> (ns, where)
-        self.info: dict[str, Any] = {}
-        self.engines_seen: set[int] = set()
-        self.t_min: int | None = None
-        self.t_max = 0
-        self.dropped = 0  # drains whose buffers were full (their oldest records lost)
-        self.handed = 0
-        self._handed: set[tuple[int, int]] = set()
-
-    def feed(self, batch: Batch) -> None:
-        """Take one drained batch."""
-        if isinstance(batch.info, dict):
-            self.info = batch.info
-        self.dropped += int(batch.dropped or 0)
-        steps, handed, seen = self.steps, self._handed, self.engines_seen
-        lo, hi = self.t_min, self.t_max
-        for t, e, rid, lane, phase in batch.transitions:
-            if not (0 <= e < len(ENGINES) and 0 <= phase < _NPHASES):
-                continue
-            key = (e, rid)
-            if lane == HANDED_OVER:  # the provisional reading id goes on under the request's own id
-                if steps.pop(key, None) is not None:
-                    self.handed += 1
-                handed.add(key)
-                continue
-            if key in handed:
-                continue
-            track = steps.get(key)
-            if track is None:
-                steps[key] = [(t, phase, lane)]
-                seen.add(e)
-            else:
-                track.append((t, phase, lane))
-            if lo is None or t < lo:
-                lo = t
-            if t > hi:
-                hi = t
-        for _t, e, rid, lat, ok in batch.latencies:
-            if 0 <= e < len(ENGINES):
-                self.latency[(e, rid)] = (int(lat), bool(ok))
-        for lag in batch.lags:
-            t, e = lag[0], lag[1]
-            if 0 <= e < len(ENGINES):
-                self.lags.append(lag)
-                seen.add(e)
-                if lo is None or t < lo:
-                    lo = t
-                if t > hi:
-                    hi = t
-        self.t_min, self.t_max = lo, hi
-        for rec in getattr(batch, "blocks", None) or ():
-            self._block(rec)
-
-    def _block(self, rec: Any) -> None:
-        """One watchdog record ``(t0, ns, engine, lane, ongoing, where)``: an ongoing call is reported
-        again and again with its duration so far, so the longest report of one call is kept."""
-        try:
-            t0, dur, e, lane, _ongoing, where = rec
-        except (TypeError, ValueError):
-            return
-        if not (isinstance(t0, int) and isinstance(dur, int) and isinstance(e, int) and isinstance(lane, int)):
-            return
-        if not isinstance(where, str) or not 0 <= e < len(ENGINES) or dur < 0:
-            return
-        if where == BUSY:
-            return  # a loop's own work: no call held it, no request to put it on
-        key = (e, lane, t0)
-        old = self.blocks.get(key)
-        if old is None or dur >= old[0]:
-            self.blocks[key] = (dur, where)
-
-    def blocks_by_lane(self) -> dict[tuple[int, int], list[Block]]:
-        """The watchdog's calls per (engine, lane), in time order."""
-        out: dict[tuple[int, int], list[Block]] = {}
-        for (e, lane, t0), (dur, where) in sorted(self.blocks.items()):
-            out.setdefault((e, lane), []).append((t0, t0 + dur, where))
-        return out
-
-    def engines(self) -> list[int]:
-        """The engines to show: those the run had (its info), and any that sent records."""
-        named = {ENGINES.index(n) for n in self.info.get("engines") or () if n in ENGINES}
-        return sorted(named | self.engines_seen)
-
-
-def collect(batches: Iterable[Batch]) -> TraceCollector:
-    """A :class:`TraceCollector` fed every batch, in order."""
-    col = TraceCollector()
-    for batch in batches:
-        col.feed(batch)
-    return col
-
-
-def request_segments(steps: list[Step], t_end: int) -> tuple[list[Segment], int, int | None] | None:
-    """``(segments, end, terminal phase or None)`` of one request, or None if we saw only its end.
-
-    Steps are put in time order (stable: two steps at one instant keep their order); those after
-    the first terminal one are ignored; an unfinished request ends at ``t_end``.
-    """
-    ordered = sorted(steps, key=_time)
-    if ordered[0][1] in TERMINAL:
-        return None  # it began before we listened
-    segs: list[Segment] = []
-    last = len(ordered) - 1
-    for i, (t, phase, lane) in enumerate(ordered):
-        if phase in TERMINAL:
-            return segs, t, phase
-        t1 = ordered[i + 1][0] if i < last else max(t, t_end)
-        segs.append((t, t1, phase, lane))
-    return segs, max(ordered[-1][0], t_end), None
-
-
-def holds_of(segs: list[Segment], has_loop: bool) -> list[tuple[int, int, int, list[tuple[int, int, int]]]]:
-    """``(lane, t0, t1, [(c0, c1, phase)...])`` of each stretch the request held one worker."""
-    no_lane, loop, on_lane = segment_codes(has_loop)
-    out: list[tuple[int, int, int, list[tuple[int, int, int]]]] = []
-    current: tuple[int, int, int, list[tuple[int, int, int]]] | None = None
-    for t0, t1, phase, lane in segs:
-        code = no_lane[phase] if lane < 0 else loop[phase] if lane == 0 else on_lane[phase]
-        if not 0 <= code < WAITQ:  # not holding a worker: queued, awaiting, yielded, ready on a loop
-            if current is not None:
-                out.append(current)
-                current = None
-            continue
-        if current is not None and current[0] == lane and current[2] == t0:
-            current = (lane, current[1], t1, current[3])
-        else:
-            if current is not None:
-                out.append(current)
-            current = (lane, t0, t1, [])
-        if t1 > t0:
-            current[3].append((t0, t1, phase))
-    if current is not None:
-        out.append(current)
-    return [h for h in out if h[2] > h[1]]
-
-
-def phase_spans(segs: list[Segment]) -> list[Segment]:
-    """The segments with consecutive ones of one phase on one lane merged, zero-length ones left out."""
-    out: list[Segment] = []
-    for t0, t1, phase, lane in segs:
-        if out and out[-1][2] == phase and out[-1][3] == lane and out[-1][1] == t0:
-            out[-1] = (out[-1][0], t1, phase, lane)
-        elif t1 > t0:
-            out.append((t0, t1, phase, lane))
-    return out
-
-
-def clip_track(holds: list[Hold]) -> tuple[list[Hold], int]:
-    """One worker's holds in time order, none overlapping the one before; and how many were clipped."""
-    holds = sorted(holds, key=_time)
-    out: list[Hold] = []
-    clipped = 0
-    end = None
-    for t0, t1, rid, children, req in holds:
-        if end is not None and t0 < end:
-            clipped += 1
-            if t1 <= end:
-                continue
-            t0 = end
-            children = tuple((max(c0, t0), c1, ph) for c0, c1, ph in children if c1 > t0)
-        out.append((t0, t1, rid, children, req))
-        end = t1
-    return out, clipped
-
-
-def assign_blocks(track: list[Hold], blocks: list[Block]) -> tuple[dict[int, list[Block]], int]:
-    """Each call of ``blocks`` to the hold of ``track`` (in time order, none overlapping) it overlaps
-    most (a held loop's first call is dated from the loop's last tick, so it may reach back into the
-    request before): hold index -> its calls; and how many calls overlap no hold."""
-    starts = [h[0] for h in track]
-    out: dict[int, list[Block]] = {}
-    lost = 0
-    for b0, b1, where in blocks:
-        best, most = -1, 0
-        i = bisect.bisect_left(starts, max(b1, b0 + 1)) - 1  # the last hold starting before the call ends
-        while i >= 0 and track[i][1] > b0:
-            overlap = min(track[i][1], b1) - max(track[i][0], b0)
-            if overlap > most or (best < 0 and b1 == b0):
-                best, most = i, overlap
-            i -= 1
-        if best < 0:
-            lost += 1
-        else:
-            out.setdefault(best, []).append((b0, b1, where))
-    return out, lost
 
 
 def blocked_args(calls: list[Block]) -> list[dict[str, Any]]:

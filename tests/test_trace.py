@@ -32,7 +32,8 @@ from support import new_threads
 from syncviz.engines.bench import BENCH_LOCK
 from syncviz.engines.events import ENGINE_IDS, HANDED_OVER, Batch, Phase
 from syncviz.engines.http import EXTERNAL_IDS_START
-from syncviz.engines.trace import build_trace, collect, us, write_trace
+from syncviz.engines.trace import build_trace, us, write_trace
+from syncviz.engines.trace_collect import collect
 from syncviz.engines.watchdog import BUSY
 from syncviz.tui.cli import main
 

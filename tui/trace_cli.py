@@ -56,7 +56,8 @@ def run_trace(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from syncviz.engines.trace import TraceCollector, write_trace
+    from syncviz.engines.trace import write_trace
+    from syncviz.engines.trace_collect import TraceCollector
 
     overrides = _check(args)
     out = Path(args.out)
