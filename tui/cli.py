@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from syncviz.engines.base import EngineError
 from syncviz.engines.events import DEFAULT_ENGINES, ENGINES
 from syncviz.engines.limits import FdLimitError
-from syncviz.engines.recording import RecordingError
+from syncviz.engines.recording_format import RecordingError
 from syncviz.engines.scenarios import DEFAULT_SCENARIO, SCENARIOS
 from syncviz.engines.settings import SettingsError
 
@@ -350,7 +350,8 @@ def _record(args: argparse.Namespace) -> int:
     """``syncviz record``: the live stream, headless, to a recording (``--json``: the run's summary)."""
     from syncviz.engines.child import ChildHost
     from syncviz.engines.loadgen import connect_errors
-    from syncviz.engines.recording import RecordingWriter, Summary, drain_for
+    from syncviz.engines.recording import RecordingWriter, drain_for
+    from syncviz.engines.recording_summary import Summary
     from syncviz.engines.scenarios import get_scenario
 
     if args.file and args.out and args.file != args.out:
@@ -396,7 +397,7 @@ def _replay(args: argparse.Namespace) -> int:
         raise UsageError("--json goes with --summary (without it the app plays the recording)")
     if not args.summary:
         return _open_replay(args, args.recording, {})
-    from syncviz.engines.recording import summarize
+    from syncviz.engines.recording_summary import summarize
 
     result = summarize(args.recording)
     if args.json:
