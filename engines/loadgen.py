@@ -17,135 +17,32 @@ Connections are opened before traffic starts, at most :data:`CONNECT_BATCH` at o
 starts once all are open, or once none has opened for :data:`CONNECT_STALL_S` (a server that
 stops accepting, like gevent with its pool full: the rest join as they connect).
 :attr:`LoadGen.connected` tells when. A connection that cannot be opened is a failed latency
-sample whose request id is minus its errno (:func:`connect_error_rid`): counted as ``failed``
-wherever samples are, summarised in one line by :func:`connect_errors_line`, retried with a
-growing pause (a single probe while they keep failing: a dead server is not stormed).
+sample whose request id is minus its errno
+(:func:`~syncviz.engines.loadgen_conn.connect_error_rid`): counted as ``failed`` wherever
+samples are, summarised in one line by
+:func:`~syncviz.engines.loadgen_conn.connect_errors_line`, retried with a growing pause (a
+single probe while they keep failing: a dead server is not stormed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import itertools
 import random
-import socket
 import threading
-from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections import deque
 
-import httptools
-
-from .events import Latency, Phase, Recorder, now_ns
+from .events import Phase, Recorder, now_ns
+from .loadgen_conn import _Client, connect_error_rid
 from .settings import Settings
 
-REQUEST = b"GET / HTTP/1.1\r\nHost: syncviz\r\nX-Req-Id: %d\r\nX-Sent-Ns: %d\r\n\r\n"
-"""``X-Sent-Ns``: the intended send time (monotonic ns), so the server records the request's QUEUED itself."""
 RECONNECT_S = 0.1  # first pause before connections are opened again; doubles while they fail
 RECONNECT_MAX_S = 2.0
 CONNECT_BATCH = 256  # connects in flight at once per engine (listen backlogs are 1,024)
 CONNECT_STALL_S = 1.0  # the first connections: traffic starts when none has opened for this long
 STOP_WAIT_S = 1.0  # stop: how long the cancelled tasks get to finish
 BURST_PERIOD_S, BURST_LEN_S = 5.0, 1.0  # open loop: a spike of ``burst`` x rate, 1 s in every 5
-
-
-class _Response:
-    """Incremental HTTP/1.1 response parser on httptools (llhttp): fixed length, chunked, until-close.
-
-    One request is in flight per connection, so one response at a time; bytes that are not a
-    response (an engine gone wrong) never raise: they end in :data:`BAD_RESPONSE`.
-    """
-
-    __slots__ = ("_parser", "bad", "done", "status")
-
-    def __init__(self) -> None:
-        self._parser = httptools.HttpResponseParser(self)
-        self.status = 0  # of the last complete response
-        self.done = 0  # complete responses in the current feed
-        self.bad = False  # the stream is not HTTP: every later feed says so too
-
-    def feed(self, data: bytes) -> int:
-        """Add bytes; return the status when a whole response is in, else 0 (``BAD_RESPONSE``: not HTTP)."""
-        if self.bad:
-            return BAD_RESPONSE
-        self.done = 0
-        try:
-            self._parser.feed_data(data)
-        except Exception:  # llhttp's verdict: the connection is unusable
-            self.bad = True
-            return BAD_RESPONSE
-        return self.status if self.done else 0
-
-    def on_message_complete(self) -> None:
-        if not self.done:
-            self.status = self._parser.get_status_code()
-        self.done += 1
-
-
-BAD_RESPONSE = -1  # what _Response.feed says of bytes that are not a response (counted as a failure)
-
-
-def connect_error_rid(exc: OSError) -> int:
-    """The request id a failed connect is recorded under: minus its errno (0: no errno).
-
-    Requests are numbered from 1, so a sample with an id of 0 or less is a connection error.
-    """
-    code = exc.errno if isinstance(exc.errno, int) and exc.errno > 0 else 0
-    if not code and isinstance(exc, TimeoutError):
-        code = errno.ETIMEDOUT
-    return -code
-
-
-def is_connect_error(rid: int) -> bool:
-    """A latency sample's request id that stands for a connection that could not be opened."""
-    return rid <= 0
-
-
-def connect_error_name(rid: int) -> str:
-    """``ECONNREFUSED`` for a connect error's id; ``error`` when it carried no errno."""
-    return errno.errorcode.get(-rid, "error") if rid < 0 else "error"
-
-
-def connect_errors(latencies: Iterable[Latency]) -> Counter[str]:
-    """Connection errors among latency samples, by errno name."""
-    return Counter(connect_error_name(rid) for _, _, rid, _, ok in latencies if rid <= 0 and not ok)
-
-
-def connect_errors_line(counts: Mapping[str, int]) -> str | None:
-    """``37 connections failed (ECONNREFUSED 30, ETIMEDOUT 7)``; ``None`` when none did."""
-    total = sum(counts.values())
-    if not total:
-        return None
-    parts = ", ".join(f"{name} {n}" for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-    return f"{total} connection{'s' if total != 1 else ''} failed ({parts})"
-
-
-class _Client(asyncio.Protocol):
-    def __init__(self, target: _Target) -> None:
-        self.target = target
-        self.parser = _Response()
-        self.rid = 0
-        self.t0 = 0
-        self.busy = False
-        self.retire = False
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def send(self, rid: int, t0: int) -> None:
-        self.rid, self.t0, self.busy = rid, t0, True
-        self.transport.write(REQUEST % (rid, t0))  # type: ignore[union-attr]
-
-    def data_received(self, data: bytes) -> None:
-        status = self.parser.feed(data)
-        if status:
-            self.busy = False
-            self.target.answered(self, 200 <= status < 400)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.target.lost(self)
 
 
 class _Target:

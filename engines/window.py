@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .bottleneck import client_bound
 from .events import ENGINE_IDS, Batch
 from .limits import connection_note
-from .loadgen import connect_errors, is_connect_error
+from .loadgen_conn import connect_errors, is_connect_error
 from .registry import engine_spec, prefork_workers
 from .scenarios import get_scenario
 from .settings import bound_rps

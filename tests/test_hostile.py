@@ -23,7 +23,7 @@ from support import wait_for
 from syncviz.engines.base import Engine
 from syncviz.engines.events import Recorder
 from syncviz.engines.http import EXTERNAL_IDS_START, MAX_BODY, MAX_HEAD
-from syncviz.engines.loadgen import BAD_RESPONSE, _Response
+from syncviz.engines.loadgen_conn import BAD_RESPONSE, _Response
 from syncviz.engines.upstream import Upstream
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")

@@ -25,8 +25,8 @@ from syncviz.engines.limits import (
     require_fds,
     suggested_limit,
 )
-from syncviz.engines.loadgen import (
-    LoadGen,
+from syncviz.engines.loadgen import LoadGen
+from syncviz.engines.loadgen_conn import (
     connect_error_name,
     connect_error_rid,
     connect_errors,

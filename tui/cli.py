@@ -255,7 +255,7 @@ def _require_fds(scenarios: list[str], in_process: bool, overrides: dict[str, An
 
 def _say_failed_connections(counts: Counter[str]) -> None:
     """One line on stderr when connections could not be opened (never one line per connection)."""
-    from syncviz.engines.loadgen import connect_errors_line
+    from syncviz.engines.loadgen_conn import connect_errors_line
 
     line = connect_errors_line(counts)
     if line:
@@ -349,7 +349,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _record(args: argparse.Namespace) -> int:
     """``syncviz record``: the live stream, headless, to a recording (``--json``: the run's summary)."""
     from syncviz.engines.child import ChildHost
-    from syncviz.engines.loadgen import connect_errors
+    from syncviz.engines.loadgen_conn import connect_errors
     from syncviz.engines.recording import RecordingWriter, drain_for
     from syncviz.engines.recording_summary import Summary
     from syncviz.engines.scenarios import get_scenario
