@@ -90,7 +90,7 @@ def _check(args: argparse.Namespace) -> dict[str, Any]:
     """Validate the flags (live or recording); the knobs the user set."""
     from syncviz.engines.scenarios import DEFAULT_SCENARIO, get_scenario
 
-    from .cli import knob_overrides
+    from .cli_args import knob_overrides
 
     overrides = knob_overrides(args)
     if args.source:
