@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from array import array
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -84,19 +85,58 @@ def fill_latency(c: Counters, latencies_ns: list[int]) -> None:
 
 
 class RequestTrack:
-    """One request's transitions so far: ``steps`` is a list of (t_ns, phase, lane)."""
+    """One request's transitions so far: ``steps`` is a list of (t_ns, phase, lane).
 
-    __slots__ = ("phase", "rid", "since", "steps")
+    A finished track is sealed (:meth:`seal`): its steps move into one flat ``array('q')``. The
+    app keeps thousands of finished tracks (``keep`` per engine, for rows and the detail panel);
+    as a list of tuples of int objects each took ~1 KB of small objects living for seconds
+    (measured at 1,000 clients: 18,000 tracks, ~15 MB), as an array ~0.3 KB.
+    """
+
+    __slots__ = ("_flat", "_steps", "phase", "rid", "since")
 
     def __init__(self, rid: int, t_ns: int, phase: int, lane: int) -> None:
         self.rid = rid
-        self.steps: list[tuple[int, int, int]] = [(t_ns, phase, lane)]
+        self._steps: list[tuple[int, int, int]] | None = [(t_ns, phase, lane)]
+        self._flat: array[int] | None = None
         self.phase = phase
         self.since = t_ns
 
     @property
+    def steps(self) -> list[tuple[int, int, int]]:
+        """The transitions, oldest first (a fresh list once sealed)."""
+        if self._steps is not None:
+            return self._steps
+        flat = self._flat
+        assert flat is not None
+        return list(zip(flat[0::3], flat[1::3], flat[2::3], strict=True))
+
+    def step(self, t_ns: int, phase: int, lane: int) -> None:
+        """One more transition (not after :meth:`seal`)."""
+        assert self._steps is not None, "a sealed track takes no steps"
+        self._steps.append((t_ns, phase, lane))
+        self.phase = phase
+        self.since = t_ns
+
+    def seal(self) -> None:
+        """Keep the steps as one flat array from now on (the track has finished)."""
+        if self._steps is not None:
+            self._flat = array("q", itertools.chain.from_iterable(self._steps))
+            self._steps = None
+
+    @property
+    def start_ns(self) -> int:
+        """The time of the first transition."""
+        return self._steps[0][0] if self._steps is not None else self._flat[0]  # type: ignore[index]
+
+    @property
+    def end_ns(self) -> int:
+        """The time of the last transition."""
+        return self._steps[-1][0] if self._steps is not None else self._flat[-3]  # type: ignore[index]
+
+    @property
     def lane(self) -> int:
-        return self.steps[-1][2]
+        return self._steps[-1][2] if self._steps is not None else self._flat[-1]  # type: ignore[index]
 
     def phase_totals(self) -> list[int]:
         """Nanoseconds spent in each phase (indexed by Phase value), terminal phases zero."""
@@ -262,11 +302,10 @@ class EngineStats(BlockedCalls):
                 return  # its start was before we began listening
             self.inflight[rid] = RequestTrack(rid, t, phase, lane)
         else:
-            track.steps.append((t, phase, lane))
-            track.phase = phase
-            track.since = t
+            track.step(t, phase, lane)
             if phase in TERMINAL:
                 del self.inflight[rid]
+                track.seal()
                 self.recent.append(track)
 
     def take_size(self, rid: int, bytes_in: int, bytes_out: int) -> None:

@@ -147,7 +147,7 @@ def request_detail(stats: EngineStats, track: RequestTrack, names: dict[int, str
             phases[i] = PhaseSpan(span.phase, span.start_ns, ends[i] - span.start_ns, span.worker)
         else:
             phases[i] = PhaseSpan(span.phase, span.start_ns, now_ns - span.start_ns, span.worker, ongoing=True)
-    start = steps[0][0] if steps else track.steps[0][0]
+    start = steps[0][0] if steps else track.start_ns
     end = steps[-1][0] if done else now_ns
     kind, _ = client_of(track.rid)
     workers = list(dict.fromkeys(p.worker for p in phases if p.worker))
@@ -218,19 +218,19 @@ def lane_detail(stats: EngineStats, model: LaneModel, drawn: Drawn, lane: int, n
         out.busy = dict(zip(HOLD_SLOTS, busy, strict=True))
     tracks = [*stats.recent, *stats.inflight.values()]
     for track in tracks:
-        end = track.steps[-1][0] if track.phase in TERMINAL else now
-        if track.steps[0][0] > now or end < start:
+        end = track.end_ns if track.phase in TERMINAL else now
+        if track.start_ns > now or end < start:
             continue
         spans = [(max(t0, start), min(t1, now)) for _, t0, t1 in _held(stats, track, end, lane)]
         spans = [(a, b) for a, b in spans if b > a]
         if spans:
             done = track.phase in TERMINAL and end <= now
-            latency = (end if done else now) - track.steps[0][0]
+            latency = (end if done else now) - track.start_ns
             held = sum(b - a for a, b in spans)
             out.served.append(Served(track.rid, rid_label(track.rid), spans[0][0], held, latency, done))
     out.served.sort(key=lambda s: s.start_ns)
     recent = stats.recent
-    out.partial = len(recent) == recent.maxlen and bool(recent) and recent[0].steps[-1][0] > start
+    out.partial = len(recent) == recent.maxlen and bool(recent) and recent[0].end_ns > start
     out.blocked = [b for b in _all_blocks(stats) if b.lane == lane and b.t_start_ns < now and b.end_ns > start]
     return out
 
@@ -243,15 +243,15 @@ def request_at(drawn: Drawn, row: int, t_ns: int | None = None) -> RequestTrack 
     if not 0 <= row < len(drawn.rows):
         return None
     now = drawn.now_ns
-    shown = [t for t in drawn.rows[row] if t.steps[0][0] <= now]
+    shown = [t for t in drawn.rows[row] if t.start_ns <= now]
     if not shown:
         return None
     if t_ns is None:
         return shown[-1]
 
     def distance(track: RequestTrack) -> int:
-        t0 = track.steps[0][0]
-        t1 = track.steps[-1][0] if track.phase in TERMINAL else now
+        t0 = track.start_ns
+        t1 = track.end_ns if track.phase in TERMINAL else now
         return 0 if t0 <= t_ns <= t1 else min(abs(t_ns - t0), abs(t_ns - t1))
 
     return min(shown, key=distance)
@@ -342,7 +342,7 @@ class Inspector:
         """The selected request on the rows ``d`` drew (the selection moves to its row), if there."""
         for i, row in enumerate(d.rows):
             for track in row:
-                if track.rid == sel.rid and track.steps[0][0] <= d.now_ns:
+                if track.rid == sel.rid and track.start_ns <= d.now_ns:
                     sel.target = ("row", i)
                     return track
         return None

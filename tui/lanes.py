@@ -68,7 +68,7 @@ class LaneModel:
         if recent:
             self._last = recent[-1]
         for track in reversed(new):
-            end = track.steps[-1][0]
+            end = track.end_ns
             self._labels.extend((*lab, end) for lab in self._spans(track, end))
 
     def rezoom(self, ns_per_col: int, now_ns: int) -> None:
@@ -127,7 +127,7 @@ class LaneModel:
         out.queued, out.ready = queued, ready
         labels: list[tuple[int, int, int, int]] = []
         for track in list(self.stats.inflight.values()):
-            if track.steps[-1][0] <= now_ns:
+            if track.end_ns <= now_ns:
                 labels.extend(self._spans(track, now_ns))
         first_ns = first * ns
         for lab in reversed(self._labels):

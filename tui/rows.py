@@ -9,6 +9,7 @@ Placement happens as batches arrive (not per frame), so a replay draws the same 
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from syncviz.engines.stats import EngineStats, RequestTrack
 
 NPHASES = len(Phase)
 MAX_ROWS = 64
+_NONE = array("b", [-1])  # a column without a phase, to repeat
 
 
 @dataclass
@@ -37,7 +39,7 @@ class _DoneRow:
     def __init__(self, ns: int) -> None:
         self.ns = ns
         self.start = 0
-        self.phases: list[int] = []
+        self.phases = array("b")  # signed bytes (-1 none): 1/8 of a list's size, no int objects
         self.labels: list[tuple[int, int, int]] = []  # (c0, c1, rid), absolute columns
         self.ends: list[tuple[int, int]] = []  # (col, phase), absolute
         self.rids: set[int] = set()
@@ -53,11 +55,11 @@ class _DoneRow:
         if not self.phases:
             self.start = start
         if start < self.start:  # a request seated late, older than what is laid: grow to the left
-            self.phases[:0] = [-1] * (self.start - start)
+            self.phases[:0] = _NONE * (self.start - start)
             self.start = start
         stop = start + len(cells) - self.start
         if stop > len(self.phases):
-            self.phases.extend([-1] * (stop - len(self.phases)))
+            self.phases.extend(_NONE * (stop - len(self.phases)))
         a = start - self.start
         for i, ph in enumerate(cells):  # only where it has a phase: never blank out a neighbour
             if ph >= 0:
@@ -109,7 +111,7 @@ class RequestRows:
             if rid in seen:
                 continue
             seen.add(rid)
-            start = track.steps[0][0]
+            start = track.start_ns
             seat = None
             for row in rows:  # the first row free for a column, else the first free at all
                 if not row or (row[-1].phase in TERMINAL and row[-1].since + gap_ns <= start):
@@ -155,7 +157,7 @@ class RequestRows:
         base, abs0 = done.phases, done.start
         lo = first_col - abs0
         if lo >= 0 and lo + cols <= len(base):
-            phases = base[lo : lo + cols]
+            phases = base[lo : lo + cols].tolist()
         else:
             phases = [-1] * cols
             a, b = max(first_col, abs0), min(first_col + cols, abs0 + len(base))
