@@ -29,27 +29,22 @@ from operator import add, sub
 from typing import Any
 
 from .digest_client import CountWindow, HdrWindow, percentiles
+from .digest_picture import _CODE, _LANE, _PHASE, _ROW, _SENT, _SINCE, _TOT, DigestPicture, _bucket_span, _Req
 from .digest_record import DONE, FAILED, KEEP_COLS, NONE, NPHASES, QUEUED, READING, WAITQ, segment_codes
 from .events import HANDED_OVER, Phase, Size, Transition
 from .http import EXTERNAL_IDS_START
 
 LIVE_PHASES = tuple(p for p in Phase if p not in (DONE, FAILED))
+_TERMINAL = frozenset((DONE, FAILED))  # plain ints
 WAIT_QUEUED, WAIT_READY = 0, 1
 ROW_RATE = 300  # requests per second per engine whose every transition is passed on (for rows)
 ENDED_ROWS = 4096  # finished row requests remembered, whose size record may still come
 
-# A followed request is a plain list, indexed by these (building one costs ~45 ns, a slotted
-# object's __init__ ~220 ns; the engine process builds one per request): its current phase,
-# lane, since when, its segment's code, whether it is a row's request (its transitions are
-# passed on), the column of its QUEUED (the client's send time, None before) and from _TOT
-# on its time in each phase. ServerDigest.feed builds it as a literal of NPHASES zeros.
-_PHASE, _LANE, _SINCE, _CODE, _ROW, _SENT, _TOT = range(7)
-_Req = list
 FOLD_DONE = 4096  # done requests' phase times summed into the window's at most this late
 assert NPHASES == 9, "ServerDigest.feed's request literal holds one total per phase"
 
 
-class ServerDigest:
+class ServerDigest(DigestPicture):
     """One engine's transitions and loop lag, digested (see the module docstring).
 
     ``has_loop``: lane 0 is a loop or hub, which a READY request does not hold.
@@ -76,92 +71,6 @@ class ServerDigest:
         self.last_t = 0
         self.set_zoom(ns_per_col)
 
-    # -- the picture's accumulators ------------------------------------------------------
-    def set_zoom(self, ns_per_col: int) -> None:
-        """Start the picture afresh at another zoom (the counters keep going)."""
-        self.ns = max(1, ns_per_col)
-        self.hold: dict[int, dict[int, list[int]]] = {}  # lane -> col -> [run, blocked, ready, reading] ns
-        self.wait: dict[int, list[int]] = {}  # col -> [queued, ready] request-ns
-        self.dirty_hold: dict[int, set[int]] = {}  # lane -> columns changed since the last take
-        self.dirty_wait: set[int] = set()
-        self._trimmed = 0
-        self.holders: dict[int, tuple[int, int, int]] = {}  # lane -> (rid, slot, since): held now
-        self.open_wait: list[dict[int, int]] = [{}, {}]  # queued / ready now: since-col -> requests
-        self.sent: dict[int, int] = {}  # send col -> requests with a QUEUED here and not finished
-        for rid, r in self.inflight.items():  # what is open now stays on the picture
-            self._open(rid, r)
-
-    def _spread(self, t0: int, t1: int, lane: int, code: int) -> None:
-        """Add [t0, t1) to the accumulators of ``lane`` (held, ``code`` a slot) or of the waits."""
-        ns = self.ns
-        c, last = t0 // ns, (t1 - 1) // ns
-        floor = self.last_t // ns - KEEP_COLS
-        if c < floor:
-            if last < floor:
-                return
-            c, t0 = floor, floor * ns
-        if code < WAITQ:
-            cols = self.hold.get(lane)
-            if cols is None:
-                cols = self.hold[lane] = {}
-            slot = code
-            dirty = self.dirty_hold.get(lane)
-            if dirty is None:
-                dirty = self.dirty_hold[lane] = set()
-        else:
-            cols = self.wait
-            slot = code - WAITQ
-            dirty = self.dirty_wait
-        width = 4 if code < WAITQ else 2
-        while c <= last:
-            acc = cols.get(c)
-            if acc is None:
-                acc = cols[c] = [0] * width
-            acc[slot] += min(t1, (c + 1) * ns) - max(t0, c * ns)
-            dirty.add(c)
-            c += 1
-
-    def holds(self, phase: int, lane: int) -> bool:
-        """Whether ``phase`` on ``lane`` holds that worker (the same rule as :meth:`EngineStats.holds_worker`)."""
-        return 0 <= self._code(phase, lane) < WAITQ
-
-    def _code(self, phase: int, lane: int) -> int:
-        no_lane, loop, on_lane = self._codes
-        return no_lane[phase] if lane < 0 else loop[phase] if lane == 0 else on_lane[phase]
-
-    def _open(self, rid: int, r: _Req) -> None:
-        """Put ``r``'s current segment on the 'open now' layers (:meth:`feed` does the same inline)."""
-        code = r[_CODE] = self._code(r[_PHASE], r[_LANE])
-        if code < 0:
-            return
-        if code < WAITQ:
-            self.holders[r[_LANE]] = (rid, code, r[_SINCE])
-        else:
-            layer = self.open_wait[code - WAITQ]
-            col = r[_SINCE] // self.ns
-            layer[col] = layer.get(col, 0) + 1
-
-    def _close(self, rid: int, r: _Req, t: int) -> None:
-        """End ``r``'s current segment at ``t``: into the accumulators, off the open layers
-        (:meth:`feed` does the same inline)."""
-        code, since = r[_CODE], r[_SINCE]
-        if code >= 0:
-            if code < WAITQ:
-                held = self.holders.get(r[_LANE])
-                if held is not None and held[0] == rid:
-                    del self.holders[r[_LANE]]
-            else:
-                layer, col = self.open_wait[code - WAITQ], since // self.ns
-                n = layer.get(col, 0) - 1
-                if n > 0:
-                    layer[col] = n
-                else:
-                    layer.pop(col, None)
-            if t > since:
-                self._spread(since, t, r[_LANE], code)
-        if t > since:
-            r[_TOT + r[_PHASE]] += t - since
-
     # -- feeding -------------------------------------------------------------------------
     def transition(self, t: int, rid: int, lane: int, phase: int) -> None:
         """Digest one transition (see :meth:`feed`)."""
@@ -185,23 +94,29 @@ class ServerDigest:
         rows, ended, done = self.rows, self._ended_rows, self._done
         done_new = self._done_new
         no_lane, on_loop, on_lane = self._codes
-        rw_add, rw_rate = self._row_window.add, self._row_window.rate
+        rw_add, rw_rate, rw_newest = self._row_window.add, self._row_window.rate, self._row_window.newest
+        rw_bucket, rw_lo, rw_hi = _bucket_span(rw_newest())  # new requests in [rw_lo, rw_hi) go in rw_bucket
         ns, last_t, outside = self.ns, self.last_t, self.outside
         arrivals, every = self._arrivals, self._every
         floor = last_t // ns - KEEP_COLS
+        # The accumulators last added to (a lane's column, a waits' column), valid for this call: take
+        # and set_zoom, which drop or replace them, run between calls; columns already marked dirty.
+        h_lane, h_col, h_acc, w_col, w_acc = -1, -1, [], -1, []
+        done_, terminal, queued, waitq, handed_over = DONE, _TERMINAL, QUEUED, WAITQ, HANDED_OVER
+        tot, external = _TOT, EXTERNAL_IDS_START
         for t, _e, rid, lane, phase in transitions:
             if t > last_t:
                 last_t = t
                 floor = t // ns - KEEP_COLS
             r = get(rid)
-            if r is None or lane == HANDED_OVER:
-                if lane == HANDED_OVER:
+            if r is None or lane == handed_over:
+                if lane == handed_over:
                     self.outside = outside
                     self._hand_over(t, rid, phase)
                     outside = self.outside
                     continue
                 # -- its first transition: follow it from here
-                if phase in (DONE, FAILED):
+                if phase in terminal:
                     continue  # began before we listened
                 handed = self._handed
                 if handed is not None:
@@ -211,23 +126,27 @@ class ServerDigest:
                         r[_LANE] = lane
                         r[_PHASE], r[_SINCE] = phase, t
                 if r is None:
-                    rw_add(t)  # pass on every k-th new request, k chosen so ~ROW_RATE a second go
+                    if rw_lo <= t < rw_hi:  # pass on every k-th new request, k chosen so ~ROW_RATE a second go
+                        rw_bucket[1] += 1  # rw_add(t) without the call: t is in its newest bucket
+                    else:
+                        rw_add(t)
+                        rw_bucket, rw_lo, rw_hi = _bucket_span(rw_newest())
                     arrivals += 1
                     if arrivals % 64 == 0 or every == 0:
                         every = max(1, math.ceil(rw_rate(t) / ROW_RATE))
                     r = [phase, lane, t, NONE, arrivals % every == 0, None, 0, 0, 0, 0, 0, 0, 0, 0, 0]
                 inflight[rid] = r
                 by_phase[phase] += 1
-                if rid >= EXTERNAL_IDS_START:
+                if rid >= external:
                     outside += 1
-                if phase == QUEUED:
+                if phase == queued:
                     self._sent(r, t)
                 code = r[_CODE] = no_lane[phase] if lane < 0 else on_loop[phase] if lane == 0 else on_lane[phase]
                 if code >= 0:
-                    if code < WAITQ:
+                    if code < waitq:
                         holders[lane] = (rid, code, t)
                     else:
-                        layer = open_wait[code - WAITQ]
+                        layer = open_wait[code - waitq]
                         col = t // ns
                         layer[col] = layer.get(col, 0) + 1
                 if r[_ROW]:
@@ -238,12 +157,12 @@ class ServerDigest:
             if t < since:
                 t = since  # recorded out of order by a few microseconds: keep time moving forward
             if code >= 0:
-                if code < WAITQ:
+                if code < waitq:
                     held = holders.get(rlane)
                     if held is not None and held[0] == rid:
                         del holders[rlane]
                 else:
-                    layer = open_wait[code - WAITQ]
+                    layer = open_wait[code - waitq]
                     col = since // ns
                     n = layer.get(col, 0) - 1
                     if n > 0:
@@ -253,35 +172,42 @@ class ServerDigest:
                 if t > since:
                     c = since // ns
                     if c == (t - 1) // ns and c >= floor:  # the common case: the segment lies in one column
-                        if code < WAITQ:
-                            cols = hold.get(rlane)
-                            if cols is None:
-                                cols = hold[rlane] = {}
-                            acc = cols.get(c)
-                            if acc is None:
-                                acc = cols[c] = [0, 0, 0, 0]
-                            acc[code] += t - since
-                            dirty = dirty_hold.get(rlane)
-                            if dirty is None:
-                                dirty = dirty_hold[rlane] = set()
-                            dirty.add(c)
+                        if code < waitq:
+                            if c == h_col and rlane == h_lane:  # the same lane and column as last time
+                                h_acc[code] += t - since
+                            else:
+                                cols = hold.get(rlane)
+                                if cols is None:
+                                    cols = hold[rlane] = {}
+                                acc = cols.get(c)
+                                if acc is None:
+                                    acc = cols[c] = [0, 0, 0, 0]
+                                acc[code] += t - since
+                                dirty = dirty_hold.get(rlane)
+                                if dirty is None:
+                                    dirty = dirty_hold[rlane] = set()
+                                dirty.add(c)
+                                h_lane, h_col, h_acc = rlane, c, acc
+                        elif c == w_col:
+                            w_acc[code - waitq] += t - since
                         else:
                             acc = wait.get(c)
                             if acc is None:
                                 acc = wait[c] = [0, 0]
-                            acc[code - WAITQ] += t - since
+                            acc[code - waitq] += t - since
                             dirty_wait.add(c)
+                            w_col, w_acc = c, acc
                     else:
                         self.last_t = last_t
                         self._spread(since, t, rlane, code)
             if t > since:
-                r[_TOT + rphase] += t - since
+                r[tot + rphase] += t - since
             by_phase[rphase] -= 1
             if r[_ROW]:
                 rows.append((t, 0, rid, lane, phase))
-            if phase in (DONE, FAILED):  # -- its end: forget it
+            if phase in terminal:  # -- its end: forget it
                 del inflight[rid]
-                if rid >= EXTERNAL_IDS_START:
+                if rid >= external:
                     outside -= 1
                 if r[_ROW]:  # its size record comes after its end
                     ended[rid] = None
@@ -289,22 +215,22 @@ class ServerDigest:
                         del ended[next(iter(ended))]
                 if r[_SENT] is not None:
                     self._unsent(r[_SENT])
-                if phase == DONE:  # its phase times join the window's means (ints only: never GC-tracked)
-                    totals = tuple(r[_TOT:])
+                if phase == done_:  # its phase times join the window's means (ints only: never GC-tracked)
+                    totals = tuple(r[tot:])
                     done.append((t, totals))
                     done_new.append(totals)
                 continue
             # -- open the next one
             r[0], r[1], r[2] = phase, lane, t  # _PHASE, _LANE, _SINCE
             by_phase[phase] += 1
-            if phase == QUEUED and r[_SENT] is None:
+            if phase == queued and r[_SENT] is None:
                 self._sent(r, t)
             code = r[_CODE] = no_lane[phase] if lane < 0 else on_loop[phase] if lane == 0 else on_lane[phase]
             if code >= 0:
-                if code < WAITQ:
+                if code < waitq:
                     holders[lane] = (rid, code, t)
                 else:
-                    layer = open_wait[code - WAITQ]
+                    layer = open_wait[code - waitq]
                     col = t // ns
                     layer[col] = layer.get(col, 0) + 1
         self.last_t, self.outside, self._arrivals, self._every = last_t, outside, arrivals, every
@@ -322,17 +248,6 @@ class ServerDigest:
             if r[_ROW]:
                 self.rows.append((t, 0, rid, HANDED_OVER, phase))
             self._handed = (rid, r)
-
-    def _sent(self, r: _Req, t: int) -> None:
-        r[_SENT] = col = t // self.ns
-        self.sent[col] = self.sent.get(col, 0) + 1
-
-    def _unsent(self, col: int) -> None:
-        n = self.sent.get(col, 0) - 1
-        if n > 0:
-            self.sent[col] = n
-        else:
-            self.sent.pop(col, None)
 
     def _fold_done(self) -> None:
         """Sum the latest done requests' phase times into the window's (column by column, in C)."""

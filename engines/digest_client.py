@@ -71,6 +71,11 @@ class CountWindow:
         else:  # late: count it in the newest bucket
             b[-1][1] += n
 
+    def newest(self) -> list[int] | None:
+        """The newest bucket, ``[key, count]`` (None before any): a caller may add to its count in place
+        for an event in it, as :meth:`add` would (the server digest's ``feed`` does, saving the call)."""
+        return self._buckets[-1] if self._buckets else None
+
     def rate(self, now: int) -> float:
         start = now - self.window_ns
         low = start // BUCKET_NS

@@ -30,6 +30,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from enum import IntEnum
+from itertools import repeat, starmap
 
 ENGINES: tuple[str, ...] = ("threaded", "asyncio", "gevent", "uvloop", "trio", "prefork")
 """Engine names, indexed by the ``engine`` field of every record (every model syncviz knows)."""
@@ -176,9 +177,6 @@ class Recorder:
 
 
 def _drain(buf: deque) -> list:
-    """Pop what is there now; items appended concurrently stay for the next drain."""
-    out = []
-    pop = buf.popleft
-    for _ in range(len(buf)):
-        out.append(pop())
-    return out
+    """Pop what is there now; items appended concurrently stay for the next drain (one C loop:
+    ``starmap`` calls ``popleft`` ``len(buf)`` times, the GIL held throughout)."""
+    return list(starmap(buf.popleft, repeat((), len(buf))))
