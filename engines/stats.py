@@ -6,16 +6,15 @@ read :class:`Counters` back. The counting itself is done by the digests of
 :mod:`syncviz.engines.digest`, O(1) per event: in the engine and load processes when they
 send digests (``batch.digests``), or here, on raw records (in-process mode, recordings,
 hand-made batches), through the very same classes. Either way this module merges what the
-servers saw with what the clients saw, keeps the picture's accumulators at the current zoom,
-and keeps the transitions of the requests passed on for rows (:class:`RequestTrack`), and
-their bytes in and out (:attr:`EngineStats.sizes`, from the servers' size records).
+servers saw with what the clients saw, keeps the picture's accumulators at the current zoom
+(:class:`~syncviz.engines.picture.Picture`), and keeps the transitions of the requests passed on
+for rows (:class:`~syncviz.engines.picture.RequestTrack`), and their bytes in and out
+(:attr:`EngineStats.sizes`, from the servers' size records).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-from array import array
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,9 +23,9 @@ from typing import Any
 from .blocked import BlockedCall, BlockedCalls
 from .digest import ServerDigest
 from .digest_client import ClientDigest
-from .digest_record import KEEP_COLS
 from .events import ENGINES, HANDED_OVER, TERMINAL, WAITING_PHASES, Batch, Phase
 from .http import EXTERNAL_IDS_START
+from .picture import Picture, RequestTrack
 from .registry import engine_spec
 
 RUNNING, BLOCKED, READY, QUEUED = Phase.RUNNING, Phase.BLOCKED, Phase.READY, Phase.QUEUED
@@ -82,131 +81,6 @@ def fill_latency(c: Counters, latencies_ns: list[int]) -> None:
         lat = sorted(latencies_ns)
         c.p50_ms, c.p95_ms, c.p99_ms = (percentile(lat, q) / 1e6 for q in (50, 95, 99))
         c.max_ms = lat[-1] / 1e6
-
-
-class RequestTrack:
-    """One request's transitions so far: ``steps`` is a list of (t_ns, phase, lane).
-
-    A finished track is sealed (:meth:`seal`): its steps move into one flat ``array('q')``. The
-    app keeps thousands of finished tracks (``keep`` per engine, for rows and the detail panel);
-    as a list of tuples of int objects each took ~1 KB of small objects living for seconds
-    (measured at 1,000 clients: 18,000 tracks, ~15 MB), as an array ~0.3 KB.
-    """
-
-    __slots__ = ("_flat", "_steps", "phase", "rid", "since")
-
-    def __init__(self, rid: int, t_ns: int, phase: int, lane: int) -> None:
-        self.rid = rid
-        self._steps: list[tuple[int, int, int]] | None = [(t_ns, phase, lane)]
-        self._flat: array[int] | None = None
-        self.phase = phase
-        self.since = t_ns
-
-    @property
-    def steps(self) -> list[tuple[int, int, int]]:
-        """The transitions, oldest first (a fresh list once sealed)."""
-        if self._steps is not None:
-            return self._steps
-        flat = self._flat
-        assert flat is not None
-        return list(zip(flat[0::3], flat[1::3], flat[2::3], strict=True))
-
-    def step(self, t_ns: int, phase: int, lane: int) -> None:
-        """One more transition (not after :meth:`seal`)."""
-        assert self._steps is not None, "a sealed track takes no steps"
-        self._steps.append((t_ns, phase, lane))
-        self.phase = phase
-        self.since = t_ns
-
-    def seal(self) -> None:
-        """Keep the steps as one flat array from now on (the track has finished)."""
-        if self._steps is not None:
-            self._flat = array("q", itertools.chain.from_iterable(self._steps))
-            self._steps = None
-
-    @property
-    def start_ns(self) -> int:
-        """The time of the first transition."""
-        return self._steps[0][0] if self._steps is not None else self._flat[0]  # type: ignore[index]
-
-    @property
-    def end_ns(self) -> int:
-        """The time of the last transition."""
-        return self._steps[-1][0] if self._steps is not None else self._flat[-3]  # type: ignore[index]
-
-    @property
-    def lane(self) -> int:
-        return self._steps[-1][2] if self._steps is not None else self._flat[-1]  # type: ignore[index]
-
-    def phase_totals(self) -> list[int]:
-        """Nanoseconds spent in each phase (indexed by Phase value), terminal phases zero."""
-        totals = [0] * len(Phase)
-        steps = self.steps
-        for (t0, ph, _), (t1, _, _) in itertools.pairwise(steps):
-            if t1 > t0:
-                totals[ph] += t1 - t0
-        return totals
-
-
-@dataclass
-class Picture:
-    """One engine's picture at one zoom, merged from its digests' records.
-
-    ``hold``: lane -> col -> ns held [running, blocked, ready, reading]; ``wait``: col -> request-ns
-    [queued, ready]; ``held``: lanes held now (lane, slot, since); ``open_q`` / ``open_r``: requests
-    queued / ready now, by the column they started in (those the server has not read yet included).
-    """
-
-    ns: int
-    hold: dict[int, dict[int, list[int]]] = field(default_factory=dict)
-    wait: dict[int, list[int]] = field(default_factory=dict)
-    held: list[tuple[int, int, int]] = field(default_factory=list)
-    open_q: dict[int, int] = field(default_factory=dict)
-    open_r: dict[int, int] = field(default_factory=dict)
-    now: int = 0
-    lanes_seen: set[int] = field(default_factory=set)
-    _sent: dict[int, int] = field(default_factory=dict)  # server: requests it has read, by send column
-    _out: dict[int, int] = field(default_factory=dict)  # clients: requests sent, not answered, by send column
-    _trimmed: int = 0
-    _server_q: dict[int, int] = field(default_factory=dict)  # what the server holds queued now, by column
-
-    def take_server(self, rec: dict[str, Any]) -> None:
-        for lane, c, *slots in rec["hold"]:
-            self.hold.setdefault(lane, {})[c] = slots
-            self.lanes_seen.add(lane)
-        for c, q, r in rec["wait"]:
-            self.wait[c] = [q, r]
-        self.held = [tuple(x) for x in rec["held"]]  # type: ignore[misc]
-        self.open_r = dict(rec["open_r"])
-        self._server_q = dict(rec["open_q"])
-        self._sent = dict(rec["sent"])
-        self.now = max(self.now, rec["now"])
-        self._merge_open_q()
-        if self.now - self._trimmed >= 1_000_000_000:  # forget what fell off the left edge, once a second
-            self._trimmed = self.now
-            floor = self.now // self.ns - KEEP_COLS
-            for c in [c for c in self.wait if c < floor]:
-                del self.wait[c]
-            for cols in self.hold.values():
-                for c in [c for c in cols if c < floor]:
-                    del cols[c]
-
-    def take_client(self, rec: dict[str, Any]) -> None:
-        self._out = dict(rec["out"])
-        self._merge_open_q()
-
-    def _merge_open_q(self) -> None:
-        """Queued now: what the server holds queued, plus what clients sent that it has not read yet."""
-        q = dict(self._server_q)
-        sent = self._sent
-        known = self.now // self.ns  # the server's last report: what was sent after it may be read already
-        for c, n in self._out.items():
-            if c >= known:
-                continue
-            unread = n - sent.get(c, 0)
-            if unread > 0:
-                q[c] = q.get(c, 0) + unread
-        self.open_q = q
 
 
 class EngineStats(BlockedCalls):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from syncviz.engines.events import Batch, Phase
 from syncviz.engines.http import EXTERNAL_IDS_START
-from syncviz.engines.stats import EngineStats, RequestTrack
+from syncviz.engines.picture import RequestTrack
+from syncviz.engines.stats import EngineStats
 from syncviz.tui.board import Board
 from syncviz.tui.inspect import Drawn, Inspector, LaneDetail, RequestDetail, request_at, request_detail
 

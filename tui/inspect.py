@@ -24,8 +24,9 @@ from syncviz.engines.blocked import BlockedCall
 from syncviz.engines.digest import ROW_RATE
 from syncviz.engines.digest_record import KEEP_COLS
 from syncviz.engines.events import TERMINAL, Phase
+from syncviz.engines.picture import RequestTrack
 from syncviz.engines.slowclients import client_of
-from syncviz.engines.stats import EngineStats, RequestTrack
+from syncviz.engines.stats import EngineStats
 from syncviz.tui.lanes import LaneModel
 from syncviz.tui.rows import rid_label
 

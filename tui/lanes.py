@@ -1,6 +1,6 @@
 """Worker lanes and waiting depth on the time axis, from the engine's digested picture.
 
-For each engine, :class:`LaneModel` turns the :class:`~syncviz.engines.stats.Picture` that
+For each engine, :class:`LaneModel` turns the :class:`~syncviz.engines.picture.Picture` that
 :class:`~syncviz.engines.stats.EngineStats` merges from the digests (computed where the
 events happen, :mod:`syncviz.engines.digest`) into, per time column:
 
@@ -22,7 +22,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from syncviz.engines.events import Phase
-from syncviz.engines.stats import EngineStats, RequestTrack
+from syncviz.engines.picture import RequestTrack
+from syncviz.engines.stats import EngineStats
 
 LABEL_SLACK_NS = 100_000_000
 LABEL_MIN_COLS = 6

@@ -14,8 +14,9 @@ from collections import deque
 from dataclasses import dataclass
 
 from syncviz.engines.events import TERMINAL, Phase
+from syncviz.engines.picture import RequestTrack
 from syncviz.engines.slowclients import client_of
-from syncviz.engines.stats import EngineStats, RequestTrack
+from syncviz.engines.stats import EngineStats
 
 NPHASES = len(Phase)
 MAX_ROWS = 64
