@@ -14,19 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from syncviz.engines.events import ENGINES
-from syncviz.engines.recording import RecordingError, Replay
-from syncviz.engines.registry import EngineError
+from syncviz.engines.recording import Replay
 from syncviz.engines.scenarios import SCENARIOS
 from syncviz.engines.source import EventSource, SourceStatus
 from syncviz.engines.stats import stream_items
 from syncviz.tui import signals
-from syncviz.tui.board import DEFAULT_ZOOM_MS, Board
+from syncviz.tui.board import Board
 from syncviz.tui.commands import ScenarioCommands
 from syncviz.tui.inspect import Drawn, Inspector
-from syncviz.tui.knobs import KNOBS, next_slow
 from syncviz.tui.memory import FREEZE_AFTER_S, TRIM_EVERY_S, freeze_startup, release_free_memory
+from syncviz.tui.run_controls import RUN_BINDINGS, RunControls, scenario_zoom
 from syncviz.tui.scrub import Scrub
-from syncviz.tui.tape import Entry, Tape
+from syncviz.tui.tape import Tape
+from syncviz.tui.time_controls import TIME_BINDINGS, TimeControls
 from syncviz.tui.widgets.bars import GIL_NOTE, Bar, caption_text, legend_text, status_text
 from syncviz.tui.widgets.detail import DetailPanel
 from syncviz.tui.widgets.help import HelpScreen
@@ -47,31 +47,14 @@ COUNTERS_NS = 333_000_000  # stream time between counter refreshes (merging HDR 
 MIN_W, MIN_H = 80, 24
 WIDE = 150
 
-KNOB_KEYS = {"c": "clients", "w": "pool", "i": "io_ms", "u": "cpu_ms", "r": "rate", "l": "slow_clients", "p": "workers"}
 
+class SyncvizApp(RunControls, TimeControls, App[int]):
+    """``SyncvizApp(source)``: the source is already started; the caller closes it.
 
-def _knob_bindings() -> list[Binding]:
-    out = []
-    for key, name in KNOB_KEYS.items():
-        group = Binding.Group(KNOBS[name].label, compact=True)
-        out.append(Binding(key, f"knob('{name}', -1)", f"{KNOBS[name].label}-", group=group))
-        out.append(Binding(key.upper(), f"knob('{name}', 1)", f"{KNOBS[name].label}+", group=group))
-    return out
-
-
-ZOOM_GROUP = Binding.Group("zoom", compact=True)
-
-
-SCENARIO_ZOOM_MS = {"blocking-call": 50, "streaming": 20, "burst": 20, "cpu-bound": 5}
-"""Where the default 10 ms per column would hide the story (a 3 s queue, a 200 ms stream)."""
-
-
-def scenario_zoom(name: str) -> float:
-    return SCENARIO_ZOOM_MS.get(name, DEFAULT_ZOOM_MS)
-
-
-class SyncvizApp(App[int]):
-    """``SyncvizApp(source)``: the source is already started; the caller closes it."""
+    What the keys change is in :class:`~syncviz.tui.run_controls.RunControls` (scenario, knobs,
+    slow-mo, engine swap) and :class:`~syncviz.tui.time_controls.TimeControls` (pause, scrub,
+    speed, zoom, save); the loop, the layout and the inspector's glue are here.
+    """
 
     CSS_PATH = "app.tcss"
     TITLE = "syncviz"
@@ -79,22 +62,8 @@ class SyncvizApp(App[int]):
     HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (MIN_W, "-narrow"), (WIDE, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (MIN_H, "-tall")]
     BINDINGS = [
-        Binding("1", "scenario(0)", "scenario · restart", key_display=f"1…{len(SCENARIOS)}"),
-        *(Binding(str(i + 1), f"scenario({i})", name, show=False) for i, name in enumerate(SCENARIOS) if i),
-        *_knob_bindings(),
-        Binding("m", "slow", "slow-mo"),
-        Binding("minus", "zoom(1)", "zoom out", group=ZOOM_GROUP),
-        Binding("plus,equals_sign", "zoom(-1)", "zoom in", group=ZOOM_GROUP),
-        Binding("space", "pause", "pause"),
-        Binding("left", "scrub(-0.1)", "back", show=False),
-        Binding("right", "scrub(0.1)", "forward", show=False),
-        Binding("shift+left", "scrub(-1)", "back a window", show=False),
-        Binding("shift+right", "scrub(1)", "forward a window", show=False),
-        Binding("end", "live", "live", show=False),
-        Binding("home", "home", "start", show=False),
-        Binding("less_than_sign", "speed(-1)", "slower", show=False),
-        Binding("greater_than_sign", "speed(1)", "faster", show=False),
-        Binding("ctrl+s", "save", "save minutes", show=False),
+        *RUN_BINDINGS,
+        *TIME_BINDINGS,
         Binding("down,j", "cursor(1)", "inspect", key_display="↓↑"),
         Binding("up,k", "cursor(-1)", "inspect", show=False),
         Binding("right_square_bracket", "cursor_panel(1)", "next panel", show=False),
@@ -238,16 +207,6 @@ class SyncvizApp(App[int]):
         self._show_status()
         self.check_source()
 
-    def swap_engine(self, old: str, new: str) -> None:
-        """Run ``new`` in ``old``'s place (the command palette's swap)."""
-        names = [new if name == old else name for name in self.board.engines]
-        try:
-            self.source.set_engines(names)
-        except EngineError as exc:
-            self.notify(str(exc), severity="error", timeout=6)
-            return
-        self.notify(f"starting {new} in place of {old}…", timeout=2)
-
     def play_to_end(self) -> None:
         """Feed a whole recording at once and draw its last frame (snapshots, screenshots, tests)."""
         self.draw(force=True)  # the first frame sizes the request rows
@@ -332,138 +291,6 @@ class SyncvizApp(App[int]):
             panel.set_info(board.engine_info(panel.engine))
 
     # -- actions -------------------------------------------------------------------------
-    def switch_scenario(self, name: str) -> None:
-        self.source.set_scenario(name)
-        self.board.set_zoom(scenario_zoom(name))
-        self.notify(f"restarting the engines on {name}…", timeout=2)
-        self.check_source()
-
-    def action_scenario(self, index: int) -> None:
-        self.switch_scenario(list(SCENARIOS)[index])
-
-    def action_knob(self, name: str, direction: int) -> None:
-        knob = KNOBS[name]
-        current = getattr(self.board.settings, name)
-        value = knob.step(current, direction)
-        if value == current:
-            self.notify(f"{knob.label} stays at {knob.show(current)}", timeout=1.5)
-            return
-        self.source.apply(**{name: value})
-        self._optimistic(**{name: value})
-
-    def action_slow(self) -> None:
-        old = self.board.settings.slow
-        new = next_slow(old)
-        self.source.apply(slow=new)
-        self._optimistic(slow=new)
-        self.board.set_zoom(self.board.zoom_ms * new / old)
-        self._show_status()
-
-    def _optimistic(self, **changes: Any) -> None:
-        """Show the new setting at once; the stream's next status confirms it."""
-        settings = dict(self.board.info.get("settings") or self.board.settings.as_dict())
-        settings.update(changes)
-        self.board.info["settings"] = settings
-        self._show_status()
-
-    def action_zoom(self, direction: int) -> None:
-        if self.paused:  # the buffered picture was measured at its zoom (the digests' columns)
-            self.notify(f"paused at {self.shown_board.zoom_ms:g} ms/col, as it was measured: zoom when live", timeout=2)
-            return
-        self.board.zoom_step(direction)
-        self._show_status()
-        self.draw(force=True)
-
-    def action_pause(self) -> None:
-        """Pause on the moment drawn (the tape keeps filling), or go back to live."""
-        if self.paused:
-            self.action_live()
-            return
-        self.paused = True
-        self.scrub.reset()
-        self.scrub.move(self.board.now_ns, self.board.now_ns)
-        self._show_status()
-
-    def action_scrub(self, windows: float) -> None:
-        """Move the paused picture by ``windows`` of the visible time (pausing first when live)."""
-        if not self.tape.entries:
-            self.notify("nothing buffered yet", timeout=2)
-            return
-        if not self.paused:
-            self.action_pause()
-        live = self.board.now_ns
-        at = self.scrub.at_ns if self.scrub.at_ns is not None else live
-        self.scrub.move(at + int(windows * self.window_ns), live)
-        self._scrubbed()
-
-    def _scrubbed(self) -> None:
-        clamped, tape = self.scrub.clamped, self.tape
-        if clamped == "oldest":
-            cap = f" (capped at {tape.max_bytes / 1e6:,.0f} MB)" if tape.capped else ""
-            kept = f"; {tape.spill_note}" if tape.spill_note else ""
-            self.notify(f"the oldest moment buffered: {tape.span_s:.1f} s are kept{cap}{kept}", timeout=2)
-        elif clamped == "newest":
-            self.notify("the newest moment: end or space " + ("plays on" if self.replay else "goes live"), timeout=2)
-        self.draw(force=True)
-        self._show_status()
-
-    def action_live(self) -> None:
-        """Back to live (a replay: playing on from where it paused)."""
-        if not self.paused:
-            return
-        self.paused = False
-        self.scrub.reset()
-        self.action_close_detail()  # it described a paused moment
-        self._show_status()
-        self.draw(force=True)
-
-    def action_home(self) -> None:
-        """A replay from its first batch; live: the oldest moment buffered."""
-        if not isinstance(self.source, Replay):
-            if not self.tape.entries:
-                return
-            if not self.paused:
-                self.action_pause()
-            self.scrub.move(self.tape.start_ns, self.board.now_ns)
-            self._scrubbed()
-            return
-        self.source.restart()
-        self.board = Board(dict(self.source.info), zoom_ms=self.board.zoom_ms, on_zoom=self.source.set_zoom)
-        self.tape.clear()
-        self.scrub.reset()
-        self.paused = False
-        self._counters_ns = 0
-        self.notify("replaying from the start", timeout=1.5)
-        self._show_status()
-        self.draw(force=True)
-
-    def action_speed(self, direction: int) -> None:
-        if not isinstance(self.source, Replay):
-            self.notify("speeds are for replays (syncviz replay FILE): live runs at 1x", timeout=2)
-            return
-        self.notify(f"replay at {self.source.speed_step(direction):g}x", timeout=1.5)
-        self._show_status()
-
-    def action_save(self) -> None:
-        """ctrl+s: the buffered minutes to a recording beside the screenshots, written off the UI thread."""
-        entries = list(self.tape.entries)
-        if not entries:
-            self.notify("nothing buffered yet", timeout=2)
-            return
-        name = f"syncviz-{self.board.scenario}-{time.strftime('%H%M%S')}.rec.gz"
-        path = self.screenshot_dir / name
-        span = (entries[-1].t_ns - entries[0].t_ns) / 1e9
-        self.run_worker(lambda: self._save(path, entries, span), thread=True, group="save")
-
-    def _save(self, path: Path, entries: list[Entry], span: float) -> None:
-        try:
-            count = self.tape.save(path, entries)
-        except RecordingError as exc:
-            self.call_from_thread(self.notify, str(exc), title="not saved", severity="error", timeout=6)
-            return
-        note = f"saved {span:.1f} s ({count:,} batches) to {path.resolve()} · open it: syncviz replay {path}"
-        self.call_from_thread(self.notify, note, timeout=6)
-
     def action_perf(self) -> None:
         perf = self.query_one("#perf", PerfLine)
         perf.toggle_class("-on")

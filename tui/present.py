@@ -15,7 +15,9 @@ from typing import Any
 from syncviz.engines.claims import CLAIM_LIST, Claim
 from syncviz.engines.claims.live import judge_live, min_seconds, scene_knobs, scene_matches
 from syncviz.engines.source import EventSource
-from syncviz.tui.app import COUNTER_EVERY, ZOOM_GROUP, SyncvizApp, scenario_zoom
+from syncviz.tui.app import COUNTER_EVERY, SyncvizApp
+from syncviz.tui.run_controls import scenario_zoom
+from syncviz.tui.time_controls import ZOOM_GROUP
 from syncviz.tui.widgets.help import HelpScreen
 from syncviz.tui.widgets.scene import SceneView
 from textual.app import App
