@@ -16,224 +16,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import socket
 import threading
-from collections import deque
 
 import anyio.to_thread
 
 from ..events import Phase, now_ns
-from ..http import HttpError, ReadingTracker, Request, RequestReader, error_page
+from ..http import HANDLER_METHODS, HANDLER_PATHS, Request, error_page
 from ..work import (
     CPU,
     IO,
     SEND,
-    UPSTREAM_REQUEST,
     Plan,
-    UpstreamError,
-    Work,
     early_response,
     error_response,
     handler_plan,
-    parse_sent_ns,
     run_plan,
 )
+from ._asyncproto import LOOP, AsyncWork, _Conn
 from ._loop import LoopEngine
 
-LOOP = 0  # the lane of the event loop thread
 # plain ints on the hot path (an IntEnum member costs a class attribute lookup each time)
-RUNNING, READY, DONE, FAILED = (int(p) for p in (Phase.RUNNING, Phase.READY, Phase.DONE, Phase.FAILED))
+RUNNING, DONE, FAILED = (int(p) for p in (Phase.RUNNING, Phase.DONE, Phase.FAILED))
 BACKLOG = 1024  # create_server would otherwise listen() again with 100
-MAX_QUEUED = 64  # pipelined requests queued on one connection before its reading pauses
 IDLE_SWEEP_S = 0.5  # how often idle keep-alive connections are looked for
-
-
-class AsyncWork(Work):
-    """Awaits: ``asyncio.sleep`` and pooled asyncio streams to the upstream."""
-
-    WAIT_PHASE = Phase.AWAITING
-    asleep = staticmethod(asyncio.sleep)  # the trio engine's is anyio.sleep
-
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
-        self._idle: list = []  # (reader, writer) pairs here; the trio engine's streams
-        self._all: list = []
-
-    async def aio(self, rid: int, lane: int, seconds: float, upstream: bool) -> None:
-        t0 = now_ns()
-        self.emit_at(t0, rid, lane, Phase.AWAITING)
-        if upstream:
-            t_ready = await self._aupstream(seconds)
-        else:
-            await self.asleep(seconds)
-            t_ready = t0 + int(seconds * 1e9)
-        t1 = now_ns()
-        self.emit_at(min(max(t_ready, t0), t1), rid, lane, Phase.READY)
-        self.emit_at(t1, rid, lane, Phase.RUNNING)
-
-    async def _aupstream(self, seconds: float) -> int:
-        if self._idle:
-            reader, writer = self._idle.pop()
-        else:
-            try:
-                reader, writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-            except OSError as exc:
-                raise UpstreamError(str(exc)) from None
-            self._all.append(writer)
-        try:
-            writer.write(UPSTREAM_REQUEST % int(seconds * 1e6))
-            head = await reader.readuntil(b"\r\n\r\n")
-        except (OSError, asyncio.IncompleteReadError) as exc:
-            writer.close()
-            raise UpstreamError(str(exc)) from None
-        self._idle.append((reader, writer))
-        return parse_sent_ns(head)
-
-    def close(self) -> None:
-        for writer in self._all:
-            writer.close()
-        self._all.clear()
-        self._idle.clear()
-
-
-class _Conn(asyncio.Protocol):
-    """Parses requests as bytes arrive and hands them to the connection's task.
-
-    The task's queue holds complete requests, or a status (an int) to answer before closing:
-    a refused request or a read timeout. A request still arriving holds no worker (lane -1)
-    and has its own deadline timer; a connection with nothing to do is closed by the
-    engine's idle sweep.
-    """
-
-    def __init__(self, engine: AsyncioEngine) -> None:
-        self.engine = engine
-        self.reader = RequestReader()
-        self.track = ReadingTracker(engine.new_id, engine.native.emit_at, engine.counts)
-        self.requests: deque[Request | int] = deque()
-        self.closed = False
-        self.idle_since = now_ns()  # nonzero: no request in progress nor started since then
-        self._waiter: asyncio.Future | None = None
-        self._drain: asyncio.Future | None = None
-        self._deadline: asyncio.TimerHandle | None = None
-        self._held = False  # reading paused: too many pipelined requests queued, or a refusal queued
-        self.refused = False  # a refusal (status) is queued: the connection ends with it
-        self.paused = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.engine._conns.add(self)
-        self.task = asyncio.get_running_loop().create_task(self.engine._serve_conn(self))
-
-    def data_received(self, data: bytes) -> None:
-        t = now_ns()
-        self.idle_since = 0
-        reader, track = self.reader, self.track
-        try:
-            try:
-                reqs = reader.feed(data, t)
-            except HttpError as exc:
-                self._queue(exc.requests, t)
-                self._refuse(exc.status)
-                return
-            if reqs:
-                self._queue(reqs, t)
-            if reader.partial:
-                was_reading = track.reading
-                track.begin(reader.started_ns, -1, reader.partial_req_id)  # no lane: the loop is free meanwhile
-                if not was_reading:
-                    left = (reader.started_ns - t) / 1e9 + self.engine.settings.timeout_s
-                    self._deadline = asyncio.get_running_loop().call_later(max(0.0, left), self._timed_out)
-            if len(self.requests) >= MAX_QUEUED and not self._held:
-                self._held = True
-                self.transport.pause_reading()
-        except Exception:  # never a traceback from a client's bytes: refuse and close
-            self._refuse(400)
-        self._wake()
-
-    def _queue(self, reqs: list[Request], t: int) -> None:
-        if not reqs:
-            return
-        if self.track.reading:
-            self._cancel_deadline()
-        self.track.assign(reqs, t)
-        emit_at = self.engine.native.emit_at
-        for req in reqs:
-            emit_at(t, req.rid, LOOP, READY)  # here and runnable; the loop is busy
-        self.requests.extend(reqs)
-
-    def _refuse(self, status: int, timeout: bool = False) -> None:
-        """Fail the request (``FAILED`` if being read) and queue its answer; stop reading."""
-        self._cancel_deadline()
-        self.track.fail(now_ns(), timeout)
-        self.requests.append(status)
-        self.refused = True
-        if not self._held:
-            self._held = True
-            with contextlib.suppress(RuntimeError):
-                self.transport.pause_reading()
-        self._wake()
-
-    def _timed_out(self) -> None:
-        self._deadline = None
-        if self.track.reading and not self.closed:
-            self._refuse(408, timeout=True)
-
-    def _cancel_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._cancel_deadline()
-        self.track.close(now_ns())  # a request still arriving is dropped
-        self.engine._conns.discard(self)
-        self._wake()
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
-
-    def pause_writing(self) -> None:
-        self.paused = True
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def next_request(self) -> Request | int | None:
-        while not self.requests:
-            if self.closed:
-                return None
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
-        item = self.requests.popleft()
-        if self._held and not self.refused and len(self.requests) < MAX_QUEUED // 2:
-            self._held = False
-            self.transport.resume_reading()
-        return item
-
-    def served(self) -> None:
-        """A response is written: the connection is idle from now if nothing else is under way."""
-        if not self.requests and not self.reader.partial:
-            self.idle_since = now_ns()
-
-    async def write(self, data: bytes, rid: int, work: Work) -> None:
-        if self.closed:
-            raise ConnectionResetError("client went away")
-        self.transport.write(data)
-        if self.paused:  # the client reads slowly: wait for the buffer to drain
-            work.emit(rid, LOOP, Phase.AWAITING)
-            self._drain = asyncio.get_running_loop().create_future()
-            await self._drain
-            work.emit(rid, LOOP, Phase.RUNNING)
 
 
 class AsyncioEngine(LoopEngine):
@@ -321,12 +126,15 @@ class AsyncioEngine(LoopEngine):
                     break
                 req: Request = item  # type: ignore[assignment]
                 emit(req.rid, LOOP, RUNNING)
-                try:
-                    ok = await self._serve(req, req.rid, conn)
-                except OSError:
-                    counts.add(failed=1)  # the client went away mid-response
-                    raise
-                counts.add(served=1, failed=0 if ok else 1)
+                if self._served_at_once(req, conn):
+                    self._served_ok += 1  # counts.add(served=1) without its lock: the loop alone counts here
+                else:
+                    try:
+                        ok = await self._serve(req, req.rid, conn)
+                    except OSError:
+                        counts.add(failed=1)  # the client went away mid-response
+                        raise
+                    counts.add(served=1, failed=0 if ok else 1)
                 if not req.keep_alive:
                     break
                 conn.served()
@@ -336,6 +144,24 @@ class AsyncioEngine(LoopEngine):
             counts.add(failed=1)
         finally:
             conn.transport.close()
+
+    def _served_at_once(self, req: Request, conn: _Conn) -> bool:
+        """Serve the commonest request without a coroutine, as :meth:`_serve` would, the same records
+        and bytes: the handler's own path, natively, a plan of one write (zero latency), the client
+        reading. False when it is not that request (nothing done: :meth:`_serve` serves it)."""
+        if self.mode != "native" or conn.paused or conn.closed:
+            return False
+        if req.path not in HANDLER_PATHS or req.method not in HANDLER_METHODS:
+            return False  # early_response's answers and /boom's 500
+        plan = handler_plan(req, self.settings)
+        if len(plan) != 1 or plan[0][0] != SEND:
+            return False
+        data: bytes = plan[0][1]  # type: ignore[assignment]
+        conn.transport.write(data)
+        work = self.native
+        work.emit(req.rid, LOOP, DONE)
+        work.size(req.rid, req.bytes_in, len(data))
+        return True
 
     async def _serve(self, req: Request, rid: int, conn: _Conn) -> bool:
         """Serve one request, ending it DONE or FAILED; true if DONE (its response is written)."""

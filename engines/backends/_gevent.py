@@ -56,7 +56,7 @@ class GeventEngine(LoopEngine):
         pool = getattr(self, "_pool", None)
         if pool is not None:
             self.counts.pool_used = len(pool)  # greenlets in use now (a plain read from another thread)
-        return self.counts.snapshot(t_ns)
+        return super().server_snapshot(t_ns)
 
     def _run(self) -> None:
         hub = gevent.get_hub()  # this thread's own hub and loop
@@ -174,7 +174,10 @@ class GeventEngine(LoopEngine):
             except OSError:
                 counts.add(failed=1)  # the client went away mid-response
                 return False
-            counts.add(served=1, failed=0 if ok else 1)
+            if ok:
+                self._served_ok += 1  # counts.add(served=1) without its lock: the hub alone counts here
+            else:
+                counts.add(served=1, failed=1)
             if not req.keep_alive:
                 return False
         return True

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 from ..base import STOP_TIMEOUT_S, Engine, EngineError, join_threads, listen
-from ..counts import KEEPALIVE_IDLE_S
+from ..counts import KEEPALIVE_IDLE_S, ServerSnapshot
 from ..events import now_ns
 from ..watchdog import LoopWatchdog
 from ..work import BlockingWork, Work
@@ -40,6 +40,9 @@ class LoopEngine(Engine):
         self._lsock = listen(self.host, self.port)
         self.port = self._lsock.getsockname()[1]
         self.counts.workers = 1  # the loop or hub
+        self._served_ok = 0  # requests served DONE counted by the loop thread alone, without the counts' lock
+        self._served_folded = 0  # of which already added to self.counts (by server_snapshot)
+        self._fold_lock = threading.Lock()
         self.new_id = self._external_ids.__next__  # provisional_id without its lock: one thread takes ids
         self.native = self.native_work(self.recorder, self.engine_id, self.upstream_port)
         self.blocking = BlockingWork(self.recorder, self.engine_id, self.upstream_port)
@@ -54,6 +57,15 @@ class LoopEngine(Engine):
             LoopWatchdog(self._thread, lambda: self._tick_due, int(LAG_TICK_S * 1e9), self._free_since_ns)
         )
         return self.port
+
+    def server_snapshot(self, t_ns: int) -> ServerSnapshot:
+        """The source counters now, the loop's own count of requests served (``_served_ok``) added in."""
+        with self._fold_lock:
+            n = self._served_ok  # one int read: only the loop thread writes it
+            if n != self._served_folded:
+                self.counts.add(served=n - self._served_folded)
+                self._served_folded = n
+        return self.counts.snapshot(t_ns)
 
     @abstractmethod
     def _run(self) -> None:
