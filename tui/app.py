@@ -23,6 +23,7 @@ from syncviz.tui.board import Board
 from syncviz.tui.commands import ScenarioCommands
 from syncviz.tui.inspect import Drawn, Inspector
 from syncviz.tui.memory import FREEZE_AFTER_S, TRIM_EVERY_S, freeze_startup, release_free_memory
+from syncviz.tui.pacing import run_frames
 from syncviz.tui.run_controls import RUN_BINDINGS, RunControls, scenario_zoom
 from syncviz.tui.scrub import Scrub
 from syncviz.tui.tape import Tape
@@ -133,7 +134,7 @@ class SyncvizApp(RunControls, TimeControls, App[int]):
         self.check_source()  # the process lines, before the first timer fires (a replay's too)
         if self.live:
             self.set_interval(1 / PUMP_HZ, self.pump)
-            self.set_interval(1 / FPS, self.draw)
+            self.run_worker(run_frames(FPS, self.draw), name="frames", group="frames")  # tui/pacing.py
             self.set_interval(1 / STATUS_HZ, self.check_source)
             self.set_interval(TRIM_EVERY_S, release_free_memory)  # the heap's free pages back (tui/memory.py)
             self.set_timer(FREEZE_AFTER_S, freeze_startup)  # what startup made: out of the collector's way
@@ -249,7 +250,6 @@ class SyncvizApp(RunControls, TimeControls, App[int]):
         board = self.shown_board
         now = self.now_ns if board is self.board else board.now_ns
         self._frames += 1
-        self.perf.frame()
         counters = force or self._frames % COUNTER_EVERY == 1
         if force and board is self.board:
             board.refresh_counters()  # else the pump's, a few times a second of stream time
@@ -257,12 +257,16 @@ class SyncvizApp(RunControls, TimeControls, App[int]):
         if not panels or not panels[0].is_attached:
             panels = self._panels = list(self.query(EnginePanel))  # found once, not every frame
         past = self.tape.servers_at(now) if counters and board is not self.board else None  # their own counts then
+        shown = True
         for panel in panels:
             if panel.engine not in board.lanes:
                 continue  # swapped out: its panel goes once the grid is rebuilt (_rebuild_panels)
             if counters:
                 panel.draw_counters(board, self.stacked, None if past is None else past.get(panel.engine, (None, None)))
-            panel.draw_timeline(board, now, "now" if board is self.board else "then")
+            if not panel.draw_timeline(board, now, "now" if board is self.board else "then"):
+                shown = False  # the screen never rendered the frame before this one
+        if shown:
+            self.perf.frame()  # frames the screen took, counted one frame late (tui/pacing.py)
         self.frame_ms.append((time.thread_time() - t0) * 1000)
         del self.frame_ms[:-200]
         if self.inspector.selection is not None:

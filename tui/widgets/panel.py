@@ -123,18 +123,19 @@ class EnginePanel(Vertical):
             return False
         return client_bound(load.cpu_percent, len(load.cpus) or 1, st.process.cpu_percent, st.cpu_share)
 
-    def draw_timeline(self, board: Board, now_ns: int, edge: str = "now") -> None:
+    def draw_timeline(self, board: Board, now_ns: int, edge: str = "now") -> bool:
+        """Build this frame's lines; whether the screen had rendered the frame built before it."""
         info = self._info
         if info is None:
-            return
+            return True
         view = self._timeline
         if view is None or not view.is_attached:
             views = self.query(TimelineView)
             if not views:  # a timer can fire while the panel mounts or the app shuts down
-                return
+                return True
             view = self._timeline = views.first()  # found once, not every frame
         if view.size.height <= 0:
-            return
+            return True
         waits_wanted = 2 if engine_spec(self.engine).has_loop else 1  # READY: waiting for the loop or hub
         shown, rows = view.plan(len(info.lanes), waits_wanted)
         board.set_rows(self.engine, rows)
@@ -155,6 +156,7 @@ class EnginePanel(Vertical):
             self.engine, now_ns, frame.first_col, view.cols, frame.ns_per_col, view.targets, visible,
             stats=board.stats[self.engine], model=model, names=dict(info.lanes),
         )  # fmt: skip
+        return view.was_taken
 
     def mark(self, y: int | None) -> None:
         """Mark the line the detail panel shows (``None``: none on this panel)."""

@@ -261,6 +261,8 @@ class TimelineView(Widget):
         self._blank: Strip | None = None
         self.targets: list[tuple[str, int] | None] = []  # per line: ("lane", lane), ("row", i) or None
         self.cursor: int | None = None  # the line the detail panel shows, marked in the gutter
+        self.taken = True  # the screen has rendered the strips last built (render_lines ran since)
+        self.was_taken = True  # ... and had rendered the ones before the last build (a frame shown)
 
     @property
     def cols(self) -> int:
@@ -347,6 +349,9 @@ class TimelineView(Widget):
                 changed.append(y)
             keys.append(key)
         self._strips, self._keys = strips, keys
+        self.was_taken = self.taken
+        if changed:
+            self.taken = False  # until the screen renders them
         if fresh or len(changed) * 3 > height:
             self.refresh()  # most rows move as time scrolls: one region is cheaper than one per row
         else:
@@ -369,6 +374,7 @@ class TimelineView(Widget):
         the widget has no border or padding, so Textual's per-line styling pass is skipped:
         it cost more than building the lines (a ~110-line picture changes every frame).
         """
+        self.taken = True
         strips = self._strips
         blank = self._blank or Strip.blank(self.size.width, self.rich_style)
         out = [strips[y] if y < len(strips) else blank for y in crop.line_range]
