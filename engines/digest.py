@@ -136,91 +136,80 @@ class ServerDigest(DigestPicture):
                         every = max(1, math.ceil(rw_rate(t) / ROW_RATE))
                     r = [phase, lane, t, NONE, arrivals % every == 0, None, 0, 0, 0, 0, 0, 0, 0, 0, 0]
                 inflight[rid] = r
-                by_phase[phase] += 1
                 if rid >= external:
                     outside += 1
-                if phase == queued:
-                    self._sent(r, t)
-                code = r[_CODE] = no_lane[phase] if lane < 0 else on_loop[phase] if lane == 0 else on_lane[phase]
-                if code >= 0:
-                    if code < waitq:
-                        holders[lane] = (rid, code, t)
-                    else:
-                        layer = open_wait[code - waitq]
-                        col = t // ns
-                        layer[col] = layer.get(col, 0) + 1
                 if r[_ROW]:
                     rows.append((t, 0, rid, lane, phase))
-                continue
-            # -- close its segment
-            rphase, rlane, since, code = r[0], r[1], r[2], r[3]  # _PHASE, _LANE, _SINCE, _CODE
-            if t < since:
-                t = since  # recorded out of order by a few microseconds: keep time moving forward
-            if code >= 0:
-                if code < waitq:
-                    held = holders.get(rlane)
-                    if held is not None and held[0] == rid:
-                        del holders[rlane]
-                else:
-                    layer = open_wait[code - waitq]
-                    col = since // ns
-                    n = layer.get(col, 0) - 1
-                    if n > 0:
-                        layer[col] = n
+            else:
+                # -- close its segment
+                rphase, rlane, since, code = r[0], r[1], r[2], r[3]  # _PHASE, _LANE, _SINCE, _CODE
+                if t < since:
+                    t = since  # recorded out of order by a few microseconds: keep time moving forward
+                if code >= 0:
+                    if code < waitq:
+                        held = holders.get(rlane)
+                        if held is not None and held[0] == rid:
+                            del holders[rlane]
                     else:
-                        layer.pop(col, None)
-                if t > since:
-                    c = since // ns
-                    if c == (t - 1) // ns and c >= floor:  # the common case: the segment lies in one column
-                        if code < waitq:
-                            if c == h_col and rlane == h_lane:  # the same lane and column as last time
-                                h_acc[code] += t - since
-                            else:
-                                cols = hold.get(rlane)
-                                if cols is None:
-                                    cols = hold[rlane] = {}
-                                acc = cols.get(c)
-                                if acc is None:
-                                    acc = cols[c] = [0, 0, 0, 0]
-                                acc[code] += t - since
-                                dirty = dirty_hold.get(rlane)
-                                if dirty is None:
-                                    dirty = dirty_hold[rlane] = set()
-                                dirty.add(c)
-                                h_lane, h_col, h_acc = rlane, c, acc
-                        elif c == w_col:
-                            w_acc[code - waitq] += t - since
+                        layer = open_wait[code - waitq]
+                        col = since // ns
+                        n = layer.get(col, 0) - 1
+                        if n > 0:
+                            layer[col] = n
                         else:
-                            acc = wait.get(c)
-                            if acc is None:
-                                acc = wait[c] = [0, 0]
-                            acc[code - waitq] += t - since
-                            dirty_wait.add(c)
-                            w_col, w_acc = c, acc
-                    else:
-                        self.last_t = last_t
-                        self._spread(since, t, rlane, code)
-            if t > since:
-                r[tot + rphase] += t - since
-            by_phase[rphase] -= 1
-            if r[_ROW]:
-                rows.append((t, 0, rid, lane, phase))
-            if phase in terminal:  # -- its end: forget it
-                del inflight[rid]
-                if rid >= external:
-                    outside -= 1
-                if r[_ROW]:  # its size record comes after its end
-                    ended[rid] = None
-                    if len(ended) > ENDED_ROWS:
-                        del ended[next(iter(ended))]
-                if r[_SENT] is not None:
-                    self._unsent(r[_SENT])
-                if phase == done_:  # its phase times join the window's means (ints only: never GC-tracked)
-                    totals = tuple(r[tot:])
-                    done.append((t, totals))
-                    done_new.append(totals)
-                continue
-            # -- open the next one
+                            layer.pop(col, None)
+                    if t > since:
+                        c = since // ns
+                        if c == (t - 1) // ns and c >= floor:  # the common case: the segment lies in one column
+                            if code < waitq:
+                                if c == h_col and rlane == h_lane:  # the same lane and column as last time
+                                    h_acc[code] += t - since
+                                else:
+                                    cols = hold.get(rlane)
+                                    if cols is None:
+                                        cols = hold[rlane] = {}
+                                    acc = cols.get(c)
+                                    if acc is None:
+                                        acc = cols[c] = [0, 0, 0, 0]
+                                    acc[code] += t - since
+                                    dirty = dirty_hold.get(rlane)
+                                    if dirty is None:
+                                        dirty = dirty_hold[rlane] = set()
+                                    dirty.add(c)
+                                    h_lane, h_col, h_acc = rlane, c, acc
+                            elif c == w_col:
+                                w_acc[code - waitq] += t - since
+                            else:
+                                acc = wait.get(c)
+                                if acc is None:
+                                    acc = wait[c] = [0, 0]
+                                acc[code - waitq] += t - since
+                                dirty_wait.add(c)
+                                w_col, w_acc = c, acc
+                        else:
+                            self.last_t = last_t
+                            self._spread(since, t, rlane, code)
+                if t > since:
+                    r[tot + rphase] += t - since
+                by_phase[rphase] -= 1
+                if r[_ROW]:
+                    rows.append((t, 0, rid, lane, phase))
+                if phase in terminal:  # -- its end: forget it
+                    del inflight[rid]
+                    if rid >= external:
+                        outside -= 1
+                    if r[_ROW]:  # its size record comes after its end
+                        ended[rid] = None
+                        if len(ended) > ENDED_ROWS:
+                            del ended[next(iter(ended))]
+                    if r[_SENT] is not None:
+                        self._unsent(r[_SENT])
+                    if phase == done_:  # its phase times join the window's means (ints only: never GC-tracked)
+                        totals = tuple(r[tot:])
+                        done.append((t, totals))
+                        done_new.append(totals)
+                    continue
+            # -- open its next segment (or its first)
             r[0], r[1], r[2] = phase, lane, t  # _PHASE, _LANE, _SINCE
             by_phase[phase] += 1
             if phase == queued and r[_SENT] is None:
