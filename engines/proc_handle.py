@@ -26,6 +26,8 @@ from .events import Batch
 from .source import ProcessInfo, State
 from .wire import WireError, decode_batch, read_frame, write_frame
 
+STOPPED_EVERY_S = 0.2  # how stale a frame's "stopped?" may be (the panel's state, not a decision to kill)
+
 
 class ProcHandle:
     """Starts ``python -m syncviz.engines.proc`` with ``start`` as its first frame."""
@@ -52,6 +54,7 @@ class ProcHandle:
         self.sample = ProcessInfo(self.pid, tuple(cpus))
         self._kids: dict[int, psutil.Process] = {}
         self.last_frame = time.monotonic()
+        self._stopped, self._stopped_at = False, -STOPPED_EVERY_S
         try:
             self._ps: psutil.Process | None = psutil.Process(self.pid)
             self._ps.cpu_percent(None)
@@ -148,12 +151,18 @@ class ProcHandle:
     def alive(self) -> bool:
         return self._popen.poll() is None
 
-    def stopped(self) -> bool:
-        """Frozen by a signal (SIGSTOP, ctrl+z)."""
+    def stopped(self, max_age_s: float = STOPPED_EVERY_S) -> bool:
+        """Frozen by a signal (SIGSTOP, ctrl+z), as /proc said at most ``max_age_s`` ago (the app
+        asks every frame for every process; each read opens and parses /proc/PID/stat)."""
+        now = time.monotonic()
+        if now - self._stopped_at < max_age_s:
+            return self._stopped
+        self._stopped_at = now
         try:
-            return self._ps is not None and self._ps.status() == psutil.STATUS_STOPPED
+            self._stopped = self._ps is not None and self._ps.status() == psutil.STATUS_STOPPED
         except psutil.Error:
-            return False
+            self._stopped = False
+        return self._stopped
 
     def exit_detail(self) -> str:
         code = self._popen.poll()
