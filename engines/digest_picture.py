@@ -8,6 +8,8 @@ the rest: a segment across columns (:meth:`DigestPicture._spread`), a hand-over 
 
 from __future__ import annotations
 
+from typing import Any
+
 from .digest_client import BUCKET_NS
 from .digest_record import KEEP_COLS, WAITQ
 
@@ -70,6 +72,38 @@ class DigestPicture:
             acc[slot] += min(t1, (c + 1) * ns) - max(t0, c * ns)
             dirty.add(c)
             c += 1
+
+    def take_layers(self, now: int) -> dict[str, Any]:
+        """The layers' part of a take: the columns changed since the last one, what is open now;
+        what fell off the left edge is forgotten (once a second)."""
+        ns = self.ns
+        floor = now // ns - KEEP_COLS
+        if now - self._trimmed > 1_000_000_000:
+            self._trimmed = now
+            for cols in self.hold.values():
+                for c in [c for c in cols if c < floor]:
+                    del cols[c]
+            for c in [c for c in self.wait if c < floor]:
+                del self.wait[c]
+        out: dict[str, Any] = {
+            "ns": ns,
+            "now": now,
+            "hold": [
+                [lane, c, *cols[c]]
+                for lane, dirty in self.dirty_hold.items()
+                if (cols := self.hold.get(lane))
+                for c in dirty
+                if c in cols and c >= floor
+            ],
+            "wait": [[c, *self.wait[c]] for c in self.dirty_wait if c in self.wait and c >= floor],
+            "held": [[lane, slot, since] for lane, (_rid, slot, since) in self.holders.items()],
+            "open_q": [[c, n] for c, n in self.open_wait[0].items()],  # queued
+            "open_r": [[c, n] for c, n in self.open_wait[1].items()],  # ready
+            "sent": [[c, n] for c, n in self.sent.items()],
+        }
+        self.dirty_hold.clear()
+        self.dirty_wait.clear()
+        return out
 
     def holds(self, phase: int, lane: int) -> bool:
         """Whether ``phase`` on ``lane`` holds that worker (the same rule as :meth:`EngineStats.holds_worker`)."""

@@ -14,7 +14,6 @@ from collections.abc import Iterable
 
 import pytest
 from syncviz.engines.digest import (
-    _CODE,
     _LANE,
     _PHASE,
     _ROW,
@@ -27,6 +26,7 @@ from syncviz.engines.digest import (
     ROW_RATE,
     ServerDigest,
 )
+from syncviz.engines.digest_picture import _CODE
 from syncviz.engines.digest_record import DONE, FAILED, KEEP_COLS, NONE, QUEUED, READING, WAITQ
 from syncviz.engines.events import ALLOWED_NEXT, HANDED_OVER, Phase, Transition
 
@@ -173,10 +173,12 @@ LANES = (-1, 0, 1, 2, 3)
 HOLDING = (Phase.RUNNING, Phase.BLOCKED, Phase.AWAITING, Phase.YIELDED)
 
 
-def random_stream(rng: random.Random, steps: int) -> list[Transition]:
+def random_stream(rng: random.Random, steps: int, at_once: float = 0.0) -> list[Transition]:
     """Transitions of overlapping requests taking allowed paths, with what the engines really send
     besides: hand-overs, ends of requests begun before the digest listened, times a little out of
-    order, long gaps (past the columns kept) and many at one instant."""
+    order, long gaps (past the columns kept) and many at one instant. ``at_once``: how often a
+    request's end follows its transition at once (a handler that answers at once: the engines'
+    RUNNING then DONE at zero latency, which ``feed`` digests as a pair)."""
     out: list[Transition] = []
     live: dict[int, tuple[int, int, int]] = {}  # rid -> (phase, lane, t_first)
     t = 10**15
@@ -220,6 +222,11 @@ def random_stream(rng: random.Random, steps: int) -> list[Transition]:
             else:
                 live[rid] = (nxt, lane, t_first)
             out.append((at, 1, rid, lane, int(nxt)))
+            if rid in live and rng.random() < at_once and Phase.DONE in ALLOWED_NEXT[Phase(nxt)] | {Phase.FAILED}:
+                end = rng.choice((Phase.DONE, Phase.DONE, Phase.FAILED))
+                late = rng.choice((0, 1, rng.randrange(1, 50_000), rng.randrange(NS, 3 * NS), -rng.randrange(1, 5_000)))
+                del live[rid]
+                out.append((at + late, 1, rid, rng.choice((lane, lane, 0, 2)), int(end)))
     return out
 
 
@@ -244,11 +251,12 @@ def state(d: ServerDigest) -> tuple:
     )
 
 
+@pytest.mark.parametrize("at_once", [0.0, 0.6])
 @pytest.mark.parametrize("seed", range(16))
 @pytest.mark.parametrize("has_loop", [True, False])
-def test_feed_gives_the_records_its_reference_gives(seed: int, has_loop: bool) -> None:
+def test_feed_gives_the_records_its_reference_gives(seed: int, has_loop: bool, at_once: float) -> None:
     rng = random.Random(seed)
-    stream = random_stream(rng, 3000)
+    stream = random_stream(rng, 3000, at_once)
     fast, ref = ServerDigest(has_loop, NS, 0.5), Reference(has_loop, NS, 0.5)
     i = 0
     while i < len(stream):
