@@ -19,8 +19,8 @@ from typing import ClassVar
 
 from .counts import ServerCounts, ServerSnapshot
 from .events import ENGINE_IDS, Block, Recorder, now_ns
-from .http import EXTERNAL_IDS_START, Request
 from .registry import EngineError, load
+from .request import EXTERNAL_IDS_START, Request
 from .settings import Mode, Settings
 from .watchdog import Watchdog
 

@@ -33,7 +33,7 @@ from .digest_client import CountWindow, HdrWindow, percentiles
 from .digest_picture import _LANE, _PHASE, _ROW, _SENT, _SINCE, _TOT, DigestPicture, _bucket_span, _Req
 from .digest_record import DONE, FAILED, KEEP_COLS, NONE, NPHASES, QUEUED, READING, WAITQ, segment_codes
 from .events import HANDED_OVER, Phase, Size, Transition
-from .http import EXTERNAL_IDS_START
+from .request import EXTERNAL_IDS_START
 
 LIVE_PHASES = tuple(p for p in Phase if p not in (DONE, FAILED))
 _TERMINAL = frozenset((DONE, FAILED))  # plain ints

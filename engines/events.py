@@ -80,7 +80,7 @@ ALLOWED_NEXT: dict[Phase, frozenset[Phase]] = {
 HANDED_OVER = -2
 """The lane of a transition that ends a ``reading`` row without a verdict.
 
-A server gives a connection's bytes a provisional id (from :data:`~syncviz.engines.http.EXTERNAL_IDS_START`)
+A server gives a connection's bytes a provisional id (from :data:`~syncviz.engines.request.EXTERNAL_IDS_START`)
 the moment a request starts arriving incomplete, and records ``READING`` under it (so a stalled
 client is on the picture while it stalls). When the request turns out to carry the load
 generator's own id (``X-Req-Id``), the server records ``(t, engine, provisional, HANDED_OVER,

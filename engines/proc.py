@@ -29,10 +29,10 @@ from .digest import ServerDigest
 from .digest_client import ClientDigest
 from .events import ENGINE_IDS, Phase, Recorder
 from .host import raise_fd_limit, sample_stalls
-from .http import EXTERNAL_IDS_START
 from .loadgen import LoadGen
 from .placement import set_cpus, short_slices
 from .registry import engine_spec
+from .request import EXTERNAL_IDS_START
 from .scenarios import get_scenario
 from .settings import Settings, SettingsError
 from .slowclients import SlowClients

@@ -31,7 +31,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .events import ENGINES
-from .http import EXTERNAL_IDS_START
+from .request import EXTERNAL_IDS_START
 from .settings import Settings
 
 SLOW_IDS_START = EXTERNAL_IDS_START >> 1

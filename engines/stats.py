@@ -24,9 +24,9 @@ from .blocked import BlockedCall, BlockedCalls
 from .digest import ServerDigest
 from .digest_client import ClientDigest
 from .events import ENGINES, HANDED_OVER, TERMINAL, WAITING_PHASES, Batch, Phase
-from .http import EXTERNAL_IDS_START
 from .picture import Picture, RequestTrack
 from .registry import engine_spec
+from .request import EXTERNAL_IDS_START
 
 RUNNING, BLOCKED, READY, QUEUED = Phase.RUNNING, Phase.BLOCKED, Phase.READY, Phase.QUEUED
 _HOLDING = (RUNNING, BLOCKED, Phase.READING)  # READING holds a worker only on a lane (a pool thread in recv)

@@ -19,7 +19,7 @@ ui.perfetto.dev and chrome://tracing:
 * counters per engine (``C``) every 100 ms: requests in flight, queued, and done per second (over
   the 100 ms before); and every loop-lag sample of the loop engines, in ms;
 * args on every slice: the request id, the phase, the client (``built-in``, ``slow`` or
-  ``outside``: ids from :data:`~syncviz.engines.http.EXTERNAL_IDS_START` come from outside
+  ``outside``: ids from :data:`~syncviz.engines.request.EXTERNAL_IDS_START` come from outside
   clients) and, on a request, its result, its workers and the latency its client measured.
 
 A provisional reading id handed over to a real one (``HANDED_OVER``) is dropped; a request that

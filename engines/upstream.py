@@ -14,7 +14,7 @@ import threading
 
 from .base import listen
 from .events import now_ns
-from .http import HttpError, RequestReader
+from .request import HttpError, RequestReader
 
 MAX_DELAY_US = 3_600_000_000  # an hour: longer asks are clamped
 _REPLY = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Sent-Ns: %d\r\n\r\n"

@@ -29,12 +29,12 @@ from .http import (
     HANDLER_PATHS,
     HEALTH_PATH,
     HandlerBoom,
-    Request,
     chunk,
     chunked_head,
     response,
     route,
 )
+from .request import Request
 from .settings import Settings
 
 Emit = Callable[[int, int, int], None]  # (rid, lane, phase)

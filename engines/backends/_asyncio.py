@@ -21,7 +21,8 @@ import threading
 import anyio.to_thread
 
 from ..events import Phase, now_ns
-from ..http import HANDLER_METHODS, HANDLER_PATHS, Request, error_page
+from ..http import HANDLER_METHODS, HANDLER_PATHS, error_page
+from ..request import Request
 from ..work import (
     CPU,
     IO,

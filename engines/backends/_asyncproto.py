@@ -16,7 +16,8 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from ..events import Phase, now_ns
-from ..http import HttpError, ReadingTracker, Request, RequestReader
+from ..reading import ReadingTracker
+from ..request import HttpError, Request, RequestReader
 from ..work import UPSTREAM_REQUEST, UpstreamError, Work, parse_sent_ns
 
 if TYPE_CHECKING:

@@ -25,8 +25,10 @@ import gevent.socket
 
 from ..counts import ServerSnapshot
 from ..events import Phase, now_ns
-from ..http import RECV_SIZE, HttpError, ReadingTracker, Request, RequestReader, error_page, send_final
+from ..http import RECV_SIZE, error_page, send_final
+from ..reading import ReadingTracker
 from ..registry import GEVENT_POOL
+from ..request import HttpError, Request, RequestReader
 from ..work import BlockingWork, Send, serve_sync
 from ._loop import LoopEngine
 

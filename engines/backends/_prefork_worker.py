@@ -24,8 +24,9 @@ import sys
 from typing import Any
 
 from ..events import now_ns
-from ..http import EXTERNAL_IDS_START, ReadingTracker
+from ..reading import ReadingTracker
 from ..registry import MAX_WORKERS
+from ..request import EXTERNAL_IDS_START
 from ..settings import Settings
 from ..work import BlockingWork
 from ._threaded import SELECT_S, ThreadedEngine, _Conn

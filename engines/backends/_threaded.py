@@ -26,7 +26,9 @@ from typing import ClassVar
 from ..base import STOP_TIMEOUT_S, Engine, join_threads, listen
 from ..counts import KEEPALIVE_IDLE_S
 from ..events import Phase, now_ns
-from ..http import RECV_SIZE, HttpError, ReadingTracker, Request, RequestReader, error_page, send_final
+from ..http import RECV_SIZE, error_page, send_final
+from ..reading import ReadingTracker
+from ..request import HttpError, Request, RequestReader
 from ..settings import Settings
 from ..watchdog import WorkerWatchdog
 from ..work import BlockingWork, Work, serve_sync

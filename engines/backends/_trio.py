@@ -24,7 +24,9 @@ import trio
 from anyio.abc import SocketAttribute, SocketListener, SocketStream
 
 from ..events import Phase, now_ns
-from ..http import RECV_SIZE, HttpError, ReadingTracker, Request, RequestReader, error_page
+from ..http import RECV_SIZE, error_page
+from ..reading import ReadingTracker
+from ..request import HttpError, Request, RequestReader
 from ..work import (
     CPU,
     GIL_GAP_NS,
