@@ -2,7 +2,9 @@
 
 The asyncio engine serves its commonest request (the handler's own path, a plan of one write)
 without a coroutine (``AsyncioEngine._served_at_once``); the asyncio and gevent engines count the
-requests they serve DONE without the counts' lock (``LoopEngine.server_snapshot`` adds them in).
+requests they serve DONE without the counts' lock (``LoopEngine.server_snapshot`` adds them in), and
+so does threaded, per lane (``ThreadedEngine._tally_ok``), which prefork's workers, built on it,
+send through their pipe instead.
 A scripted conversation, one request at a time, must give the same answers, the same records
 (ids, lanes, phases, sizes) and the same counters with the fast path as without it.
 """
@@ -88,8 +90,8 @@ def test_asyncio_serves_and_records_the_same_at_once_as_through_its_coroutine(mo
     assert fast[3] == (len(SCRIPT), 3)  # failed: the 404, the 405 and /boom's 500
 
 
-@pytest.mark.parametrize("name", ["asyncio", "gevent"])
-def test_a_loop_counts_every_answer_once(name: str) -> None:
+@pytest.mark.parametrize("name", ["asyncio", "gevent", "threaded", "prefork"])
+def test_an_engine_counts_every_answer_once(name: str) -> None:
     answers, transitions, sizes, (served, failed) = _converse(name)
     assert len(answers) == served == len(SCRIPT)
     assert failed == sum(a.split(b" ")[1] >= b"400" for a in answers)

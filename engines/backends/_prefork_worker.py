@@ -114,6 +114,11 @@ class _Worker(ThreadedEngine):
         # Server-given ids of its own, interleaved with the other workers' (never the same twice).
         self._external_ids = itertools.count(EXTERNAL_IDS_START + lane, MAX_WORKERS)
 
+    def _tally_ok(self, lane: int) -> None:
+        """A request served DONE: counted through the pipe, as every count of a worker is (the engine
+        process adds it to its counts; threaded's own per-lane slots are not read here)."""
+        self.counts.add(served=1)
+
     def serve_forever(self, control: int, pending: bytes = b"") -> None:
         """Serve until stopped; ``pending``: control bytes read with the config (settings lines)."""
         sel = selectors.DefaultSelector()

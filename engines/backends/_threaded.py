@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from ..base import STOP_TIMEOUT_S, Engine, join_threads, listen
-from ..counts import KEEPALIVE_IDLE_S
+from ..counts import KEEPALIVE_IDLE_S, ServerSnapshot
 from ..events import Phase, now_ns
 from ..http import RECV_SIZE, error_page, send_final
 from ..reading import ReadingTracker
@@ -98,6 +98,9 @@ class ThreadedEngine(Engine):
         self._new_id = self._external_ids.__next__  # provisional_id without its lock (next() is atomic)
         self._target = self.settings.pool
         self.counts.workers = self._target
+        self._ok_by_lane: list[int] = []  # requests served DONE by each lane, counted by that lane's thread alone
+        self._ok_folded = 0  # of their sum, already added to self.counts (by server_snapshot)
+        self._fold_lock = threading.Lock()
         self._workers: dict[int, threading.Thread] = {}
         self._open: set[_Conn] = set()
         self._open_lock = threading.Lock()
@@ -116,6 +119,9 @@ class ThreadedEngine(Engine):
 
     # -- pool ---------------------------------------------------------------------------
     def _grow(self) -> None:
+        ok = self._ok_by_lane
+        if len(ok) < self._target:
+            ok.extend([0] * (self._target - len(ok)))  # before any thread of a new lane counts in it
         for lane in range(self._target):
             thread = self._workers.get(lane)
             if thread is None or not thread.is_alive():
@@ -209,6 +215,7 @@ class ThreadedEngine(Engine):
             t_run = t  # it was read over several reads: it runs from its last byte
         track.assign(reqs, t)
         work, emit_at, counts, send, settings = self.work, self.work.emit_at, self.counts, conn.send, self.settings
+        tally_ok = self._tally_ok
         for req in reqs:
             emit_at(t_run, req.rid, lane, RUNNING)
             try:
@@ -216,11 +223,28 @@ class ThreadedEngine(Engine):
             except OSError:
                 counts.add(failed=1)  # the client went away mid-response (or the engine stops)
                 return False
-            counts.add(served=1, failed=0 if ok else 1)
+            if ok:
+                tally_ok(lane)
+            else:
+                counts.add(served=1, failed=1)
             if not req.keep_alive or self._stopping:
                 return False
             t_run = now_ns()
         return True
+
+    def _tally_ok(self, lane: int) -> None:
+        """A request served DONE: counted in its lane's slot without the counts' lock (only this lane's
+        thread writes it; ~0.08 us against ~0.32 us through the lock), added in by :meth:`server_snapshot`."""
+        self._ok_by_lane[lane] += 1
+
+    def server_snapshot(self, t_ns: int) -> ServerSnapshot:
+        """The source counters now, the lanes' own counts of requests served (``_tally_ok``) added in."""
+        with self._fold_lock:
+            n = sum(self._ok_by_lane)  # each slot read whole: never more than was served
+            if n != self._ok_folded:
+                self.counts.add(served=n - self._ok_folded)
+                self._ok_folded = n
+        return self.counts.snapshot(t_ns)
 
     def _refuse(self, conn: _Conn, status: int, timeout: bool = False) -> bool:
         """Answer a refused or timed-out request (``Connection: close``); always false (close)."""
