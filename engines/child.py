@@ -251,7 +251,7 @@ class ChildHost(EventSource):
         engine's, over two pipes: a transition is released only once every live process has
         reported past its time, so no request's steps arrive out of order.
         """
-        out = Batch(t_ns=time.monotonic_ns())
+        out = Batch(t_ns=time.monotonic_ns(), frames=[])
         marks = []
         for proc in [*self.procs.values(), self.loadproc]:
             if proc is None:
@@ -265,6 +265,10 @@ class ChildHost(EventSource):
                     out.digests.extend(batch.digests)
                     out.blocks.extend(batch.blocks)  # what held a loop or worker (engines/watchdog.py)
                     out.dropped += batch.dropped
+                    if out.frames is not None and batch.frames is not None:
+                        out.frames.extend(batch.frames)
+                    else:
+                        out.frames = None
                 proc.watermark = max(proc.watermark, batch.t_ns)
             while proc.errors:
                 self.errors.append(f"{proc.name}: {proc.errors.popleft()}")
@@ -279,6 +283,8 @@ class ChildHost(EventSource):
         sizes.sort(key=_time)
         cut = bisect.bisect_right(sizes, mark, key=_time)
         out.sizes, self._held_sizes = sizes[:cut], sizes[cut:]
+        if out.transitions or out.sizes or self._held or self._held_sizes:
+            out.frames = None  # raw transitions are cut at the watermark: the frames are not this batch
         out.t_ns = max(self._released, min(mark, out.t_ns))
         self._released = out.t_ns
         if self._info_changed:

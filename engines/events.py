@@ -119,6 +119,7 @@ class Batch:
     digests: list[tuple[int, dict]] = field(default_factory=list)  # (engine id, {"server"|"client": record}), in order
     blocks: list[Block] = field(default_factory=list)  # what held a loop or worker (the watchdogs'), in order
     sizes: list[Size] = field(default_factory=list)  # finished requests' bytes in and out
+    frames: list[bytes] | None = None  # the pipe frames it holds all of, as read (the tape keeps them as they came)
 
     def __len__(self) -> int:
         return len(self.transitions) + len(self.latencies) + len(self.lags)

@@ -24,7 +24,7 @@ from .base import EngineError
 from .counts import ServerSnapshot
 from .events import Batch
 from .source import ProcessInfo, State
-from .wire import WireError, decode_batch, read_frame, write_frame
+from .wire import WireError, decode_batch, read_frame_bytes, write_frame
 
 STOPPED_EVERY_S = 0.2  # how stale a frame's "stopped?" may be (the panel's state, not a decision to kill)
 
@@ -86,7 +86,7 @@ class ProcHandle:
         assert stream is not None
         while True:
             try:
-                frame = read_frame(stream)
+                frame = read_frame_bytes(stream)
             except (WireError, OSError, ValueError) as exc:
                 self.errors.append(f"bad frame from the {self.name} process: {exc}")
                 frame = None
@@ -94,13 +94,14 @@ class ProcHandle:
                 self._replied.set()  # nobody waits for a reply that will never come
                 return
             self.last_frame = time.monotonic()
-            kind, payload = frame
+            kind, payload, data = frame
             if kind == "batch":
                 try:
                     got = decode_batch(payload)
                 except WireError as exc:
                     self.errors.append(str(exc))
                     continue
+                got.batch.frames = [data]  # the tape keeps these bytes, not a new encoding of the objects
                 self.stall_ns = got.stall_ns
                 if got.server is not None:
                     self._server = (got.run, got.server)

@@ -50,6 +50,12 @@ def write_frame(stream: BinaryIO, kind: str, payload: object = None) -> None:
 
 def read_frame(stream: BinaryIO) -> tuple[str, Any] | None:
     """The next ``(kind, payload)``, ``None`` at end of stream, or :class:`WireError`."""
+    got = read_frame_bytes(stream)
+    return None if got is None else (got[0], got[1])
+
+
+def read_frame_bytes(stream: BinaryIO) -> tuple[str, Any, bytes] | None:
+    """:func:`read_frame`, and the frame's JSON as it was read (``[kind, payload]``)."""
     head = stream.read(FRAME.size)
     if len(head) < FRAME.size:
         return None
@@ -65,7 +71,7 @@ def read_frame(stream: BinaryIO) -> tuple[str, Any] | None:
         raise WireError(f"frame is not JSON: {exc}") from None
     if not (isinstance(frame, list) and len(frame) == 2 and frame[0] in KINDS):
         raise WireError("frame is not [kind, payload] with a known kind")
-    return frame[0], frame[1]
+    return frame[0], frame[1], data
 
 
 def batch_to_wire(batch: Batch, run: int, server: ServerSnapshot | None = None) -> dict[str, Any]:

@@ -31,6 +31,7 @@ def test_child_streams_takes_commands_and_exits(tmp_path) -> None:
         )
         batches = record(child, 0.5)
         assert sum(len(b.transitions) for b in batches) > 0
+        assert all(b.frames is None for b in batches if b.transitions)  # raw transitions are cut at the watermark
         path = tmp_path / "io.rec.gz"
         write_recording(path, child.info(), batches)
         info, again = read_recording(path)
@@ -65,3 +66,21 @@ def test_a_failing_command_is_reported_and_the_engines_keep_running() -> None:
         assert "pool must be between" in child.errors[-1]
         assert child.alive
         assert wait_for(lambda: child.drain().info is not None or child.info()["settings"]["slow"] == 2.0)
+
+
+def test_a_digest_stream_batch_is_its_frames_and_packs_back_the_same() -> None:
+    """The app's stream: each drained batch is all of the frames it came in (the tape keeps their
+    bytes), and those frames unpacked are the batch the board was fed."""
+    import json
+    import zlib
+
+    from syncviz.engines.wire import batch_to_wire
+    from syncviz.tui.entries import pack_batch, unpack_record
+
+    with ChildHost(scenario="io-bound", clients=5, io_ms=10, stream="digest") as child:
+        seen = []
+        assert wait_for(lambda: seen.append(child.drain()) or sum(bool(b.digests) for b in seen) >= 5)
+    for batch in seen:
+        assert batch.frames is not None and bool(batch.frames) == bool(batch.digests or batch.latencies)
+        back = unpack_record(json.loads(zlib.decompress(pack_batch(batch))))
+        assert batch_to_wire(back, 0) == batch_to_wire(batch, 0)

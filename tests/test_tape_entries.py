@@ -81,3 +81,42 @@ def test_a_side_reads_back_its_values_packed_and_after_compaction(monkeypatch: p
     assert side.packed_count > 10 and len(side._times) < 100 - 10  # the buffers were moved down
     for t in (-1, 150, 151, 198, 500):
         assert side.index_after(t) == plain.index_after(t)
+
+
+def test_a_batch_of_pipe_frames_is_packed_as_its_frames_and_reads_back_the_same() -> None:
+    """The digest stream's batches keep the frames' bytes as read; unpacked, they are the batch
+    the app drew (its parts merged in order, its own time and drop count), and a packed frame
+    that is not a batch is refused as the pipe would refuse it."""
+    import io
+    import zlib
+
+    from syncviz.engines.events import Batch
+    from syncviz.engines.wire import batch_to_wire, read_frame_bytes, write_frame
+    from syncviz.tui.entries import pack_batch, unpack_record
+
+    parts = [b for b in BATCHES if b.transitions][:3]
+    merged = Batch(t_ns=123, dropped=7, frames=[], info={"scenario": "io-bound"})
+    for part in parts:
+        buf = io.BytesIO()
+        write_frame(buf, "batch", batch_to_wire(part, 0))
+        buf.seek(0)
+        kind, _payload, data = read_frame_bytes(buf)  # type: ignore[misc]
+        assert kind == "batch"
+        merged.frames.append(data)  # type: ignore[union-attr]
+        merged.transitions.extend(part.transitions)  # what the frames hold, as objects
+        merged.latencies.extend(part.latencies)
+        merged.lags.extend(part.lags)
+        merged.digests.extend(part.digests)
+        merged.blocks.extend(part.blocks)
+        merged.sizes.extend(part.sizes)
+    packed = pack_batch(merged)
+    record = json.loads(zlib.decompress(packed))
+    assert "frames" in record and "tr" not in record  # the frames as they came, not encoded again
+    back = unpack_record(record)
+    assert batch_to_wire(back, 0) == batch_to_wire(merged, 0)
+    assert back.info == merged.info
+    plain = Batch(**{**merged.__dict__, "frames": None})  # no frames: the objects encoded, the same batch back
+    assert batch_to_wire(unpack_record(json.loads(zlib.decompress(pack_batch(plain)))), 0) == batch_to_wire(merged, 0)
+    record["frames"][0][0] = "start"
+    with pytest.raises(ValueError):
+        unpack_record(record)

@@ -61,20 +61,49 @@ class Entry:
             return self.hot
         try:
             data = self.packed if self.spill is None else self.spill.read(self.offset, self.length)
-            record = json.loads(zlib.decompress(data))
-            batch = decode_batch(record).batch  # the same checks as a pipe's or a file's
+            return unpack_record(json.loads(zlib.decompress(data)))  # the same checks as a pipe's or a file's
         except (OSError, zlib.error, ValueError) as exc:
             raise RecordingError(f"a buffered batch could not be read back: {one_line(exc)}") from None
-        batch.info = record.get("info")
-        return batch
 
 
 def pack_batch(batch: Batch) -> bytes:
-    """A batch's wire record (with its status info) as JSON, zlib'd: ~1/20 of it as objects."""
+    """A batch's wire record (with its status info) as JSON, zlib'd: ~1/20 of it as objects.
+
+    A batch that is all of some pipe frames (``batch.frames``: the digest stream) keeps those
+    frames' bytes as they came, ``{"t", "dropped", "info", "frames": [[kind, payload], ...]}``:
+    encoding the objects again cost ~1 ms a batch at 1,000 clients (a tenth of the app's frame).
+    """
+    if batch.frames:
+        head = {"t": batch.t_ns, "dropped": batch.dropped, "info": batch.info}
+        data = json.dumps(head, separators=(",", ":")).encode()[:-1] + b',"frames":[' + b",".join(batch.frames) + b"]}"
+        return zlib.compress(data, 1)
     record = batch_to_wire(batch, 0)
     if batch.info is not None:
         record["info"] = batch.info
     return zlib.compress(json.dumps(record, separators=(",", ":")).encode(), 1)
+
+
+def unpack_record(record: object) -> Batch:
+    """The batch :func:`pack_batch` packed, every frame checked as the pipe's are (``ValueError``)."""
+    if not isinstance(record, dict):
+        raise ValueError("a packed batch is not a record")
+    frames = record.get("frames")
+    if frames is None:
+        batch = decode_batch(record).batch
+    else:
+        t, dropped = record.get("t"), record.get("dropped")
+        if not isinstance(frames, list) or type(t) is not int or type(dropped) is not int:
+            raise ValueError("a packed batch's frames, time or drop count is malformed")
+        batch = Batch(t_ns=t, dropped=dropped)
+        for frame in frames:
+            if not (isinstance(frame, list) and len(frame) == 2 and frame[0] == "batch"):
+                raise ValueError("a packed frame is not a batch frame")
+            part = decode_batch(frame[1]).batch
+            part.t_ns, part.dropped = 0, 0  # the packed batch's own, above
+            batch.extend(part)
+    info = record.get("info")
+    batch.info = info if isinstance(info, dict) else None
+    return batch
 
 
 class Entries:
