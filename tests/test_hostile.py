@@ -62,8 +62,11 @@ class _Responses:
         self.statuses.append(self.parser.get_status_code())
 
 
-def exchange(port: int, pieces: list[bytes], want: int = 1, wait_s: float = 0.3, gap_s: float = 0.0) -> list[int]:
-    """Send ``pieces`` (``gap_s`` apart); the statuses of the responses read until ``want`` or ``wait_s`` passes."""
+def exchange(port: int, pieces: list[bytes], want: int = 1, wait_s: float = 1.0, gap_s: float = 0.0) -> list[int]:
+    """Send ``pieces`` (``gap_s`` apart); the statuses of the responses read until ``want`` or ``wait_s`` passes.
+
+    It returns as soon as ``want`` responses are in, so ``wait_s`` costs nothing to a test that
+    passes: 0.3 s was too short for a loaded 2-core box under xdist (gevent once answered late)."""
     got = _Responses()
     with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
         try:
