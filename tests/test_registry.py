@@ -120,3 +120,20 @@ def test_loading_one_engine_imports_only_its_backend() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_package_loads_what_it_exports_on_first_use() -> None:
+    """``syncviz.engines`` names what it always named, and importing one of its modules (every engine
+    process and prefork worker does) loads neither the host, the load generator nor asyncio."""
+    for name in syncviz.engines.__all__:
+        assert getattr(syncviz.engines, name) is not None and name in dir(syncviz.engines), name
+    with pytest.raises(AttributeError):
+        syncviz.engines.no_such_name  # noqa: B018 (the attribute access is the test)
+    code = (
+        "import sys\n"
+        "import syncviz.engines.events\n"
+        "bad = sorted({'syncviz.engines.host', 'syncviz.engines.loadgen', 'asyncio'} & set(sys.modules))\n"
+        "print(' '.join(bad)); sys.exit(1 if bad else 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
