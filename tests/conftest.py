@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,16 @@ from syncviz.engines.base import Engine, engine_class
 from syncviz.engines.events import ENGINES, Recorder
 from syncviz.engines.settings import Settings
 from syncviz.engines.upstream import Upstream
+
+# Full collections ten times rarer than Python's default (a full one after 100 middle-generation
+# collections, not 10; the young generations are collected as before, so the pauses a loop's
+# watchdog may see stay as short as they were). A test process holds 150,000-430,000 objects
+# (Textual, pytest's items, the recordings) and the app's frames keep making objects that outlive
+# a young collection, so each of the 4 workers walked its whole heap 20-50 times a run: 15 of the
+# default run's CPU-seconds, ~0.15 s a walk. Nothing waits for the collector: the tests that need
+# garbage gone collect it themselves (support.fds_left_since, test_tape_spill, test_wire), and the
+# app and bench freeze what they keep (tui/memory.py, engines/window.py) as before.
+gc.set_threshold(*gc.get_threshold()[:2], 100)
 
 
 @pytest.fixture(params=ENGINES)
