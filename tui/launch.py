@@ -48,13 +48,14 @@ def launch_app(args: argparse.Namespace, overrides: dict[str, Any], start: Calla
     is restored first and the source closed last.
     """
     from syncviz.engines.scenarios import get_scenario
-    from syncviz.tui.memory import tune_allocator
+    from syncviz.tui.memory import tune_allocator, tune_collector
     from syncviz.tui.signals import LaunchGuard
 
     get_scenario(args.scenario)  # a typo fails before anything starts
     with LaunchGuard() as guard:
         if not getattr(args, "in_process", False):  # before any thread starts; in-process engines keep the defaults
             tune_allocator()
+            tune_collector()
         source, info = start() if start is not None else make_source(args, overrides)
         guard.on_stuck = source.close
         try:

@@ -23,6 +23,7 @@ import ctypes
 import gc
 from functools import cache
 
+YOUNG_AT = 5000  # tracked objects allocated (net) before a young collection; CPython's default is 700
 FREEZE_AFTER_S = 3.0  # the app has drawn its first frames and started its engines by then
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's mallopt parameters
 MMAP_AT = 128 * 1024  # glibc's initial threshold, kept fixed
@@ -73,6 +74,20 @@ def release_free_memory() -> bool:
     """Return the C heap's free pages to the operating system; whether anything was released."""
     trim = _malloc_trim()
     return bool(trim(0)) if trim is not None else False
+
+
+def tune_collector() -> None:
+    """Collect the young generation after :data:`YOUNG_AT` net allocations instead of 700.
+
+    A frame builds every changed timeline line's strip (~1,800 tracked objects: segments, strips
+    and their caches) before the last frame's are dropped, so at 700 each frame ran 2-3 young
+    collections that walked the new strips and moved them to the middle generation, which the
+    middle and full collections then walked again; at 5,000 the frame's frees come first. Measured
+    headless at 1,000 clients, alternating: the collector 1.6-2.0 -> 0.6-0.8 ms a frame, a frame
+    (all of it) 16.9-19.3 -> 13.9-15.6 ms; the longest pause ~31 -> ~26 ms (at 20,000: ~54 ms).
+    """
+    _, middle, full = gc.get_threshold()
+    gc.set_threshold(YOUNG_AT, middle, full)
 
 
 def freeze_startup() -> int:
