@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from syncviz.tui.widgets.timeline import Line, _uncycle
+from syncviz.tui.widgets.timeline import _uncycle
+from syncviz.tui.widgets.timeline_lines import Line
 
 
 def test_a_replaced_strip_leaves_no_reference_cycle() -> None:
