@@ -16,7 +16,7 @@ back to back, syncviz against its bare server back to back) before the median is
 The whole run holds the bench lock (``/tmp/syncviz-bench.lock``, reused when started under
 ``flock``), so no other benchmark on the machine overlaps it; the report says how long it waited.
 
-    python benchmarks/run.py [--reps 3] [--seconds 2] [--wrk-seconds 3] [--app-seconds 3]
+    python benchmarks/run.py [--reps 3] [--seconds 2] [--wrk-seconds 3] [--app-seconds 6]
                              [--engines a,b,c] [--no-tests] [--out BENCHMARKS.md] [--json F]
 """
 
@@ -138,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=3, help="runs of every figure (default 3)")
     p.add_argument("--seconds", type=float, default=2.0, help="measured window of each bench run (default 2)")
     p.add_argument("--wrk-seconds", type=float, default=3.0, help="each wrk run (default 3)")
-    p.add_argument("--app-seconds", type=float, default=3.0, help="bench_app.py's window (default 3)")
+    p.add_argument(
+        "--app-seconds", type=float, default=6.0, help="bench_app.py's window (default 6: longer than a request of the threaded engine at 1,000 clients, ~6.25 s)"
+    )
     p.add_argument("--engines", default=",".join(DEFAULT_ENGINES), help="comma-separated (default the app's three)")
     p.add_argument("--no-tests", action="store_true", help="skip timing the test suite (reported n/a)")
     p.add_argument("--out", type=Path, default=OUT, help="where to write the report (default BENCHMARKS.md)")
