@@ -192,6 +192,8 @@ def _startup(res: dict[str, Any]) -> list[str]:
             f"- `pytest` (the README's test command, its default run: the timing tests left out; one run): "
             f"{took}; {counts}; {suite['status']}"
         )
+        for name in suite.get("failed_tests", []):
+            out.append(f"  - failed: `{name}`")
     return [*out, ""]
 
 

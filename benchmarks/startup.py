@@ -124,4 +124,5 @@ def suite_time() -> dict[str, Any]:
         "counts": counts,
         "status": f"exit {done.returncode}",
         "command": "pytest",
+        "failed_tests": [line.split(" ", 1)[1].split(" - ")[0] for line in lines if line.startswith("FAILED ")],
     }
