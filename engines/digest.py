@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable
-from itertools import chain, islice
 from operator import add, sub
 from typing import Any
 
@@ -86,10 +85,7 @@ class ServerDigest(DigestPicture):
         take included: ~4.0 us through per-transition helpers, ~2.7 us here): beginning a
         request, its segment lying in one column, its end; the rest (a hand-over, a segment
         across columns, a QUEUED) goes through the helpers, which read ``self.last_t``, so it
-        is written back before them. A transition followed at once by its request's end (RUNNING
-        then DONE: every engine's handler at zero latency) is digested with it, as a pair: what
-        the one would open and the other close is not opened at all (~0.2 us less a request;
-        ``tests/test_digest_same.py`` checks the records stay the same).
+        is written back before them.
         """
         inflight = self.inflight
         get = inflight.get
@@ -109,14 +105,7 @@ class ServerDigest(DigestPicture):
         h_lane, h_col, h_acc, w_col, w_acc = -1, -1, [], -1, []
         done_, terminal, queued, waitq, handed_over = DONE, _TERMINAL, QUEUED, WAITQ, HANDED_OVER
         tot, external = _TOT, EXTERNAL_IDS_START
-        if not isinstance(transitions, (list, tuple)):
-            transitions = list(transitions)
-        skip = False  # this transition was digested with the one before it (a segment ended at once)
-        nexts = chain(islice(transitions, 1, None), (None,))  # each transition's next one (None: the last)
-        for (t, _e, rid, lane, phase), nx in zip(transitions, nexts, strict=True):
-            if skip:
-                skip = False
-                continue
+        for t, _e, rid, lane, phase in transitions:
             if t > last_t:
                 last_t = t
                 if t >= floor_end:
@@ -225,74 +214,6 @@ class ServerDigest(DigestPicture):
                     continue
             # -- open its next segment (or its first)
             code = no_lane[phase] if lane < 0 else on_loop[phase] if lane == 0 else on_lane[phase]
-            if nx is not None and nx[2] == rid and nx[4] in terminal and nx[3] != handed_over and phase != queued:
-                # The next transition is its end (a handler that answered at once, the common case at zero
-                # latency): the segment opened here closes there. Both are digested here, as they would be one
-                # after the other, less what cancels out: this worker held and freed (holders), counted in
-                # by_phase and out again, a wait opened and closed (open_wait), its list updated then dropped.
-                skip = True
-                t1, lane1, phase1 = nx[0], nx[3], nx[4]
-                if t1 > last_t:
-                    last_t = t1
-                    if t1 >= floor_end:
-                        floor = t1 // ns - KEEP_COLS
-                        floor_end = (floor + KEEP_COLS + 1) * ns
-                if t1 < t:
-                    t1 = t  # recorded out of order by a few microseconds: keep time moving forward
-                if code >= 0:
-                    if code < waitq:
-                        holders.pop(lane, None)  # what held(lane) then its end would leave: nobody
-                    if t1 > t:
-                        c = t // ns
-                        if c == (t1 - 1) // ns and c >= floor:
-                            if code < waitq:
-                                if c == h_col and lane == h_lane:
-                                    h_acc[code] += t1 - t
-                                else:
-                                    cols = hold.get(lane)
-                                    if cols is None:
-                                        cols = hold[lane] = {}
-                                    acc = cols.get(c)
-                                    if acc is None:
-                                        acc = cols[c] = [0, 0, 0, 0]
-                                    acc[code] += t1 - t
-                                    dirty = dirty_hold.get(lane)
-                                    if dirty is None:
-                                        dirty = dirty_hold[lane] = set()
-                                    dirty.add(c)
-                                    h_lane, h_col, h_acc = lane, c, acc
-                            elif c == w_col:
-                                w_acc[code - waitq] += t1 - t
-                            else:
-                                acc = wait.get(c)
-                                if acc is None:
-                                    acc = wait[c] = [0, 0]
-                                acc[code - waitq] += t1 - t
-                                dirty_wait.add(c)
-                                w_col, w_acc = c, acc
-                        else:
-                            self.last_t = last_t
-                            self._spread(t, t1, lane, code)
-                if t1 > t:
-                    r[tot + phase] += t1 - t
-                row = r[4]  # _ROW
-                if row:
-                    rows.append((t1, 0, rid, lane1, phase1))
-                # -- its end: forget it
-                del inflight[rid]
-                if rid >= external:
-                    outside -= 1
-                if row:  # its size record comes after its end
-                    ended[rid] = None
-                    if len(ended) > ENDED_ROWS:
-                        del ended[next(iter(ended))]
-                if r[5] is not None:  # _SENT
-                    self._unsent(r[5])
-                if phase1 == done_:
-                    totals = tuple(r[tot:])
-                    done.append((t1, totals))
-                    done_new.append(totals)
-                continue
             r[0], r[1], r[2], r[3] = phase, lane, t, code  # _PHASE, _LANE, _SINCE, _CODE
             by_phase[phase] += 1
             if phase == queued and r[5] is None:  # _SENT

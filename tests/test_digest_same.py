@@ -178,7 +178,7 @@ def random_stream(rng: random.Random, steps: int, at_once: float = 0.0) -> list[
     besides: hand-overs, ends of requests begun before the digest listened, times a little out of
     order, long gaps (past the columns kept) and many at one instant. ``at_once``: how often a
     request's end follows its transition at once (a handler that answers at once: the engines'
-    RUNNING then DONE at zero latency, which ``feed`` digests as a pair)."""
+    RUNNING then DONE at zero latency, the shape every engine's handler has there)."""
     out: list[Transition] = []
     live: dict[int, tuple[int, int, int]] = {}  # rid -> (phase, lane, t_first)
     t = 10**15
