@@ -65,13 +65,23 @@ class DigestPicture:
             slot = code - WAITQ
             dirty = self.dirty_wait
         width = 4 if code < WAITQ else 2
-        while c <= last:
-            acc = cols.get(c)
+        # the first and the last column take their parts; every column between takes a whole ``ns``
+        # (a long wait spans up to KEEP_COLS columns: no min/max per column)
+        dirty.update(range(c, last + 1))
+        if c == last:
+            parts = ((c, t1 - t0),)
+        else:
+            parts = ((c, (c + 1) * ns - t0), (last, t1 - last * ns))
+            for k in range(c + 1, last):
+                acc = cols.get(k)
+                if acc is None:
+                    acc = cols[k] = [0] * width
+                acc[slot] += ns
+        for k, part in parts:
+            acc = cols.get(k)
             if acc is None:
-                acc = cols[c] = [0] * width
-            acc[slot] += min(t1, (c + 1) * ns) - max(t0, c * ns)
-            dirty.add(c)
-            c += 1
+                acc = cols[k] = [0] * width
+            acc[slot] += part
 
     def take_layers(self, now: int) -> dict[str, Any]:
         """The layers' part of a take: the columns changed since the last one, what is open now;
