@@ -76,6 +76,25 @@ def test_process_metrics_come_from_the_processes() -> None:
         assert abs(proc.rss_mb - psutil.Process(proc.pid).memory_info().rss / 1e6) < 20  # type: ignore[operator]
 
 
+def test_a_prefork_engine_is_the_sum_of_its_processes() -> None:
+    """Its workers are found (however late they start) and their memory counted; a one-process
+    engine is its process alone (it never looks for children: that reads every /proc entry)."""
+    with ChildHost(scenario="io-bound", engines=["prefork", "asyncio"], clients=10, io_ms=10) as child:
+        prefork = child.procs["prefork"]
+        master = psutil.Process(prefork.pid)
+        assert wait_for(lambda: len(master.children(recursive=True)) >= 1, timeout=5)
+
+        def shown() -> float:
+            return child.status().engines["prefork"].process.rss_mb or 0  # type: ignore[union-attr]
+
+        def own() -> float:
+            return sum(p.memory_info().rss for p in [master, *master.children(recursive=True)]) / 1e6
+
+        assert wait_for(lambda: shown() > 1.3 * master.memory_info().rss / 1e6, timeout=5)  # a worker is counted
+        assert abs(shown() - own()) < 10
+        assert child.procs["asyncio"]._children() == []
+
+
 @pytest.mark.parametrize(
     ("cpus", "labels", "shares"),
     [
