@@ -27,22 +27,22 @@ _NONE = array("b", [-1])  # a column without a phase, to repeat
 class RowCells:
     """One row over the window: a phase per column (-1 none) and where to write numbers."""
 
-    phases: list[int]
+    phases: array  # array("b"): -1 none
     labels: list[tuple[int, int, int]]  # (c0, c1, rid) of each request's run in window columns
-    ends: list[tuple[int, int]]  # (col, phase) of terminal transitions
+    failed: list[int]  # window columns where a request ended FAILED (drawn over its last phase)
 
 
 class _DoneRow:
-    """A row's finished requests: phase per absolute column from ``start``, labels and ends."""
+    """A row's finished requests: phase per absolute column from ``start``, labels and failures."""
 
-    __slots__ = ("ends", "labels", "live", "ns", "phases", "rids", "start")
+    __slots__ = ("failed", "labels", "live", "ns", "phases", "rids", "start")
 
     def __init__(self, ns: int) -> None:
         self.ns = ns
         self.start = 0
         self.phases = array("b")  # signed bytes (-1 none): 1/8 of a list's size, no int objects
         self.labels: list[tuple[int, int, int]] = []  # (c0, c1, rid), absolute columns
-        self.ends: list[tuple[int, int]] = []  # (col, phase), absolute
+        self.failed: list[int] = []  # absolute columns of FAILED ends (a DONE end draws nothing of its own)
         self.rids: set[int] = set()
         self.live: list[RequestTrack] = []
 
@@ -66,7 +66,8 @@ class _DoneRow:
             if ph >= 0:
                 self.phases[a + i] = ph
         self.labels.append((steps[0][0] // ns, end // ns, track.rid))
-        self.ends.append((end // ns, track.phase))
+        if track.phase == Phase.FAILED:
+            self.failed.append(end // ns)
         keep = 4096  # columns kept to the left of the newest request
         if len(self.phases) > 2 * keep:
             cut = len(self.phases) - keep
@@ -77,7 +78,7 @@ class _DoneRow:
         self.rids &= rids
         self.labels = [x for x in self.labels if x[2] in rids]
         first = min((c0 for c0, _, _ in self.labels), default=self.start + len(self.phases))
-        self.ends = [x for x in self.ends if x[0] >= first]
+        self.failed = [c for c in self.failed if c >= first]
 
 
 class RequestRows:
@@ -158,9 +159,9 @@ class RequestRows:
         base, abs0 = done.phases, done.start
         lo = first_col - abs0
         if lo >= 0 and lo + cols <= len(base):
-            phases = base[lo : lo + cols].tolist()
+            phases = base[lo : lo + cols]
         else:
-            phases = [-1] * cols
+            phases = _NONE * cols
             a, b = max(first_col, abs0), min(first_col + cols, abs0 + len(base))
             if b > a:
                 phases[a - first_col : b - first_col] = base[a - abs0 : b - abs0]
@@ -170,7 +171,7 @@ class RequestRows:
             for c0, c1, rid in done.labels
             if c1 >= first_col and c0 < last_col
         ]
-        ends = [(c - first_col, ph) for c, ph in done.ends if first_col <= c < last_col]
+        failed = [c - first_col for c in done.failed if first_col <= c < last_col]
         first_ns = first_col * ns
         for track in done.live:
             steps = track.steps
@@ -179,9 +180,9 @@ class RequestRows:
             start, cells = self._live_columns(track, now_ns, ns, first_col)
             a, b = max(start, first_col), min(start + len(cells), last_col)
             if b > a:
-                phases[a - first_col : b - first_col] = cells[a - start : b - start]
+                phases[a - first_col : b - first_col] = array("b", cells[a - start : b - start])
             labels.append((max(0, steps[0][0] // ns - first_col), min(cols - 1, now_ns // ns - first_col), track.rid))
-        return RowCells(phases, labels, ends)
+        return RowCells(phases, labels, failed)
 
     def _done_row(self, index: int, ns: int, floor: int) -> _DoneRow:
         """Row ``index``'s finished requests by absolute column (brought up to date), and those in flight."""

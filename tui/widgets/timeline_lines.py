@@ -206,22 +206,24 @@ def depth_line(name: str, depth: list[float], phase: Phase, scale: float) -> Lin
     return line
 
 
-_ROW_GLYPHS = (*GLYPHS, " ")  # index -1: no request in that column
-_ROW_STYLES = (*range(NPH), PLAIN)
+# A row's phases (array "b", -1 none) become its cells in C: the bytes (-1 is 255) translated to
+# glyphs (as latin-1 text) and to palette indices.
+_ROW_GLYPHS = {i: GLYPHS[i] for i in range(NPH)} | {255: " "}
+_ROW_STYLES = bytes(i if i < NPH else PLAIN for i in range(256))
 _RUNS = re.compile(rb"(.)\1*", re.DOTALL)
 
 
 def row_line(rows: RequestRows, i: int, first: int, cols: int, ns: int, now_ns: int) -> Line:
     rc = rows.cells(i, first, cols, ns, now_ns)
     line = Line("")
+    raw = rc.phases.tobytes()
+    line.chars.extend(raw.decode("latin-1").translate(_ROW_GLYPHS))
+    line.styles.extend(raw.translate(_ROW_STYLES))
+    for col in rc.failed:
+        line.chars[GUTTER + col] = GLYPHS[Phase.FAILED]
+        line.styles[GUTTER + col] = int(Phase.FAILED)
     phases = rc.phases
-    line.chars.extend([_ROW_GLYPHS[ph] for ph in phases])
-    line.styles.extend([_ROW_STYLES[ph] for ph in phases])
-    for col, ph in rc.ends:
-        if ph == Phase.FAILED:
-            line.chars[GUTTER + col] = GLYPHS[ph]
-            line.styles[GUTTER + col] = ph
     for c0, c1, rid in rc.labels:
-        if 0 <= c0 < cols and rc.phases[c0] >= 0:
+        if 0 <= c0 < cols and phases[c0] >= 0:
             line.label(c0, c1, rid)
     return line

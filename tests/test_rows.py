@@ -1,0 +1,49 @@
+"""Request rows as drawn: a row's finished and in-flight requests become the right glyphs per column."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from syncviz.engines.events import Phase
+from syncviz.engines.picture import RequestTrack
+from syncviz.tui.phases import GLYPHS
+from syncviz.tui.rows import RequestRows
+from syncviz.tui.widgets.timeline_lines import GUTTER, row_line
+
+NS = 1_000_000  # 1 ms a column
+T0 = 1_000 * NS
+
+
+def track(rid: int, steps: list[tuple[int, Phase]], end: Phase | None) -> RequestTrack:
+    t = RequestTrack(rid, T0 + steps[0][0] * NS, int(steps[0][1]), 1)
+    for ms, phase in steps[1:]:
+        t.step(T0 + ms * NS, int(phase), 1)
+    if end is not None:
+        ms = steps[-1][0] + 10
+        t.step(T0 + ms * NS, int(end), 1)
+        t.phase, t.since = int(end), T0 + ms * NS
+    else:
+        t.phase, t.since = int(steps[-1][1]), T0 + steps[-1][0] * NS
+    return t
+
+
+def test_a_row_shows_done_failed_and_in_flight_requests_in_their_columns() -> None:
+    done = track(1, [(0, Phase.QUEUED), (4, Phase.RUNNING)], Phase.DONE)  # 0-14 ms
+    failed = track(2, [(20, Phase.RUNNING)], Phase.FAILED)  # 20-30 ms
+    live = track(3, [(40, Phase.QUEUED), (45, Phase.RUNNING)], None)  # 40 ms on, in flight
+    stats = SimpleNamespace(inflight={3: live})
+    rows = RequestRows(stats, rows=1)  # type: ignore[arg-type]
+    rows.rows[0].extend([done, failed, live])
+    now = T0 + 60 * NS
+    first = now // NS - 59  # 60 columns ending at now
+    line = row_line(rows, 0, first, 60, NS, now)
+    cells = "".join(line.chars[GUTTER:])
+    col = lambda ms: (T0 // NS + ms) - first  # noqa: E731
+    assert cells[col(3)] == GLYPHS[Phase.QUEUED] and cells[col(8)] not in (" ", GLYPHS[Phase.QUEUED])
+    assert line.styles[GUTTER + col(25)] == Phase.RUNNING
+    assert cells[col(30)] == GLYPHS[Phase.FAILED] and line.styles[GUTTER + col(30)] == Phase.FAILED
+    assert cells[col(14)] != GLYPHS[Phase.FAILED]  # a DONE end draws nothing of its own
+    assert cells[col(35)] == " " and line.styles[GUTTER + col(35)] not in range(len(Phase))
+    assert cells[col(50)] != " " and line.styles[GUTTER + col(50)] == Phase.RUNNING  # in flight, up to now
+    assert "#3" in cells  # the in-flight request's number, on its run
+    assert len(line.chars) == len(line.styles) == GUTTER + 60
