@@ -12,6 +12,7 @@ from __future__ import annotations
 from array import array
 from collections import deque
 from dataclasses import dataclass
+from functools import lru_cache
 
 from syncviz.engines.events import TERMINAL, Phase
 from syncviz.engines.picture import RequestTrack
@@ -202,6 +203,7 @@ class RequestRows:
         return done
 
 
+@lru_cache(maxsize=4096)  # every row's labels, every frame: the same few hundred requests
 def rid_label(rid: int) -> str:
     """``#42`` for the load generator's requests, ``s3`` for its slow clients', ``↗7`` for an outside client's."""
     kind, n = client_of(rid)
