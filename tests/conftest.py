@@ -33,6 +33,29 @@ from syncviz.engines.upstream import Upstream
 gc.set_threshold(*gc.get_threshold()[:2], 100)
 
 
+IDLE_WAIT_S = 0.25  # the longest a pilot waits for the process to be idle (Textual's own: 1 s)
+
+
+@pytest.fixture(autouse=True)
+def _bounded_idle_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Textual's pilot, after each key of ``press`` and in ``pause()``, waits until the process used
+    under 1 ms of CPU in 20 ms, for at most 1 s (``textual._wait.wait_for_idle``). A live app draws
+    30 frames a second, and with ``--in-process`` its engines run in the same process: it is never
+    idle, so each key press waited 2 s and each pause 1 s (test_scenario_switch_restarts_real_engines:
+    5.5 s, 5 s of them in two key presses). The pilot still waits for every widget to process what
+    is queued (``_wait_for_screen``); what takes longer the tests wait for themselves, by condition.
+    A replay's app goes idle at once and waits no less than before."""
+    from textual import _wait
+
+    wait = _wait.wait_for_idle
+
+    async def bounded(min_sleep: float = _wait.SLEEP_GRANULARITY, max_sleep: float = 1) -> None:
+        await wait(min_sleep, min(max_sleep, IDLE_WAIT_S))
+
+    monkeypatch.setattr("textual.app.wait_for_idle", bounded)
+    monkeypatch.setattr("textual.pilot.wait_for_idle", bounded)
+
+
 @pytest.fixture(params=ENGINES)
 def engine_name(request: pytest.FixtureRequest) -> str:
     return request.param
