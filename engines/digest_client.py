@@ -12,7 +12,10 @@ and most latency tools; :class:`HdrWindow`), counts in :class:`CountWindow`.
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left
 from collections import deque
+from itertools import accumulate, compress
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -26,30 +29,61 @@ def _hist() -> HdrHistogram:
 
 
 class HdrWindow:
-    """Values in HDR histograms per 0.1 s bucket, merged over the last ``window_ns`` on demand."""
+    """Values in HDR histograms per 0.1 s bucket, merged over the last ``window_ns`` on demand.
+
+    The closed buckets (all but the newest, which still records) are kept summed, added as each
+    closes and taken out as it leaves the window, so :meth:`merged` costs two additions however
+    long the window (it merged all ~50 buckets of a 5 s window at every read: ~0.8 ms, a few times
+    a second per engine, in the load process at 1,000 clients ~5% of a core). ``now`` moves
+    forward between reads (a digest's clock).
+    """
 
     def __init__(self, window_ns: int) -> None:
         self.window_ns = window_ns
         self._buckets: deque[tuple[int, HdrHistogram]] = deque()
+        self._closed = _hist()  # the sum of every bucket but the newest
 
     def record(self, t: int, value: int) -> None:
         key = t // BUCKET_NS
         b = self._buckets
         if not b or b[-1][0] < key:
+            if b:
+                self._closed.add(b[-1][1])
             b.append((key, _hist()))
-            while b and b[0][0] <= key - self.window_ns // BUCKET_NS - 1:
-                b.popleft()
+            self._drop_below(key - self.window_ns // BUCKET_NS)
         b[-1][1].record_value(max(HDR_LOW, min(HDR_HIGH, value)))
+
+    def _drop_below(self, low: int) -> None:
+        """Forget the closed buckets older than ``low`` (the newest stays until a newer opens)."""
+        b = self._buckets
+        while len(b) > 1 and b[0][0] < low:
+            _subtract(self._closed, b.popleft()[1])
 
     def merged(self, now: int) -> HdrHistogram | None:
         low = (now - self.window_ns) // BUCKET_NS
-        out = None
-        for key, h in self._buckets:
-            if key >= low and h.get_total_count():
-                if out is None:
-                    out = _hist()
-                out.add(h)
+        self._drop_below(low)
+        b = self._buckets
+        newest = b[-1][1] if b and b[-1][0] >= low else None
+        if not self._closed.get_total_count() and (newest is None or not newest.get_total_count()):
+            return None
+        out = _hist()
+        out.add(self._closed)
+        if newest is not None:
+            out.add(newest)
         return out
+
+
+def _subtract(total: HdrHistogram, part: HdrHistogram) -> None:
+    """Take ``part``'s counts out of ``total``, which holds them (C loops but over ``part``'s non-zero cells)."""
+    counts, gone = total.counts, array("Q", bytes(part.counts))
+    for i in compress(range(len(gone)), gone):
+        counts[i] -= gone[i]
+    total.total_count -= part.total_count
+    left = list(compress(range(total.counts_len), array("Q", bytes(counts))))
+    if left:
+        total.set_internal_tacking_values(left[0], left[-1], total.total_count)
+    else:
+        total.reset()
 
 
 class CountWindow:
@@ -90,10 +124,23 @@ class CountWindow:
 
 
 def percentiles(h: HdrHistogram | None) -> dict[str, float | None]:
-    """p50, p95, p99 and max in ms (``None`` without samples)."""
+    """p50, p95, p99 and max in ms (``None`` without samples): hdrh's figures, each by a binary
+    search of the running counts (its own walk is a Python loop over every cell: ~0.26 ms)."""
     if h is None or not h.get_total_count():
         return {"p50": None, "p95": None, "p99": None, "max": None, "n": 0}
-    at = h.get_percentile_to_value_dict([50, 95, 99])  # one pass over the counts for all three
+    running = list(accumulate(array("Q", bytes(h.counts))))
+    value = h.get_highest_equivalent_value
+    at = {
+        p: value(h.get_value_from_index(bisect_left(running, h.get_target_count_at_percentile(p)))) for p in PERCENTILES
+    }
+    return in_ms(h, at)
+
+
+PERCENTILES = (50, 95, 99)
+
+
+def in_ms(h: HdrHistogram, at: dict[int, int]) -> dict[str, float | None]:
+    """:func:`percentiles`' record from the values ``at`` each of :data:`PERCENTILES` (ns)."""
     return {
         "p50": at[50] / 1e6,
         "p95": at[95] / 1e6,
