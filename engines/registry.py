@@ -5,8 +5,8 @@ only when asked for (:func:`load`); everything else (its model in a few words, h
 handler waits, its worker lanes, how many requests it can hold) is plain data here, so the
 app can describe gevent without importing it. Ordered like :data:`~syncviz.engines.events.ENGINES`.
 
-uvloop (installed with syncviz but on Windows) and trio (``pip install 'syncviz[all]'``) are optional: :func:`require` says so
-in one line before anything starts. ``prefork`` is the one engine of several processes
+uvloop (installed with syncviz but on Windows) and trio (``pip install 'syncviz[all]'``) are
+optional: :func:`require` says so in one line before anything starts. ``prefork`` is the one engine of several processes
 (:attr:`EngineSpec.processes`): its worker count is the ``workers`` knob, by default the CPUs
 its process may use (:func:`prefork_workers`), and each worker has a GIL of its own.
 """
