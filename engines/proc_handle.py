@@ -31,6 +31,7 @@ STOPPED_EVERY_S = 0.2  # how stale a frame's "stopped?" may be (the panel's stat
 
 
 KIDS_EVERY_S = 2.0  # how often an engine's child processes (prefork's workers) are looked up again
+MAX_BATCHES = 600  # batches kept for a reader that does not take them (20 s at 30 a second), then the oldest go
 
 
 class ProcHandle:
@@ -42,7 +43,7 @@ class ProcHandle:
         self.stall_ns = 0
         self._server: tuple[int, ServerSnapshot] | None = None  # (run, latest source counters): one assignment
         self.watermark = 0  # the drain time of its last batch taken: it has sent everything before
-        self._batches: deque[tuple[Batch, int]] = deque()
+        self._batches: deque[tuple[Batch, int]] = deque()  # at most MAX_BATCHES: see _keep
         self._reply: dict[str, Any] | None = None
         self._replied = threading.Event()
         self._send_lock = threading.Lock()
@@ -113,7 +114,7 @@ class ProcHandle:
                 self.stall_ns = got.stall_ns
                 if got.server is not None:
                     self._server = (got.run, got.server)
-                self._batches.append((got.batch, got.run))
+                self._keep(got.batch, got.run)
             elif kind == "started" and isinstance(payload, dict):
                 self._reply = payload
                 self._replied.set()
@@ -148,6 +149,21 @@ class ProcHandle:
         if latest is None or (run is not None and latest[0] != run):
             return None
         return latest[1]
+
+    def _keep(self, batch: Batch, run: int) -> None:
+        """Queue a batch for :meth:`take`. A consumer that stopped taking (its thread held by a
+        slow terminal, say) leaves at most :data:`MAX_BATCHES`: the oldest then go, and the next
+        batch counts each as an overflow (``dropped``), so the picture says it is truncated
+        instead of the process's memory growing without bound."""
+        lost = 0
+        while len(self._batches) >= MAX_BATCHES:
+            try:
+                old, _run = self._batches.popleft()  # take() may empty it meanwhile: nothing lost then
+            except IndexError:
+                break
+            lost += 1 + old.dropped
+        batch.dropped += lost
+        self._batches.append((batch, run))
 
     def take(self) -> list[tuple[Batch, int]]:
         out = []

@@ -288,6 +288,7 @@ class SyncvizApp(RunControls, TimeControls, App[int]):
                 load=board.info.get("load", True) is not False,
                 behind_s=self.scrub.behind_s(self.board.now_ns),
                 speed=self.source.speed if isinstance(self.source, Replay) else None,
+                truncated=board.truncated(),
             )
         )
         bars["caption"].set(caption_text(board.scenario))

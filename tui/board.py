@@ -22,6 +22,7 @@ from syncviz.tui.rows import RequestRows
 
 ZOOMS_MS = (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 DEFAULT_ZOOM_MS = 10
+TRUNCATED_FOR_S = 10.0  # how long the status bar says `truncated` after records were lost
 KEEP_TRACKS = 6000  # finished requests the stats remember (for repainting after a zoom)
 
 
@@ -48,11 +49,16 @@ class Board:
         self.zoom_ms = zoom_ms
         self.on_zoom = on_zoom  # tells the source, whose digests draw the picture at this zoom
         self.batches = 0
-        self.dropped = 0
+        self.dropped = 0  # overflows: buffers that lost their oldest records, batches a reader let go
+        self.dropped_ns = -1  # the stream time of the last batch that said so (-1: never)
         self._rows_wanted: dict[str, int] = {}
         self._reset()
 
     # -- status --------------------------------------------------------------------------
+    def truncated(self, within_s: float = TRUNCATED_FOR_S) -> bool:
+        """Records were lost in the last ``within_s`` seconds: the picture has gaps."""
+        return self.dropped_ns >= 0 and self.now_ns - self.dropped_ns < within_s * 1e9
+
     @property
     def scenario(self) -> str:
         return self.info.get("scenario", DEFAULT_SCENARIO)
@@ -110,6 +116,8 @@ class Board:
         """
         self.batches += 1
         self.dropped += batch.dropped
+        if batch.dropped:
+            self.dropped_ns = batch.t_ns
         if batch.info is not None:
             old = _run_key(self.info)
             self.info = {**self.info, **batch.info}

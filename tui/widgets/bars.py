@@ -39,11 +39,13 @@ def status_text(
     load: bool = True,
     behind_s: float | None = None,
     speed: float | None = None,
+    truncated: bool = False,
 ) -> Text:
     """The first line; ``load`` false: the built-in load is off (``syncviz serve``): say so, not its knobs.
 
     ``behind_s``: paused, this far behind live (or a replay's play head): ``❚❚ -12.4 s`` (a minus sign, :data:`MINUS`).
     ``speed``: a replay's speed, beside its badge unless 1x.
+    ``truncated``: records were lost lately (a full buffer, batches a slow reader let go): said beside the badge.
     """
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(" syncviz ", "bold #1b1e28 on #56b4e9")
@@ -72,6 +74,9 @@ def status_text(
         t.append(f" ▶ replay{f' {speed:g}x' if speed not in (None, 1) else ''} ", "bold #1b1e28 on #cc79a7")
     else:
         t.append(*health_label(health))
+    if truncated:
+        t.append(" ")
+        t.append(" ▲ truncated: records lost ", "bold #1b1e28 on #e69f00")
     return t
 
 
