@@ -155,14 +155,10 @@ class ProcHandle:
         slow terminal, say) leaves at most :data:`MAX_BATCHES`: the oldest then go, and the next
         batch counts each as an overflow (``dropped``), so the picture says it is truncated
         instead of the process's memory growing without bound."""
-        lost = 0
-        while len(self._batches) >= MAX_BATCHES:
-            try:
-                old, _run = self._batches.popleft()  # take() may empty it meanwhile: nothing lost then
-            except IndexError:
-                break
-            lost += 1 + old.dropped
-        batch.dropped += lost
+        if len(self._batches) >= MAX_BATCHES:  # only this thread appends: one out keeps it under the cap
+            with contextlib.suppress(IndexError):  # take() may have emptied it meanwhile: nothing lost then
+                old, _run = self._batches.popleft()
+                batch.dropped += 1 + old.dropped
         self._batches.append((batch, run))
 
     def take(self) -> list[tuple[Batch, int]]:

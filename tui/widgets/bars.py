@@ -11,6 +11,7 @@ from syncviz.tui.phases import EIGHTHS, IDLE_GLYPH, LEGEND_PHASES, LOOKS
 from textual.widgets import Static
 
 KEY = "#8b93a7"
+WARN = "bold #1b1e28 on #e69f00"  # amber: stalled, slow motion, records lost
 MINUS = "\u2212"  # how far back a paused picture is: a minus sign, not a hyphen
 
 
@@ -25,7 +26,7 @@ def health_label(status: SourceStatus | None) -> tuple[str, str]:
     if status.restarting:
         return " ↻ restarting ", "bold #1b1e28 on #56b4e9"
     if stalled:
-        return f" ▲ {', '.join(stalled)} stalled ", "bold #1b1e28 on #e69f00"
+        return f" ▲ {', '.join(stalled)} stalled ", WARN
     return " ● live ", "bold #1b1e28 on #009e73"
 
 
@@ -62,8 +63,8 @@ def status_text(
         t.append(f"{label} ", KEY)
         t.append(f"{value}  ", "bold")
     if settings.slow != 1:
-        t.append(" slow motion x", "bold #1b1e28 on #e69f00")
-        t.append(f"{settings.slow:g} ", "bold #1b1e28 on #e69f00")
+        t.append(" slow motion x", WARN)
+        t.append(f"{settings.slow:g} ", WARN)
         t.append("  ")
     t.append("zoom ", KEY)
     t.append(f"{zoom_ms:g} ms/col  ", "bold")
@@ -76,7 +77,7 @@ def status_text(
         t.append(*health_label(health))
     if truncated:
         t.append(" ")
-        t.append(" ▲ truncated: records lost ", "bold #1b1e28 on #e69f00")
+        t.append(" ▲ truncated: records lost ", WARN)
     return t
 
 
