@@ -15,7 +15,7 @@ from syncviz.engines.blocked import BLOCK_RECENT_NS
 from syncviz.engines.callsite import describe
 from syncviz.engines.events import ENGINE_IDS, Batch, Recorder, now_ns
 from syncviz.engines.stats import StreamStats
-from syncviz.engines.watchdog import WorkerWatchdog
+from syncviz.engines.watchdog import BUSY, WorkerWatchdog
 from syncviz.engines.wire import WireError, batch_to_wire, decode_batch
 from syncviz.engines.work import BlockingWork, Stopping, Work
 from syncviz.tui.widgets.counters import CounterView, counter_text
@@ -66,7 +66,12 @@ def test_a_healthy_loop_reports_nothing(make_engine, name: str) -> None:
     for _ in range(4):
         assert get(eng.port)[0] == 200
     time.sleep(0.1)
-    assert eng.take_blocks(now_ns()) == []
+    # No call is named. On a loaded machine (the suite's 4 workers on 2 cores) the OS can hold the
+    # loop's thread past the 20 ms threshold while it waits for work: the loop's own time (BUSY,
+    # seen once: 25 ms on gevent), never counted as a blocked call, and far shorter than a held loop.
+    found = eng.take_blocks(now_ns())
+    assert [b for b in found if b[5] != BUSY] == [], found
+    assert all(b[1] < 100e6 for b in found), found
 
 
 def test_an_ongoing_block_shows_as_it_happens(make_engine) -> None:
