@@ -23,7 +23,7 @@ from common import BACKLOG, POOL, RESPONSE, exit_on_signals, parse_args, ready, 
 
 
 class Server:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, signals: int) -> None:
         self.lsock = socket.create_server(("127.0.0.1", port), backlog=BACKLOG)
         self.lsock.setblocking(False)
         self.sel = selectors.DefaultSelector()
@@ -33,6 +33,7 @@ class Server:
         self.bufs: dict[socket.socket, bytes] = {}
         self.sel.register(self.lsock, selectors.EVENT_READ)
         self.sel.register(self.wake_r, selectors.EVENT_READ)
+        self.sel.register(signals, selectors.EVENT_READ)  # wakes select() for the signal handler
 
     def select_loop(self) -> None:
         while True:
@@ -43,6 +44,8 @@ class Server:
                     os.read(self.wake_r, 4096)
                     while not self.back.empty():
                         self.sel.register(self.back.get(), selectors.EVENT_READ)
+                elif not isinstance(key.fileobj, socket.socket):
+                    os.read(key.fd, 4096)  # a signal: its handler runs now, in this thread
                 else:
                     sock = key.fileobj
                     self.sel.unregister(sock)
@@ -78,8 +81,7 @@ class Server:
 
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
-    exit_on_signals()
-    server = Server(args.port)
+    server = Server(args.port, exit_on_signals())
     for _ in range(POOL):
         threading.Thread(target=server.worker, daemon=True).start()
     ready(server.lsock.getsockname()[1])
