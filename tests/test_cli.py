@@ -9,6 +9,7 @@ import sys
 
 import pytest
 from syncviz.engines.base import listen
+from syncviz.engines.settings import Settings, bound_rps, fmt_rate
 from syncviz.tui.cli import main
 
 SYNCVIZ = [sys.executable, "-m", "syncviz.tui.cli"]
@@ -137,10 +138,14 @@ def test_bench_json_is_one_object_in_the_documented_shape() -> None:
 
 
 def test_a_bound_below_one_request_a_second_is_not_shown_as_0() -> None:
-    proc = syncviz("bench", "--engines", "asyncio", "--cpu-ms", "1250", "--seconds", "1", "--clients", "1")
+    # The case (--cpu-ms 2000 showed a bound of 0): one GIL, 2 s of CPU a request.
+    assert fmt_rate(bound_rps("asyncio", "native", Settings(cpu_ms=2000, io_ms=0))) == "0.5"
+    # The table, end to end, with the second a request spent waiting (the same bound, no CPU burnt:
+    # --cpu-ms 1250 here cost 2.6 CPU-s of the default run)
+    proc = syncviz("bench", "--engines", "asyncio", "--io-ms", "1250", "--seconds", "1", "--clients", "1")
     assert proc.returncode == 0, proc.stderr
     row = next(line for line in proc.stdout.splitlines() if "asyncio" in line)
-    assert [c.strip() for c in row.split("│")][4] == "0.8"  # 1 request per 1.25 s of CPU
+    assert [c.strip() for c in row.split("│")][4] == "0.8"  # 1 client, 1.25 s a request
 
 
 def test_a_memory_limit_too_low_is_one_line_and_exit_2() -> None:

@@ -254,11 +254,12 @@ def state(d: ServerDigest) -> tuple:
 # 4 seeds of 4,000 steps per shape (has_loop) and end timing (at_once): 16 streams, 64,000 steps.
 # Branch coverage (coverage.py, arcs) of digest.py, digest_picture.py, digest_record.py and the
 # Reference, per shape over both end timings: seeds 0-1 take every arc that seeds 0-7 take (seed 0
-# alone misses 3), so 4 seeds cover every path twice over. Before that, 8 seeds of 4,000 steps took
-# every path 16 seeds of 3,000 took, and one more that only a longer stream reached (a waiting
-# segment closing in the column the last one did, feed's w_col cache); the cost is the segments
-# spread over up to KEEP_COLS columns across the long gaps, per step.
-SEEDS, STEPS = 4, 4000
+# alone misses 3), so 2 seeds cover every path (4 took each path twice, for 2.8 CPU-s more of the
+# default run). Before that, 8 seeds of 4,000 steps took every path 16 seeds of 3,000 took, and one
+# more that only a longer stream reached (a waiting segment closing in the column the last one did,
+# feed's w_col cache); the cost is the segments spread over up to KEEP_COLS columns across the long
+# gaps, per step.
+SEEDS, STEPS = 2, 4000
 
 
 @pytest.mark.parametrize("at_once", [0.0, 0.6])
