@@ -12,17 +12,19 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .base import Engine, EngineError, engine_class
 from .events import DEFAULT_ENGINES, ENGINE_IDS, ENGINES, Batch, Recorder
 from .limits import raise_soft_limit
-from .loadgen import LoadGen
 from .scenarios import DEFAULT_SCENARIO, Scenario, get_scenario
 from .settings import Settings
-from .slowclients import SlowClients
 from .source import STALL_S, EngineStatus, EventSource, ProcessInfo, SourceStatus
-from .upstream import Upstream
+
+if TYPE_CHECKING:  # imported where used: an engine process, which imports this module, needs none of them
+    from .loadgen import LoadGen
+    from .slowclients import SlowClients
+    from .upstream import Upstream
 
 STALL_NS = 50_000_000
 
@@ -104,6 +106,8 @@ class EngineHost(EventSource):
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> EngineHost:
+        from .upstream import Upstream  # imported here: see TYPE_CHECKING above
+
         raise_fd_limit()
         try:
             self.upstream = Upstream()
@@ -115,6 +119,9 @@ class EngineHost(EventSource):
         return self
 
     def _start_engines(self) -> None:
+        from .loadgen import LoadGen
+        from .slowclients import SlowClients
+
         self.run += 1
         for name in self.engine_names:
             port = self.base_port + ENGINE_IDS[name] if self.base_port else 0

@@ -11,6 +11,7 @@ from support import connect, fd_targets, fds_left_since, get, new_threads, read_
 from syncviz.engines.base import EngineError, engine_class, listen
 from syncviz.engines.events import Recorder
 from syncviz.engines.host import EngineHost
+from syncviz.engines.loadgen import new_load_loop
 from syncviz.engines.settings import Settings
 
 
@@ -52,6 +53,9 @@ def test_a_port_in_use_is_a_clear_error(engine_name: str) -> None:
 
 
 def test_a_whole_host_under_load_stops_clean() -> None:
+    # libuv opens one pipe per process the first time a uvloop loop starts (its signal lock, kept
+    # till exit): opened here first, or the test failed whenever it was the worker's first uvloop
+    new_load_loop().close()
     threads, fds = set(threading.enumerate()), fd_targets()
     host = EngineHost("mixed", clients=20).start()
     time.sleep(0.8)
