@@ -81,12 +81,14 @@ def test_an_ongoing_block_shows_as_it_happens(make_engine) -> None:
     client.start()
     time.sleep(0.2)
     now = now_ns()
-    ongoing = eng.take_blocks(now)
+    # the loop's own time (BUSY) may come first on a loaded machine (the OS held the loop's thread
+    # 32 ms before the request's sleep began, with 6 workers on 2 cores): the test is the blocked call
+    ongoing = [b for b in eng.take_blocks(now) if b[5] != BUSY]
     client.join()
     assert len(ongoing) == 1 and ongoing[0][4], ongoing
     assert now - 20e6 <= ongoing[0][0] + ongoing[0][1] <= now and ongoing[0][1] >= 100e6  # so far: to the last look
     assert ongoing[0][5].startswith("time.sleep ← ")
-    final = _finished(eng)
+    final = [b for b in _finished(eng) if b[5] != BUSY]
     assert len(final) == 1 and final[0][0] == ongoing[0][0] and final[0][1] >= 350e6, final
 
 
