@@ -145,26 +145,28 @@ def bare_server(model: str, cpus: tuple[int, ...]) -> Iterator[int]:
 
 
 def ceilings(engines: tuple[str, ...], reps: int, seconds: float, wrk: str) -> dict[str, Any]:
-    """Per engine: syncviz's and the bare server's req/s and their ratio over ``reps`` runs."""
+    """Per engine: syncviz's and the bare server's req/s and their ratio over ``reps`` runs, and the
+    same serve unrecorded (``--no-record``: no recording, no digest) against the bare server, so the
+    gap splits into the server's own path and the instrument's."""
     load_cpus = plan(engines).load
     rows: dict[str, dict[str, Any]] = {}
     restore_cpus()  # serve places its engines from the CPUs it may use
-    with serving(engines) as served, contextlib.ExitStack() as stack:
+    with serving(engines) as served, serving(engines, record=False) as unrecorded, contextlib.ExitStack() as stack:
         targets: dict[str, dict[str, Any]] = {}
         for name in engines:
             cpus = served[name]["cpus"] or plan(engines).engines[name]
             bare_port = stack.enter_context(bare_server(name, cpus)) if name in BARE else None
             same = answer(bare_port) == answer(served[name]["port"]) if bare_port else None
-            targets[name] = {"syncviz": served[name]["port"], "bare": bare_port}
-            rows[name] = {"cpus": cpus, "same_bytes": same, "syncviz": Spread(), "bare": Spread(), "ratio": Spread()}
-            rows[name]["errors"] = 0
+            targets[name] = {"syncviz": served[name]["port"], "bare": bare_port, "unrecorded": unrecorded[name]["port"]}
+            rows[name] = {"cpus": cpus, "same_bytes": same, "errors": 0}
+            rows[name] |= {key: Spread() for key in ("syncviz", "bare", "unrecorded", "ratio", "unrecorded_ratio")}
             for port in filter(None, targets[name].values()):
                 run_wrk(wrk, port, 1, load_cpus)  # warm-up, not counted
         for rep in range(reps):
             for name in engines:
-                sides = ("syncviz", "bare") if rep % 2 == 0 else ("bare", "syncviz")
+                sides = ("syncviz", "bare", "unrecorded")
                 got: dict[str, float | None] = {}
-                for side in sides:
+                for side in sides if rep % 2 == 0 else sides[::-1]:
                     port = targets[name][side]
                     if port is None:
                         got[side] = None
@@ -174,6 +176,7 @@ def ceilings(engines: tuple[str, ...], reps: int, seconds: float, wrk: str) -> d
                     rows[name]["errors"] += out["errors"]
                     rows[name][side].add(out["rps"])
                 rows[name]["ratio"].add(ratio(got["syncviz"], got["bare"]))
+                rows[name]["unrecorded_ratio"].add(ratio(got["unrecorded"], got["bare"]))
     return {"load_cpus": load_cpus, "connections": CONNECTIONS, "seconds": seconds, "engines": rows}
 
 
