@@ -4,7 +4,8 @@ A process plays one role, told by its first frame on stdin:
 
 * ``engine``: one engine server (threaded, asyncio or gevent) alone in its process, so its
   GIL, CPU, memory and crashes are its own;
-* ``load``: the load generator and the upstream service, outside every server's process.
+* ``load``: the load generator and the upstream service, outside every server's process
+  (:mod:`~syncviz.engines.proc_load`, imported only there).
 
 It pins itself to the CPUs it is given, reads commands on stdin, and writes its recorded
 batches on stdout ~30 times a second as :mod:`~syncviz.engines.wire` frames tagged with the
