@@ -304,7 +304,9 @@ class ChildHost(EventSource):
 
     def status(self) -> SourceStatus:
         out = SourceStatus("processes", restarting=self.restarting)
-        out.load = self.loadproc.sample if self.loadproc is not None else None
+        if self.loadproc is not None:
+            out.load = self.loadproc.sample
+            out.load_state, out.load_detail = self.loadproc.state(STALL_S)
         for name in self.engine_names:
             proc = self.procs.get(name)
             st = EngineStatus(
@@ -331,3 +333,8 @@ class ChildHost(EventSource):
                 if not proc.alive and proc.pid not in seen_dead and not self.restarting:
                     seen_dead.add(proc.pid)
                     self._info_changed = True
+                    if proc is self.loadproc:  # an engine's panel says it; the load has no panel
+                        self.errors.append(
+                            f"the load generator's process {proc.exit_detail()}: no requests are sent, the "
+                            "counters stop at its last; restart the scenario to start it again"
+                        )

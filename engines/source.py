@@ -61,6 +61,8 @@ class SourceStatus:
     engines: dict[str, EngineStatus] = field(default_factory=dict)
     restarting: bool = False
     load: ProcessInfo | None = None
+    load_state: State = "live"  # the load process's, as an engine's (``exited`` after a kill -9)
+    load_detail: str = ""
 
     @property
     def down(self) -> list[str]:

@@ -14,6 +14,8 @@ from support import wait_for
 from syncviz.engines.child import ChildHost
 from syncviz.engines.placement import SHORT_SLICE_NS, plan
 from syncviz.engines.stats import StreamStats
+from syncviz.tui.widgets.bars import health_label
+from syncviz.tui.widgets.perf import PerfMeter, perf_text
 
 
 def _done(child: ChildHost, stats: StreamStats, name: str) -> int:
@@ -66,6 +68,23 @@ def test_a_stopped_engine_is_shown_stalled_and_closing_leaves_nothing() -> None:
         child.close()
         assert time.monotonic() - t0 < 5
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_killed_load_process_is_said_and_comes_back_with_the_scenario() -> None:
+    """The load has no panel: its death is the status badge, the perf line and one notice, never
+    ``live`` over counters frozen at its last batch; restarting the scenario starts it again."""
+    with ChildHost(scenario="io-bound", engines=["threaded", "asyncio"], clients=5, io_ms=10) as child:
+        assert child.loadproc is not None
+        os.kill(child.loadproc.pid, signal.SIGKILL)
+        assert wait_for(lambda: child.status().load_state == "exited", timeout=3)
+        status = child.status()
+        assert "SIGKILL" in status.load_detail
+        assert "load exited" in health_label(status)[0] and "live" not in health_label(status)[0]
+        assert "load exited" in perf_text(PerfMeter(), status).plain
+        assert wait_for(lambda: any("load generator" in e and "SIGKILL" in e for e in child.errors), timeout=2)
+        child.set_scenario("io-bound")
+        assert wait_for(lambda: "● live" in health_label(child.status())[0], timeout=10)
+        assert child.status().load_state == "live" and child.loadproc.alive
 
 
 def test_process_metrics_come_from_the_processes() -> None:

@@ -21,6 +21,8 @@ def health_label(status: SourceStatus | None) -> tuple[str, str]:
         return " ● live ", "bold #1b1e28 on #009e73"
     exited = [n for n, e in status.engines.items() if e.state == "exited"]
     stalled = [n for n, e in status.engines.items() if e.state == "stalled"]
+    if status.load_state in ("exited", "stalled"):  # no requests are sent: the counters are its last
+        (exited if status.load_state == "exited" else stalled).append("load")
     if exited:
         return f" ✖ {', '.join(exited)} exited ", "bold #ffffff on #c0392b"
     if status.restarting:

@@ -70,7 +70,10 @@ def perf_text(meter: PerfMeter, status: SourceStatus | None) -> Text:
             proc = st.process
             t.append(f" · {name} ", KEY)
             t.append("—" if proc is None or proc.cpu_percent is None else f"{proc.cpu_percent:.0f}%", VALUE)
-        if status.load is not None and status.load.cpu_percent is not None:
+        if status.load_state == "exited":
+            t.append(" · load ", KEY)
+            t.append("exited", "bold #ff4d4d")
+        elif status.load is not None and status.load.cpu_percent is not None:
             t.append(" · load ", KEY)
             t.append(f"{status.load.cpu_percent:.0f}%", VALUE)
     t.append(" · ", KEY)
