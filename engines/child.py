@@ -335,6 +335,6 @@ class ChildHost(EventSource):
                     self._info_changed = True
                     if proc is self.loadproc:  # an engine's panel says it; the load has no panel
                         self.errors.append(
-                            f"the load generator's process {proc.exit_detail()}: no requests are sent, the "
-                            "counters stop at its last; restart the scenario to start it again"
+                            f"the load generator's process {proc.exit_detail()}: no requests are sent; "
+                            "restart the scenario to start it again"
                         )

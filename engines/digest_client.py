@@ -170,6 +170,11 @@ class ClientDigest:
             c = t // self.ns
             self.out_cols[c] = self.out_cols.get(c, 0) + 1
 
+    def gone(self) -> None:
+        """The clients are gone (their process died): none of their requests is outstanding."""
+        self._out.clear()
+        self.out_cols = {}
+
     def sent(self, t: int, rid: int) -> None:
         if rid in self._out:
             return

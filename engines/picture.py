@@ -128,6 +128,11 @@ class Picture:
         self._out = dict(rec["out"])
         self._merge_open_q()
 
+    def clients_gone(self) -> None:
+        """The load process died: no request of its clients waits unread any more."""
+        self._out = {}
+        self._merge_open_q()
+
     def _merge_open_q(self) -> None:
         """Queued now: what the server holds queued, plus what clients sent that it has not read yet."""
         q = dict(self._server_q)

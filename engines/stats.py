@@ -189,6 +189,15 @@ class EngineStats(BlockedCalls):
         if len(sizes) > SIZES_KEPT:
             del sizes[next(iter(sizes))]
 
+    def client_gone(self) -> None:
+        """The load process died: nothing its clients sent waits any more (the servers saw their
+        connections close), and they complete nothing; what they measured before stays."""
+        if self.client.get("outstanding") or self.client.get("rps"):
+            self.client = self.client | {"outstanding": 0, "rps": 0.0}
+        if self._local_client is not None:
+            self._local_client.gone()
+        self.picture.clients_gone()
+
     def set_zoom(self, ns_per_col: int) -> None:
         """The picture afresh at another zoom; local digests follow, remote ones are told by the source."""
         self.picture = Picture(max(1, ns_per_col))
@@ -295,6 +304,11 @@ class StreamStats:
     def set_zoom(self, ns_per_col: int) -> None:
         for e in self.engines:
             e.set_zoom(ns_per_col)
+
+    def client_gone(self) -> None:
+        """:meth:`EngineStats.client_gone` for every engine."""
+        for e in self.engines:
+            e.client_gone()
 
     def __getitem__(self, name: str) -> EngineStats:
         return self.engines[ENGINES.index(name)]

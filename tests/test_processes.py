@@ -73,10 +73,17 @@ def test_a_stopped_engine_is_shown_stalled_and_closing_leaves_nothing() -> None:
 def test_a_killed_load_process_is_said_and_comes_back_with_the_scenario() -> None:
     """The load has no panel: its death is the status badge, the perf line and one notice, never
     ``live`` over counters frozen at its last batch; restarting the scenario starts it again."""
-    with ChildHost(scenario="io-bound", engines=["threaded", "asyncio"], clients=5, io_ms=10) as child:
+    with ChildHost(scenario="io-bound", engines=["threaded", "asyncio"], clients=5, io_ms=200) as child:
         assert child.loadproc is not None
+        stats = StreamStats(names=["threaded", "asyncio"])
+        assert wait_for(lambda: stats.feed(child.drain()) or stats.counters()["asyncio"].in_flight == 5, timeout=5)
         os.kill(child.loadproc.pid, signal.SIGKILL)
         assert wait_for(lambda: child.status().load_state == "exited", timeout=3)
+        stats.feed(child.drain())
+        stats.client_gone()  # what the app does while the load is down: its clients' last figures wait no more
+        gone = lambda: stats.counters()["asyncio"]  # noqa: E731
+        assert wait_for(lambda: stats.feed(child.drain()) or (gone().in_flight, gone().rps) == (0, 0), timeout=4)
+        assert gone().queued == 0 and not stats["asyncio"].picture.open_q
         status = child.status()
         assert "SIGKILL" in status.load_detail
         assert "load exited" in health_label(status)[0] and "live" not in health_label(status)[0]

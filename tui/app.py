@@ -223,6 +223,8 @@ class SyncvizApp(RunControls, TimeControls, App[int]):
             self.notify(errors.popleft(), title="engines", severity="error", timeout=8)
         status = self.source.status()
         self.health = status
+        if status.load_state == "exited":  # its last counters said requests were waiting: none are now
+            self.board.stats.client_gone()
         for perf in self.query("#perf").results(PerfLine):  # none while the app shuts down
             if perf.has_class("-on"):
                 perf.show(self.perf, status)
