@@ -34,7 +34,7 @@ from .limits import require_fds
 from .placement import set_cpus
 from .scenarios import get_scenario
 from .settings import fmt_rate
-from .source import EventSource
+from .source import EventSource, RunBroken, what_died
 from .window import collect, measure_window, wait_for_traffic, window_results
 
 WARMUP_S = 1.0
@@ -96,6 +96,9 @@ def _measure(
         wait_for_traffic(host, engines, warm)
         collect(host, warm, warmup_s)
         w = measure_window(host, warm, seconds, counters=engines if not in_process and record else ())
+    died = what_died(w.status)
+    if died:  # the run's figures would be a half-run's, shown as a whole one's
+        raise RunBroken(f"{died} during the run: no figures from it")
     return window_results(w, scenario, engines, seconds, together)
 
 

@@ -70,6 +70,18 @@ class SourceStatus:
         return [n for n, e in self.engines.items() if e.state in ("exited", "stalled")]
 
 
+class RunBroken(Exception):
+    """A process of the run died while it was measured (``kill -9``, a crash); the message is one line."""
+
+
+def what_died(status: SourceStatus) -> str:
+    """The processes of a run that have exited, in words (empty: none)."""
+    gone = [f"the {name} engine's process {e.detail}" for name, e in status.engines.items() if e.state == "exited"]
+    if status.load_state == "exited":
+        gone.append(f"the load generator's process {status.load_detail}")
+    return "; ".join(gone)
+
+
 class EventSource(ABC):
     """Where a consumer gets batches from, and where it sends its commands."""
 

@@ -6,8 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 
+import psutil
 import pytest
+from support import wait_for
 from syncviz.engines.base import listen
 from syncviz.engines.settings import Settings, bound_rps, fmt_rate
 from syncviz.tui.cli import main
@@ -164,3 +167,31 @@ def test_a_memory_limit_too_low_is_one_line_and_exit_2() -> None:
     assert proc.returncode == 2, proc.stderr[-500:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "out of memory" in lines[0] and "ulimit -v" in lines[0], proc.stderr
+
+
+def test_a_process_killed_during_bench_gives_no_figures_one_line_and_exit_1() -> None:
+    """``kill -9`` of the load process mid-window: never a table from a half-run (it read 45% of the
+    bound as if measured), one line naming what died, exit 1 (not the user's input), nothing left."""
+    proc = subprocess.Popen(
+        [*SYNCVIZ, "bench", "--engines", "asyncio", "--seconds", "3", "--clients", "5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def load() -> psutil.Process | None:  # the host starts the load process first (it runs the upstream)
+            kids = psutil.Process(proc.pid).children()
+            return min(kids, key=lambda p: p.create_time()) if len(kids) >= 2 else None
+
+        assert wait_for(lambda: load() is not None and len(load().net_connections("tcp")) >= 5, timeout=30)
+        time.sleep(1.5)  # inside the window (after a 1 s warm-up)
+        load().kill()  # type: ignore[union-attr]
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "load generator's process killed by SIGKILL" in lines[0], err
+    assert "asyncio" not in out  # no table
+    assert wait_for(lambda: not psutil.Process(os.getpid()).children(recursive=True), timeout=5)

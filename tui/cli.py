@@ -21,6 +21,7 @@ from syncviz.engines.limits import FdLimitError
 from syncviz.engines.recording_format import RecordingError
 from syncviz.engines.scenarios import DEFAULT_SCENARIO, SCENARIOS
 from syncviz.engines.settings import SettingsError
+from syncviz.engines.source import RunBroken
 from syncviz.tui.cli_args import UsageError, build_parser, engines_arg, knob_overrides
 
 
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, SettingsError, EngineError, RecordingError) as exc:
         print(f"syncviz: error: {exc}", file=sys.stderr)
         return 2
+    except RunBroken as exc:  # not the user's input: what the run met (exit 1)
+        print(f"syncviz: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except (MemoryError, RuntimeError) as exc:  # `ulimit -v` too small: no memory, or no stack for a thread
