@@ -224,6 +224,7 @@ class SyncvizApp(RunControls, TimeControls, App[int]):
         status = self.source.status()
         self.health = status
         if status.load_state == "exited":  # its last counters said requests were waiting: none are now
+            # (at every check, not once: batches it sent before it died may still be taken after)
             self.board.stats.client_gone()
         for perf in self.query("#perf").results(PerfLine):  # none while the app shuts down
             if perf.has_class("-on"):
