@@ -128,6 +128,11 @@ class Picture:
         self._out = dict(rec["out"])
         self._merge_open_q()
 
+    def server_gone(self) -> None:
+        """The engine's process died: it holds no lane and no request waits in it any more."""
+        self.held, self.open_r, self._server_q = [], {}, {}
+        self._merge_open_q()
+
     def clients_gone(self) -> None:
         """The load process died: no request of its clients waits unread any more."""
         self._out = {}

@@ -28,7 +28,7 @@ from .picture import Picture, RequestTrack
 from .registry import engine_spec
 from .request import EXTERNAL_IDS_START
 
-RUNNING, BLOCKED, READY, QUEUED = Phase.RUNNING, Phase.BLOCKED, Phase.READY, Phase.QUEUED
+RUNNING, BLOCKED, READY, QUEUED, FAILED = Phase.RUNNING, Phase.BLOCKED, Phase.READY, Phase.QUEUED, Phase.FAILED
 _HOLDING = (RUNNING, BLOCKED, Phase.READING)  # READING holds a worker only on a lane (a pool thread in recv)
 DEFAULT_NS_PER_COL = 10_000_000
 COUNTERS_EVERY_NS = 200_000_000  # digests send their counters this often (the picture every batch)
@@ -188,6 +188,15 @@ class EngineStats(BlockedCalls):
         sizes[rid] = (bytes_in, bytes_out)
         if len(sizes) > SIZES_KEPT:
             del sizes[next(iter(sizes))]
+
+    def server_gone(self) -> None:
+        """The engine's process died: it holds no worker and no request waits in it, so the picture
+        draws none from now (its counters stay its last, which its panel says they are); the rows'
+        requests it held end FAILED at the last moment it reported (they died with it)."""
+        self._local_server = None  # a raw stream's digest (bench, in-process) would draw its last again
+        for rid, track in list(self.inflight.items()):
+            self.transition(max(self._last_t, track.end_ns), rid, -1, FAILED)
+        self.picture.server_gone()
 
     def client_gone(self) -> None:
         """The load process died: nothing its clients sent waits any more (the servers saw their

@@ -12,6 +12,7 @@ import psutil
 import pytest
 from support import wait_for
 from syncviz.engines.child import ChildHost
+from syncviz.engines.events import Phase
 from syncviz.engines.placement import SHORT_SLICE_NS, plan
 from syncviz.engines.stats import StreamStats
 from syncviz.tui.widgets.bars import health_label
@@ -92,6 +93,28 @@ def test_a_killed_load_process_is_said_and_comes_back_with_the_scenario() -> Non
         child.set_scenario("io-bound")
         assert wait_for(lambda: "● live" in health_label(child.status())[0], timeout=10)
         assert child.status().load_state == "live" and child.loadproc.alive
+
+
+def test_a_killed_engine_holds_nothing_on_its_panel() -> None:
+    """An exited engine's picture held its pool's workers: none are held once it is down (the app's
+    Board.drop_dead at every health check), its rows' requests end FAILED, and its counters stay its
+    last (the panel says "last figures before it went down")."""
+    with ChildHost(scenario="io-bound", engines=["threaded", "asyncio"], clients=5, io_ms=300) as child:
+        stats = StreamStats(names=["threaded", "asyncio"])
+        threaded = lambda: stats.counters()["threaded"]  # noqa: E731
+        assert wait_for(lambda: stats.feed(child.drain()) or threaded().busy >= 3, timeout=5)  # 5 clients, pool 8
+        os.kill(child.procs["threaded"].pid, signal.SIGKILL)
+        assert wait_for(lambda: child.status().engines["threaded"].state == "exited", timeout=3)
+        stats.feed(child.drain())
+        held, last = list(stats["threaded"].inflight), threaded()
+        assert stats["threaded"].picture.held
+        stats["threaded"].server_gone()
+        assert not stats["threaded"].picture.held and not stats["threaded"].inflight
+        assert not stats["threaded"].picture.open_q and not stats["threaded"].picture.open_r
+        assert (threaded().in_flight, threaded().busy) == (last.in_flight, last.busy)
+        ended = {t.rid: t.phase for t in stats["threaded"].recent}
+        assert held and all(ended[rid] == Phase.FAILED for rid in held)
+        assert stats.counters()["asyncio"].in_flight == 5  # the other engine's figures are its own
 
 
 def test_process_metrics_come_from_the_processes() -> None:

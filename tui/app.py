@@ -223,9 +223,7 @@ class SyncvizApp(RunControls, TimeControls, App[int]):
             self.notify(errors.popleft(), title="engines", severity="error", timeout=8)
         status = self.source.status()
         self.health = status
-        if status.load_state == "exited":  # its last counters said requests were waiting: none are now
-            # (at every check, not once: batches it sent before it died may still be taken after)
-            self.board.stats.client_gone()
+        self.board.drop_dead(status)  # an exited process's last counters said requests were in flight
         for perf in self.query("#perf").results(PerfLine):  # none while the app shuts down
             if perf.has_class("-on"):
                 perf.show(self.perf, status)

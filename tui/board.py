@@ -15,6 +15,7 @@ from syncviz.engines.events import DEFAULT_ENGINES, Batch
 from syncviz.engines.registry import engine_spec
 from syncviz.engines.scenarios import DEFAULT_SCENARIO, SCENARIOS, io_line
 from syncviz.engines.settings import Settings, bound_rps
+from syncviz.engines.source import SourceStatus
 from syncviz.engines.stats import Counters, StreamStats
 from syncviz.tui.history import History
 from syncviz.tui.lanes import LaneModel
@@ -148,6 +149,17 @@ class Board:
         live verdicts and the tape read these, and an engine not running has nothing to say."""
         engines = self.engines
         return {name: counters[name] for name in engines if name in counters}
+
+    def drop_dead(self, status: SourceStatus) -> None:
+        """What a dead process held is held no more: an exited engine's workers, queue and rows'
+        requests (its counters stay its last: its panel says so), an exited load's clients' requests.
+        Called at every health check, not once: batches a process sent before it died may still be
+        taken after."""
+        for name, st in status.engines.items():
+            if st.state == "exited" and name in self.stats.names:
+                self.stats[name].server_gone()
+        if status.load_state == "exited":
+            self.stats.client_gone()
 
     def set_rows(self, engine: str, rows: int) -> None:
         self._rows_wanted[engine] = rows
