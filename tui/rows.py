@@ -191,12 +191,18 @@ class RequestRows:
         if done is None or done.ns != ns:
             done = self._done[index] = _DoneRow(ns)
         row = self.rows[index]
-        live = []
-        for track in row:
+        # Only a row's last request can be in flight (a request is seated behind a finished one),
+        # and the finished ones before the newest laid out are laid out: read the row from its end.
+        live, new, rids = [], [], done.rids
+        for track in reversed(row):
             if track.phase not in TERMINAL:
                 live.append(track)
-            elif track.rid not in done.rids:
-                done.add(track, ns, floor)
+            elif track.rid in rids:
+                break
+            else:
+                new.append(track)
+        for track in reversed(new):
+            done.add(track, ns, floor)
         done.live = live
         if len(done.rids) > 2 * len(row) + 16:  # forget what the row no longer holds
             done.forget({t.rid for t in row})
