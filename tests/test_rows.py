@@ -47,3 +47,26 @@ def test_a_row_shows_done_failed_and_in_flight_requests_in_their_columns() -> No
     assert cells[col(50)] != " " and line.styles[GUTTER + col(50)] == Phase.RUNNING  # in flight, up to now
     assert "#3" in cells  # the in-flight request's number, on its run
     assert len(line.chars) == len(line.styles) == GUTTER + 60
+
+
+def test_a_row_drawn_frame_after_frame_matches_one_drawn_once() -> None:
+    """The laid-out finished requests (read from the row's end, labels found by bisection) give what a
+    fresh row gives at every frame, as requests finish between frames and one older than the others
+    is seated last (laid out to the left of what is laid, its label sorted in)."""
+    tracks = [track(10 + i, [(i * 30, Phase.QUEUED), (i * 30 + 5, Phase.RUNNING)], Phase.DONE) for i in range(12)]
+    late = track(99, [(171, Phase.RUNNING)], Phase.FAILED)  # between two others, seated after both
+    kept = RequestRows(SimpleNamespace(inflight={}), rows=1)  # type: ignore[arg-type]
+    row, seen = kept.rows[0], set()
+    for frame in range(4, 13):
+        now = T0 + frame * 30 * NS
+        row.extend(t for t in tracks if t.steps[-1][0] <= now and t not in row)  # finished by now
+        if frame == 9:
+            row.append(late)
+        fresh = RequestRows(SimpleNamespace(inflight={}), rows=1)  # type: ignore[arg-type]
+        fresh.rows[0].extend(row)
+        first = now // NS - 119
+        a, b = kept.cells(0, first, 120, NS, now), fresh.cells(0, first, 120, NS, now)
+        assert a.phases == b.phases and a.failed == b.failed
+        assert sorted(a.labels) == sorted(b.labels) and a.labels
+        seen |= {rid for _, _, rid in a.labels if a.failed}
+    assert 99 in seen  # the late one was drawn, its failure with it

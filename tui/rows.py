@@ -10,9 +10,11 @@ Placement happens as batches arrive (not per frame), so a replay draws the same 
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 
 from syncviz.engines.events import TERMINAL, Phase
 from syncviz.engines.picture import RequestTrack
@@ -21,6 +23,7 @@ from syncviz.engines.stats import EngineStats
 
 NPHASES = len(Phase)
 MAX_ROWS = 64
+_END_COL = itemgetter(1)  # a label's (c0, c1, rid) last column
 _NONE = array("b", [-1])  # a column without a phase, to repeat
 
 
@@ -42,7 +45,7 @@ class _DoneRow:
         self.ns = ns
         self.start = 0
         self.phases = array("b")  # signed bytes (-1 none): 1/8 of a list's size, no int objects
-        self.labels: list[tuple[int, int, int]] = []  # (c0, c1, rid), absolute columns
+        self.labels: list[tuple[int, int, int]] = []  # (c0, c1, rid), absolute columns, by c1
         self.failed: list[int] = []  # absolute columns of FAILED ends (a DONE end draws nothing of its own)
         self.rids: set[int] = set()
         self.live: list[RequestTrack] = []
@@ -66,7 +69,11 @@ class _DoneRow:
         for i, ph in enumerate(cells):  # only where it has a phase: never blank out a neighbour
             if ph >= 0:
                 self.phases[a + i] = ph
-        self.labels.append((steps[0][0] // ns, end // ns, track.rid))
+        label = (steps[0][0] // ns, end // ns, track.rid)
+        if self.labels and label[1] < self.labels[-1][1]:
+            insort(self.labels, label, key=_END_COL)  # seated late: kept in order of their last column
+        else:
+            self.labels.append(label)
         if track.phase == Phase.FAILED:
             self.failed.append(end // ns)
         keep = 4096  # columns kept to the left of the newest request
@@ -167,11 +174,13 @@ class RequestRows:
             if b > a:
                 phases[a - first_col : b - first_col] = base[a - abs0 : b - abs0]
         last_col = first_col + cols
-        labels = [
-            (max(0, c0 - first_col), min(cols - 1, c1 - first_col), rid)
-            for c0, c1, rid in done.labels
-            if c1 >= first_col and c0 < last_col
-        ]
+        labels = []
+        laid = done.labels  # by last column; a row's requests do not overlap, so by first column too
+        for i in range(bisect_left(laid, first_col, key=_END_COL), len(laid)):
+            c0, c1, rid = laid[i]
+            if c0 >= last_col:
+                break
+            labels.append((max(0, c0 - first_col), min(cols - 1, c1 - first_col), rid))
         failed = [c - first_col for c in done.failed if first_col <= c < last_col]
         first_ns = first_col * ns
         for track in done.live:
