@@ -29,6 +29,32 @@ if TYPE_CHECKING:  # imported where used: an engine process, which imports this 
 STALL_NS = 50_000_000
 
 
+class Clients:
+    """The load generator and its slow clients, as a host or the load process runs them: one stop
+    order (the slow clients first: they share no state, the load generator's stop flushes) and one
+    way to apply new settings to both."""
+
+    loadgen: LoadGen | None = None
+    slowclients: SlowClients | None = None
+
+    def stop_clients(self) -> bool:
+        """Stop the slow clients, then the load generator; whether a load generator was running."""
+        if self.slowclients is not None:
+            self.slowclients.stop()
+            self.slowclients = None
+        if self.loadgen is None:
+            return False
+        self.loadgen.stop()
+        self.loadgen = None
+        return True
+
+    def apply_clients(self, settings: Settings) -> None:
+        if self.loadgen is not None:
+            self.loadgen.apply(settings)
+        if self.slowclients is not None:
+            self.slowclients.apply(settings)
+
+
 def sample_stalls(batch: Batch, engines: Iterable[Engine]) -> int:
     """Add each stalled loop's lag so far to ``batch`` (its ticker cannot report until the stall
     ends, so a blocked loop would show only afterwards); returns the longest, in ns."""
@@ -73,7 +99,7 @@ def raise_fd_limit() -> None:
     raise_soft_limit()
 
 
-class EngineHost(EventSource):
+class EngineHost(Clients, EventSource):
     """Runs the chosen engines under one scenario; everything in this process."""
 
     def __init__(
@@ -98,8 +124,6 @@ class EngineHost(EventSource):
         self.settings = self.scenario.settings.with_changes(**overrides)
         self.engines: dict[str, Engine] = {}
         self.upstream: Upstream | None = None
-        self.loadgen: LoadGen | None = None
-        self.slowclients: SlowClients | None = None
         self.run = 0  # how many times the engines have started: a consumer starts afresh when it changes
         self.errors: deque[str] = deque(maxlen=20)
         self._info_changed = True
@@ -143,12 +167,7 @@ class EngineHost(EventSource):
         self._info_changed = True
 
     def _stop_engines(self) -> None:
-        if self.slowclients is not None:
-            self.slowclients.stop()
-            self.slowclients = None
-        if self.loadgen is not None:
-            self.loadgen.stop()
-            self.loadgen = None
+        self.stop_clients()
         for engine in self.engines.values():
             engine.stop()
         self.engines.clear()
@@ -171,10 +190,7 @@ class EngineHost(EventSource):
         self.settings = settings
         for engine in self.engines.values():
             engine.apply(settings)
-        if self.loadgen is not None:
-            self.loadgen.apply(settings)
-        if self.slowclients is not None:
-            self.slowclients.apply(settings)
+        self.apply_clients(settings)
         self._info_changed = True
 
     def set_scenario(self, name: str, **overrides: Any) -> None:

@@ -13,6 +13,7 @@ from typing import Any, BinaryIO
 
 from .digest_client import ClientDigest
 from .events import ENGINE_IDS, Phase
+from .host import Clients
 from .loadgen import LoadGen
 from .proc import _Role, _settings, _View
 from .request import EXTERNAL_IDS_START
@@ -21,7 +22,7 @@ from .upstream import Upstream
 from .wire import batch_to_wire
 
 
-class LoadRole(_Role):
+class LoadRole(Clients, _Role):
     """The load generator, its slow clients and the upstream. With ``stream: digest`` what its
     clients saw is digested here (:class:`~syncviz.engines.digest_client.ClientDigest`, one per engine)."""
 
@@ -29,8 +30,6 @@ class LoadRole(_Role):
         super().__init__(out, bool(start.get("record", True)))
         self.view = _View(start)
         self.digests: dict[int, ClientDigest] = {}
-        self.loadgen: LoadGen | None = None
-        self.slowclients: SlowClients | None = None
         self.upstream = Upstream()
         port = self.upstream.start()
         self.send("started", {"upstream_port": port, "pid": os.getpid(), "run": 0})
@@ -51,10 +50,8 @@ class LoadRole(_Role):
                 digest.set_zoom(self.view.ns)
         elif kind == "halt":
             self._halt()
-        elif kind == "apply" and self.loadgen is not None:
-            self.loadgen.apply(_settings(payload))
-            if self.slowclients is not None:
-                self.slowclients.apply(_settings(payload))
+        elif kind == "apply":
+            self.apply_clients(_settings(payload))
 
     def drain(self) -> dict[str, Any]:
         batch = self.recorder.drain()
@@ -74,12 +71,7 @@ class LoadRole(_Role):
         return batch_to_wire(batch, self.run)
 
     def _halt(self) -> None:
-        if self.slowclients is not None:
-            self.slowclients.stop()
-            self.slowclients = None
-        if self.loadgen is not None:
-            self.loadgen.stop()
-            self.loadgen = None
+        if self.stop_clients():
             self.flush()
         self.recorder.clear()
 
