@@ -237,6 +237,22 @@ async def test_perf_line_shows_frames_cpu_and_stream_events() -> None:
         assert not perf.has_class("-on")
 
 
+def test_the_perf_meter_keeps_one_second_whether_shown_or_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames and events older than the meter's second go as new ones come, the line off (never sampled)."""
+    from syncviz.tui.widgets import perf as perf_module
+
+    clock = [100.0]
+    monkeypatch.setattr(perf_module.time, "monotonic", lambda: clock[0])
+    meter = perf_module.PerfMeter()
+    for _ in range(3_000):  # 100 s at 30 frames a second, one batch of events a frame
+        clock[0] += 1 / 30
+        meter.frame()
+        meter.events(40)
+    assert len(meter._frames) <= 31 and len(meter._events) <= 31
+    fps, _ms, _cpu, events = meter.sample()
+    assert 29 <= fps <= 31 and 1_160 <= events <= 1_240
+
+
 async def test_the_palette_swaps_a_panels_engine_for_another_model() -> None:
     source = ChildHost(stream="digest", clients=10, io_ms=20).start()
     app = SyncvizApp(source, live=False, start_info=source.info())

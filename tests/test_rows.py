@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 from syncviz.engines.events import Phase
 from syncviz.engines.picture import RequestTrack
+from syncviz.tui import rows as rows_module
 from syncviz.tui.phases import GLYPHS
 from syncviz.tui.rows import RequestRows
 from syncviz.tui.widgets.timeline_lines import GUTTER, row_line
@@ -49,15 +51,17 @@ def test_a_row_shows_done_failed_and_in_flight_requests_in_their_columns() -> No
     assert len(line.chars) == len(line.styles) == GUTTER + 60
 
 
-def test_a_row_drawn_frame_after_frame_matches_one_drawn_once() -> None:
+def test_a_row_drawn_frame_after_frame_matches_one_drawn_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """The laid-out finished requests (read from the row's end, labels found by bisection) give what a
     fresh row gives at every frame, as requests finish between frames and one older than the others
-    is seated last (laid out to the left of what is laid, its label sorted in)."""
-    tracks = [track(10 + i, [(i * 30, Phase.QUEUED), (i * 30 + 5, Phase.RUNNING)], Phase.DONE) for i in range(12)]
+    is seated last (laid out to the left of what is laid, its label sorted in), and long enough
+    that the kept row drops its older columns (twice the window's width kept) on the way."""
+    monkeypatch.setattr(rows_module, "KEEP_COLS", 100)  # the window's 120 columns: 240 kept
+    tracks = [track(10 + i, [(i * 30, Phase.QUEUED), (i * 30 + 5, Phase.RUNNING)], Phase.DONE) for i in range(40)]
     late = track(99, [(171, Phase.RUNNING)], Phase.FAILED)  # between two others, seated after both
     kept = RequestRows(SimpleNamespace(inflight={}), rows=1)  # type: ignore[arg-type]
     row, seen = kept.rows[0], set()
-    for frame in range(4, 13):
+    for frame in range(4, 41):
         now = T0 + frame * 30 * NS
         row.extend(t for t in tracks if t.steps[-1][0] <= now and t not in row)  # finished by now
         if frame == 9:
@@ -70,3 +74,4 @@ def test_a_row_drawn_frame_after_frame_matches_one_drawn_once() -> None:
         assert sorted(a.labels) == sorted(b.labels) and a.labels
         seen |= {rid for _, _, rid in a.labels if a.failed}
     assert 99 in seen  # the late one was drawn, its failure with it
+    assert kept._done[0].start > T0 // NS  # columns were dropped from the row's left

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from syncviz.engines.recording import read_recording
-from syncviz.tui import entries as entries_module
 from syncviz.tui import sides as sides_module
 from syncviz.tui.entries import Entries, Entry
 from syncviz.tui.sides import SERVERS_CODEC, Side
@@ -25,7 +24,7 @@ def as_json(entry: Entry) -> object:
 
 
 def test_entries_read_back_in_order_across_packing_dropping_and_compaction(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(entries_module, "COMPACT_AT", 7)
+    monkeypatch.setattr(sides_module, "COMPACT_AT", 7)
     entries, mirror = Entries(), []
     infos = [{"scenario": "io-bound"}, {"scenario": "blocking"}]
     spills = [Spill(0), Spill(1)]
@@ -42,6 +41,7 @@ def test_entries_read_back_in_order_across_packing_dropping_and_compaction(monke
         got = [(e.t_ns, e.items, e.info, e.ns_per_col) for e in entries]
         assert got == [m[:4] for m in mirror] and len(entries) == len(mirror)
     assert entries.packed_count > 20 and any(e.spill is None for e in entries if e.hot is None)
+    assert entries._base > 0  # the columns were moved down on the way
     assert [as_json(e) for e in entries] == [m[4] for m in mirror]
     times = [m[0] for m in mirror]
     for t in (times[0] - 1, times[0], times[len(times) // 2], times[-1], times[-1] + 1):

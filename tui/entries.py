@@ -25,11 +25,11 @@ from typing import Any
 from syncviz.engines.events import Batch
 from syncviz.engines.recording import RecordingError, one_line
 from syncviz.engines.wire import batch_to_wire, decode_batch
+from syncviz.tui.sides import compact_due
 from syncviz.tui.spill import Spill
 
 OBJECT_BYTES = 240  # memory per stream record kept as objects (measured: io-bound, digest stream)
 IN_MEMORY = -1  # the file column of a row packed in memory
-COMPACT_AT = 4096  # rows dropped from the front of the columns before they are moved down
 
 
 @dataclass(slots=True)
@@ -240,7 +240,7 @@ class Entries:
         while len(self._info_rows) > 1 and self._info_rows[1] <= row + 1:
             del self._info_rows[0], self._infos[0]
         self._head += 1
-        if self._head >= COMPACT_AT and self._head * 2 >= len(self._cols[0]):
+        if compact_due(self._head, len(self._cols[0])):
             for col in self._cols:
                 del col[: self._head]
             self._base += self._head

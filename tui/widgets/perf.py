@@ -23,7 +23,12 @@ WINDOW_S = 1.0
 
 
 class PerfMeter:
-    """Frames, CPU and stream events over the last second (fed by the app)."""
+    """Frames, CPU and stream events over the last second (fed by the app).
+
+    What is older than the second goes as new things come, whether the line is shown or not
+    (trimmed only when shown, its two queues grew by ~4 KB a second while it was off: +2.3 MB over
+    nine minutes of the app, the largest share of its growth).
+    """
 
     def __init__(self) -> None:
         self._frames: deque[float] = deque()
@@ -31,11 +36,19 @@ class PerfMeter:
         self._cpu: deque[tuple[float, float]] = deque([(time.monotonic(), time.process_time())])
 
     def frame(self) -> None:
-        self._frames.append(time.monotonic())
+        now = time.monotonic()
+        frames = self._frames
+        frames.append(now)
+        while frames[0] < now - WINDOW_S:
+            frames.popleft()
 
     def events(self, n: int) -> None:
         if n:
-            self._events.append((time.monotonic(), n))
+            now = time.monotonic()
+            events = self._events
+            events.append((now, n))
+            while events[0][0] < now - WINDOW_S:
+                events.popleft()
 
     def sample(self) -> tuple[float, float | None, float | None, float]:
         """(fps, ms of process CPU per frame, process CPU % of one core, events/s)."""
