@@ -88,6 +88,15 @@ def test_a_port_in_use_is_one_line_and_exit_2() -> None:
         taken.close()
 
 
+def test_version_is_one_line_and_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"syncviz {metadata.version('syncviz')}\n"
+
+
 def test_scenarios_lists_every_scenario() -> None:
     proc = syncviz("scenarios")
     assert proc.returncode == 0

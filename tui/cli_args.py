@@ -9,6 +9,7 @@ argparse cannot make are here too: the knobs against the Settings ranges
 from __future__ import annotations
 
 import argparse
+from importlib import metadata
 from typing import Any, NoReturn
 
 from syncviz.engines.events import DEFAULT_ENGINES, ENGINES
@@ -78,8 +79,17 @@ def _add_network(p: argparse.ArgumentParser, default_port: int = 0) -> None:
     )
 
 
+def _version() -> str:
+    """The installed distribution's version (``unknown`` when run from a tree not installed)."""
+    try:
+        return metadata.version("syncviz")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="syncviz", description="Watch threaded, asyncio and gevent servers schedule real requests.")
+    p.add_argument("--version", action="version", version=f"syncviz {_version()}")
     p.add_argument(
         "--scenario",
         default=DEFAULT_SCENARIO,
