@@ -37,27 +37,26 @@ class PerfMeter:
 
     def frame(self) -> None:
         now = time.monotonic()
-        frames = self._frames
-        frames.append(now)
-        while frames[0] < now - WINDOW_S:
-            frames.popleft()
+        self._frames.append(now)
+        self._drop_older(now)
 
     def events(self, n: int) -> None:
         if n:
             now = time.monotonic()
-            events = self._events
-            events.append((now, n))
-            while events[0][0] < now - WINDOW_S:
-                events.popleft()
+            self._events.append((now, n))
+            self._drop_older(now)
 
-    def sample(self) -> tuple[float, float | None, float | None, float]:
-        """(fps, ms of process CPU per frame, process CPU % of one core, events/s)."""
-        now = time.monotonic()
+    def _drop_older(self, now: float) -> None:
         start = now - WINDOW_S
         while self._frames and self._frames[0] < start:
             self._frames.popleft()
         while self._events and self._events[0][0] < start:
             self._events.popleft()
+
+    def sample(self) -> tuple[float, float | None, float | None, float]:
+        """(fps, ms of process CPU per frame, process CPU % of one core, events/s)."""
+        now = time.monotonic()
+        self._drop_older(now)
         self._cpu.append((now, time.process_time()))
         while len(self._cpu) > 2 and self._cpu[1][0] <= now - WINDOW_S:
             self._cpu.popleft()
