@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -201,17 +200,15 @@ def test_the_engine_processes_carry_the_rows_sizes(mode: str) -> None:
         finished = [t for t in eng.recent if t.phase == Phase.DONE]
         return finished, [eng.sizes.get(t.rid) for t in finished]
 
-    def enough() -> bool:  # the last few may still come
+    def fed_enough() -> bool:  # the last few may still come
+        stats.feed(child.drain())
         return all(
             len(f) > 20 and sum(s is not None for s in shown) >= 0.9 * len(f)
             for f, shown in map(finished_and_shown, ("asyncio", "threaded"))
         )
 
     with ChildHost(scenario="io-bound", engines=["asyncio", "threaded"], stream=mode, clients=10, io_ms=10) as child:
-        end = time.monotonic() + 10.0  # a loaded machine's bound; ~0.5 s otherwise
-        while time.monotonic() < end and not enough():
-            time.sleep(0.1)
-            stats.feed(child.drain())
+        wait_for(fed_enough, timeout=10.0)  # ~0.5 s; the bound is a loaded machine's
     for name in ("asyncio", "threaded"):
         finished, shown = finished_and_shown(name)
         assert len(finished) > 20, name
