@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from support import laid_out
 from syncviz.engines.claims import CLAIM_LIST, CLAIMS
 from syncviz.engines.claims.live import scene_settings
 from syncviz.engines.events import ENGINE_IDS, Batch
@@ -127,12 +128,8 @@ def test_help_links_the_scenario_to_its_claims() -> None:
 
 def test_first_scene_snapshot(snap_compare) -> None:
     async def settle(pilot) -> None:
-        app: PresenterApp = pilot.app
-        await pilot.pause()
-        app.draw(force=True)
-        while not app.source.finished:  # type: ignore[attr-defined]
-            app.pump()
-        app.draw(force=True)
+        await laid_out(pilot)  # the first frame sizes the request rows: drawn early, it had fewer
+        pilot.app.play_to_end()
         await pilot.pause()
 
     app = PresenterApp(Replay.from_file(DATA / "io-bound.rec.gz"), live=False)
