@@ -13,14 +13,14 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
-import os
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from .events import Batch
+from .output import OutputFile
 from .recording_format import COMPRESSLEVEL, FORMAT, VERSION, RecordingError, _encode, check_info, one_line
 from .recording_reader import read_recording as read_recording  # re-exported: many tests read recordings from here
 from .replay import Replay as Replay  # re-exported: the app and many tests play recordings from here
@@ -29,7 +29,8 @@ from .wire import batch_to_wire
 
 
 class RecordingWriter:
-    """Writes one recording: to a hidden file beside ``path``, moved into place by :meth:`finish`.
+    """Writes one recording: to a hidden file beside ``path``, moved into place by :meth:`finish`
+    (a device or pipe, ``/dev/null``, is written in place: :class:`~syncviz.engines.output.OutputFile`).
 
     Opening fails at once (:class:`RecordingError`) when ``path`` cannot be written, before
     anything is recorded; a run that fails or is abandoned leaves no file behind, and never
@@ -38,14 +39,11 @@ class RecordingWriter:
 
     def __init__(self, path: str | Path, compresslevel: int = COMPRESSLEVEL) -> None:
         self.path = Path(path)
-        if self.path.is_dir():
-            raise RecordingError(f"cannot write recording {path}: it is a directory")
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
         try:
-            self._raw: IO[bytes] | None = open(self._tmp, "wb")  # noqa: SIM115 (closed by finish/abort)
+            self._out: OutputFile | None = OutputFile(self.path)
         except OSError as exc:
             raise RecordingError(f"cannot write recording {path}: {one_line(exc.strerror or exc)}") from None
-        self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, compresslevel=compresslevel, mtime=0)
+        self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._out.stream, compresslevel=compresslevel, mtime=0)
         self.count = 0
         self._run = 0
         self._started = False
@@ -81,10 +79,9 @@ class RecordingWriter:
         self._put({"end": True, "batches": self.count})
         try:
             self._gz.close()
-            assert self._raw is not None
-            self._raw.close()
-            self._raw = None
-            os.replace(self._tmp, self.path)
+            assert self._out is not None
+            self._out.commit()
+            self._out = None
         except OSError as exc:
             self.abort()
             raise RecordingError(f"cannot write recording {self.path}: {one_line(exc.strerror or exc)}") from None
@@ -92,12 +89,11 @@ class RecordingWriter:
 
     def abort(self) -> None:
         """Close and remove the unfinished file (nothing at ``path`` changes)."""
-        if self._raw is not None:
+        if self._out is not None:
             with contextlib.suppress(OSError):
                 self._gz.close()
-            self._raw.close()
-            self._raw = None
-        self._tmp.unlink(missing_ok=True)
+            self._out.discard()
+            self._out = None
 
     def _put(self, record: object) -> None:
         try:
@@ -111,7 +107,7 @@ class RecordingWriter:
         return self
 
     def __exit__(self, kind: object, *exc: object) -> None:
-        if self._raw is not None:
+        if self._out is not None:
             self.abort()
 
 

@@ -11,16 +11,14 @@ the line is exactly one JSON object (:func:`json_line`).
 :func:`run_serve` is the whole command: a port in use is a :class:`PortInUse` before anything
 is left running; SIGINT, SIGTERM and SIGHUP stop it cleanly (every process gone, the ports
 free) with exit status 0, as a server asked to stop exits; a closed stdout (``| head -3``) is
-a clean exit too. Nothing here imports textual or rich.
+a clean exit too, a full one (``> /dev/full``) one line and exit 1. Nothing here imports textual or rich.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import ipaddress
 import json
-import os
 import signal
 import socket
 import sys
@@ -34,6 +32,7 @@ from typing import Any, TextIO
 from .base import EngineError
 from .child import ChildHost
 from .events import DEFAULT_ENGINES, ENGINE_IDS
+from .output import READER_GONE, silence_stdout
 from .placement import set_cpus
 from .served import ServedRate
 from .source import EventSource, SourceStatus
@@ -276,14 +275,6 @@ class StopSignals:
         self._saved.clear()
 
 
-def _silence_stdout() -> None:
-    """The reader of stdout has gone (``| head``): send what is left nowhere, without an error at exit."""
-    with contextlib.suppress(OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-
-
 def run_serve(
     scenario: str,
     *,
@@ -329,5 +320,9 @@ def run_serve(
         finally:
             source.close(CLOSE_TIMEOUT_S)
     if gone and out is sys.stdout:
-        _silence_stdout()
+        silence_stdout()
+    failed = [exc for exc in gone if exc.errno not in READER_GONE]
+    if failed:  # not a reader that left: the lines could not be written (a full disk)
+        say(f"syncviz: error: cannot write the status lines: {failed[0].strerror or failed[0]}", err)
+        return 1
     return 0

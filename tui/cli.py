@@ -18,6 +18,7 @@ from typing import Any
 from syncviz.engines.base import EngineError
 from syncviz.engines.events import DEFAULT_ENGINES
 from syncviz.engines.limits import FdLimitError
+from syncviz.engines.output import READER_GONE, GuardedStdout, StdoutError, silence_stdout
 from syncviz.engines.recording_format import RecordingError
 from syncviz.engines.scenarios import DEFAULT_SCENARIO, SCENARIOS
 from syncviz.engines.settings import SettingsError
@@ -26,9 +27,22 @@ from syncviz.tui.cli_args import UsageError, build_parser, engines_arg, knob_ove
 
 
 def main(argv: list[str] | None = None) -> int:
+    stdout = sys.stdout
     try:
+        sys.stdout = GuardedStdout(stdout)  # type: ignore[assignment]
         args = build_parser().parse_args(argv)
-        return _dispatch(args)
+        if args.command is None:
+            sys.stdout = stdout  # the app: stdout is its terminal
+            return _dispatch(args)
+        code = _dispatch(args)
+        sys.stdout.flush()  # the output's last bytes fail here, not in the interpreter's exit
+        return code
+    except StdoutError as exc:
+        silence_stdout()
+        if exc.errno in READER_GONE:  # `| head`: the reader has what it wanted
+            return 0
+        print(f"syncviz: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     except FdLimitError as exc:  # "syncviz: 1000 clients per engine need ~1064 file descriptors; ..."
         print(f"syncviz: {exc}", file=sys.stderr)
         return 2
@@ -48,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    finally:
+        sys.stdout = stdout
 
 
 def _dispatch(args: argparse.Namespace) -> int:

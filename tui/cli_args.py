@@ -9,8 +9,9 @@ argparse cannot make are here too: the knobs against the Settings ranges
 from __future__ import annotations
 
 import argparse
+import sys
 from importlib import metadata
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 from syncviz.engines.events import DEFAULT_ENGINES, ENGINES
 from syncviz.engines.scenarios import DEFAULT_SCENARIO
@@ -31,6 +32,10 @@ class _Parser(argparse.ArgumentParser):
                 "(`--seconds` and `--out` belong to `syncviz bench`, `record` and `trace`; see `syncviz --help`)"
             )
         raise UsageError(message)
+
+    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+        if message:  # argparse would drop a failed write (`--help > /dev/full`): main says it in one line
+            (file or sys.stderr).write(message)
 
 
 def _add_knobs(p: argparse.ArgumentParser) -> None:

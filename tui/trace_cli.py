@@ -11,14 +11,13 @@ place only when complete, so a failed or interrupted run leaves no half file beh
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from syncviz.engines.output import OutputFile
 
 DEFAULT_SECONDS = 2.0
 DRAIN_S = 1 / 30
@@ -61,20 +60,20 @@ def _run(args: argparse.Namespace) -> int:
 
     overrides = _check(args)
     out = Path(args.out)
-    tmp = _open_output(out)  # before any engine starts or any recording is read
+    output = _open_output(out)  # before any engine starts or any recording is read
     try:
         collector = TraceCollector()
         if args.source:
             what = _read_recording(args.source, collector)
         else:
             what = _run_live(args.scenario, args.seconds, overrides, collector)
-        with tmp:
-            summary = write_trace(tmp, collector)
-        os.replace(tmp.name, out)
+        try:
+            summary = write_trace(output.stream, collector)
+            output.commit()
+        except OSError as exc:  # the disk filled, or the device refused (/dev/full)
+            raise TraceUsageError(f"cannot write {out}: {exc.strerror or exc}") from None
     finally:
-        tmp.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp.name)
+        output.discard()
     unfinished = f" ({summary.unfinished} unfinished)" if summary.unfinished else ""
     print(
         f"wrote {out}: {what}, {len(summary.engines)} engines, {summary.requests} requests{unfinished}, "
@@ -110,22 +109,12 @@ def _check(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def _open_output(out: Path) -> IO[str]:
-    """A temporary file beside ``out`` (proof that it can be written), or a one-line error."""
-    if out.is_dir():
-        raise TraceUsageError(f"cannot write {out}: it is a directory")
-    if out.exists() and not os.access(out, os.W_OK):
-        raise TraceUsageError(f"cannot write {out}: permission denied")
+def _open_output(out: Path) -> OutputFile:
+    """The file ``out`` opened to be written whole (proof that it can be written), or a one-line error."""
     try:
-        tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115 (the caller closes it, after os.replace)
-            "w", encoding="utf-8", dir=out.parent, prefix=f".{out.name}.", suffix=".tmp", delete=False
-        )
+        return OutputFile(out, text=True)
     except OSError as exc:
         raise TraceUsageError(f"cannot write {out}: {exc.strerror or exc}") from None
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp.name, 0o666 & ~umask)  # as open() would make it, not the temporary file's 0600
-    return tmp
 
 
 def _read_recording(path: str, collector: Any) -> str:
