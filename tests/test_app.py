@@ -15,7 +15,7 @@ from syncviz.engines.child import ChildHost
 from syncviz.engines.host import EngineHost
 from syncviz.engines.recording import Replay
 from syncviz.tui.app import SyncvizApp
-from syncviz.tui.widgets.help import HelpScreen
+from syncviz.tui.widgets.help import KEYS, SUSPEND_KEY, HelpScreen
 from syncviz.tui.widgets.panel import EnginePanel
 
 DATA = Path(__file__).parent / "data"
@@ -278,3 +278,19 @@ async def test_the_palette_swaps_a_panels_engine_for_another_model() -> None:
             assert app.board.refresh_counters()["trio"].completed >= 20
     finally:
         source.close()
+
+
+@pytest.mark.parametrize("presenter", [False, True])
+async def test_ctrl_z_suspends_to_the_shell_in_both_apps(presenter: bool) -> None:
+    """ctrl+z is a key in raw mode: bound to Textual's suspend (terminal restored, SIGTSTP, redrawn on fg)."""
+    from syncviz.tui.present import KEYS as PRESENT_KEYS
+    from syncviz.tui.present import PresenterApp
+
+    app = (PresenterApp if presenter else SyncvizApp)(replay(), live=False)
+    calls: list[int] = []
+    async with app.run_test(size=(200, 50)) as pilot:
+        app.action_suspend_process = lambda: calls.append(1)  # type: ignore[method-assign]
+        await pilot.press("ctrl+z")
+        await pilot.pause()
+        assert calls == [1] and app.is_running
+    assert SUSPEND_KEY in (PRESENT_KEYS if presenter else KEYS)  # and `?` says so

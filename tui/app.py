@@ -75,6 +75,7 @@ class SyncvizApp(RunControls, TimeControls, App[int]):
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),  # a key in raw mode: quit, not a hint
+        Binding("ctrl+z", "suspend_process", "suspend", show=False),  # the shell's job control: fg resumes
     ]
 
     def __init__(
@@ -132,12 +133,18 @@ class SyncvizApp(RunControls, TimeControls, App[int]):
         signals.install(self)  # SIGTERM, SIGINT, SIGHUP: exit as q does (status 128 + signum)
         self.query_one("#legend", Bar).set(legend_text())
         self.check_source()  # the process lines, before the first timer fires (a replay's too)
+        self.app_resume_signal.subscribe(self, self._on_resume)  # back from ctrl+z (fg)
         if self.live:
             self.set_interval(1 / PUMP_HZ, self.pump)
             self.run_worker(run_frames(FPS, self.draw), name="frames", group="frames")  # tui/pacing.py
             self.set_interval(1 / STATUS_HZ, self.check_source)
             self.set_interval(TRIM_EVERY_S, release_free_memory)  # the heap's free pages back (tui/memory.py)
             self.set_timer(FREEZE_AFTER_S, freeze_startup)  # what startup made: out of the collector's way
+
+    def _on_resume(self, _app: App) -> None:
+        """The shell drew over the screen while suspended: lay out and paint all of it again
+        (Textual's ``suspend()`` does; its ctrl+z path only signals)."""
+        self.refresh(layout=True)
 
     def on_unmount(self) -> None:
         signals.uninstall(self)

@@ -18,7 +18,7 @@ from syncviz.engines.source import EventSource
 from syncviz.tui.app import COUNTER_EVERY, SyncvizApp
 from syncviz.tui.run_controls import scenario_zoom
 from syncviz.tui.time_controls import ZOOM_GROUP
-from syncviz.tui.widgets.help import HelpScreen
+from syncviz.tui.widgets.help import SUSPEND_KEY, HelpScreen
 from syncviz.tui.widgets.scene import SceneView
 from textual.app import App
 from textual.binding import Binding
@@ -30,6 +30,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("s", "save an SVG screenshot in the current directory"),
     ("?", "this help"),
     ("q", "quit (stops the engines, leaves nothing running)"),
+    SUSPEND_KEY,
 )
 
 
@@ -47,6 +48,7 @@ class PresenterApp(SyncvizApp, inherit_bindings=False):
         Binding("s", "shot", "screenshot"),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
+        Binding("ctrl+z", "suspend_process", "suspend", show=False),
     ]
 
     def __init__(self, source: EventSource, *, claims: list[Claim] | None = None, **kwargs: Any) -> None:

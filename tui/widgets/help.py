@@ -15,6 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 MUTED = "#8b93a7"
+SUSPEND_KEY = ("ctrl+z", "suspend to the shell; fg resumes (the engines keep serving meanwhile)")
 KEYS: tuple[tuple[str, str], ...] = (
     (
         f"1 … {len(SCENARIOS)}",
@@ -51,6 +52,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("f", "perf line: frames/s, ms per frame, the app's CPU, each engine's CPU, stream events/s"),
     ("?", "this help"),
     ("q", "quit (stops the engines, leaves nothing running)"),
+    SUSPEND_KEY,
 )
 
 
