@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import wait_for
 from syncviz.engines.base import Engine
-from syncviz.engines.events import Recorder
+from syncviz.engines.events import Phase, Recorder
 from syncviz.engines.http import EXTERNAL_IDS_START, MAX_BODY, MAX_HEAD
 from syncviz.engines.loadgen_conn import BAD_RESPONSE, _Response
 from syncviz.engines.upstream import Upstream
@@ -189,6 +189,26 @@ def test_pipelining(hostile: Engine, reqs: list[tuple[bytes, int]], cuts: list[i
     pieces = [stream[a:b] for a, b in itertools.pairwise(bounds)]
     statuses = exchange(hostile.port, pieces, want=len(reqs), wait_s=2.0, gap_s=0.002)
     assert statuses == [s for _, s in reqs]
+    assert_healthy(hostile)
+
+
+def test_a_pipeline_whose_client_leaves_ends_every_request_it_read(hostile: Engine, recorder: Recorder) -> None:
+    """Thousands of requests in one send, then the client goes without reading: whatever the engine
+    had read and not answered ends FAILED in the stream, never in flight for ever (asyncio read ~2,400
+    of them at once and left them READY)."""
+    recorder.drain()
+    with socket.create_connection(("127.0.0.1", hostile.port), timeout=2) as sock:
+        sock.settimeout(1)
+        with contextlib.suppress(OSError):  # it stopped reading behind the pipeline: fine
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n" * 3000)
+    last: dict[int, int] = {}
+
+    def settled() -> bool:
+        for _t, _e, rid, _lane, phase in recorder.drain().transitions:
+            last[rid] = phase
+        return bool(last) and all(p in (Phase.DONE, Phase.FAILED) for p in last.values())
+
+    assert wait_for(settled, 5), f"{sum(p not in (Phase.DONE, Phase.FAILED) for p in last.values())} left in flight"
     assert_healthy(hostile)
 
 

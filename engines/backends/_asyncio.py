@@ -145,6 +145,7 @@ class AsyncioEngine(LoopEngine):
             counts.add(failed=1)
         finally:
             conn.transport.close()
+            conn.drop_queued()  # what it had read and not answered
 
     def _served_at_once(self, req: Request, conn: _Conn) -> bool:
         """Serve the commonest request without a coroutine, as :meth:`_serve` would, the same records

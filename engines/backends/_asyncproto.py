@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ._asyncio import AsyncioEngine
 
 LOOP = 0  # the lane of the event loop thread
-READY = int(Phase.READY)  # a plain int on the hot path
+READY, FAILED = int(Phase.READY), int(Phase.FAILED)  # plain ints on the hot path
 MAX_QUEUED = 64  # pipelined requests queued on one connection before its reading pauses
 
 
@@ -199,6 +199,19 @@ class _Conn(asyncio.Protocol):
             self._held = False
             self.transport.resume_reading()
         return item
+
+    def drop_queued(self) -> None:
+        """The connection ended with requests still queued (a pipeline whose client left, or
+        whose answer failed): each ends FAILED, never in flight for ever."""
+        work, t, dropped = self.engine.native, now_ns(), 0
+        while self.requests:
+            item = self.requests.popleft()
+            if type(item) is not int:
+                work.emit_at(t, item.rid, LOOP, FAILED)  # type: ignore[union-attr]
+                work.size(item.rid, item.bytes_in, 0)  # type: ignore[union-attr]
+                dropped += 1
+        if dropped:
+            self.engine.counts.add(failed=dropped)
 
     def served(self) -> None:
         """A response is written: the connection is idle from now if nothing else is under way."""
