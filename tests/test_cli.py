@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -75,6 +76,26 @@ def test_bad_input_is_one_line_and_exit_2_from_the_command(args: list[str], word
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_app_refuses_a_redirected_stderr_it_would_draw_into() -> None:
+    """Textual draws through stderr: with ``2>file`` on a terminal every frame went into the file."""
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.run(
+            [*SYNCVIZ, "--replay", str(Path(__file__).parent / "data" / "io-bound.rec.gz")],
+            stdin=slave,
+            stdout=slave,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "needs a terminal (stderr is not one)" in lines[0], proc.stderr
 
 
 def test_a_port_in_use_is_one_line_and_exit_2() -> None:

@@ -98,8 +98,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _require_terminal() -> None:
-    """The app draws on a terminal; anywhere else it would write escape codes forever."""
-    for name, stream in (("stdout", sys.stdout), ("stdin", sys.stdin)):
+    """The app draws on a terminal; anywhere else it would write escape codes forever. Textual
+    draws through stderr: ``2>file`` would send every frame into the file, the terminal blank."""
+    for name, stream in (("stdout", sys.stdout), ("stdin", sys.stdin), ("stderr", sys.stderr)):
         try:
             ok = stream is not None and stream.isatty()
         except (AttributeError, ValueError):
