@@ -55,6 +55,17 @@ class ProcHandle:
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
             start_new_session=True,  # the terminal's ctrl+c and hangup go to the app, which stops us
         )
+        try:
+            self._setup(name, start, cpus)
+        except BaseException:  # a signal (ctrl+c, SIGTERM) mid-start: no process outlives its handle
+            self._popen.kill()
+            self._popen.wait()
+            for stream in (self._popen.stdin, self._popen.stdout, self._popen.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.close()  # type: ignore[union-attr]
+            raise
+
+    def _setup(self, name: str, start: dict[str, Any], cpus: tuple[int, ...]) -> None:
         self.pid = self._popen.pid
         self.sample = ProcessInfo(self.pid, tuple(cpus))
         spec = ENGINE_SPECS.get(name)  # None: the load generator

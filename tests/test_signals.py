@@ -213,3 +213,47 @@ def test_a_signal_while_the_engines_start_exits_clean(terminal: Callable[..., Te
     assert not alive
     assert term.lflag() & termios.ECHO
     assert b"Traceback" not in term.output
+
+
+@pytest.mark.parametrize(
+    ("command", "sig"),
+    [
+        (["record", "--out", "{tmp}/run.rec"], signal.SIGTERM),
+        (["trace", "--out", "{tmp}/run.json"], signal.SIGHUP),
+        (["bench", "--json"], signal.SIGTERM),
+    ],
+    ids=["record-SIGTERM", "trace-SIGHUP", "bench-SIGTERM"],
+)
+def test_a_headless_command_unwinds_on_sigterm_and_sighup(tmp_path: Path, command: list[str], sig: int) -> None:
+    """As ctrl+c does: its engine processes closed, no half-written file, exit 128 + signum (they
+    were killed outright, leaving ``.run.json.PID.partial`` and, for a while, the engines)."""
+    args = [a.format(tmp=tmp_path) for a in command]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syncviz.tui.cli", *args, "--seconds", "20", "--clients", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    parent = psutil.Process(proc.pid)
+    children: list = []
+    end = time.monotonic() + DRAW_TIMEOUT_S
+    while len(children) < 2 and time.monotonic() < end:  # an engine and the load process at least
+        time.sleep(0.1)
+        children = [c for c in parent.children() if _is_engine_process(c)]
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=EXIT_TIMEOUT_S)
+    assert proc.returncode == exit_status(sig), err
+    assert "Traceback" not in err
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    if left == ["run.rec"]:  # ctrl+c's rule: what was recorded is kept, and says so
+        assert "interrupted" in out and Replay.from_file(tmp_path / "run.rec").info
+    else:  # stopped before anything was recorded (or nothing to keep): no file, no hidden partial one
+        assert left == []
+
+
+def _is_engine_process(p: psutil.Process) -> bool:
+    try:
+        return "syncviz.engines.proc" in " ".join(p.cmdline())
+    except psutil.Error:  # gone meanwhile
+        return False

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections import Counter
 from typing import Any
@@ -24,6 +25,7 @@ from syncviz.engines.scenarios import DEFAULT_SCENARIO, SCENARIOS
 from syncviz.engines.settings import SettingsError
 from syncviz.engines.source import RunBroken
 from syncviz.tui.cli_args import UsageError, build_parser, engines_arg, knob_overrides
+from syncviz.tui.signals import exit_status, interrupt_on_signals
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             sys.stdout = stdout  # the app: stdout is its terminal
             return _dispatch(args)
-        code = _dispatch(args)
+        with interrupt_on_signals():  # SIGTERM, SIGHUP: unwound like ctrl+c, everything closed
+            code = _dispatch(args)
         sys.stdout.flush()  # the output's last bytes fail here, not in the interpreter's exit
         return code
     except StdoutError as exc:
@@ -52,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     except RunBroken as exc:  # not the user's input: what the run met (exit 1)
         print(f"syncviz: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:  # 130; SIGTERM 143, SIGHUP 129
+        return exit_status(getattr(exc, "signum", signal.SIGINT))
     except (MemoryError, RuntimeError) as exc:  # `ulimit -v` too small: no memory, or no stack for a thread
         if isinstance(exc, RuntimeError) and "thread" not in str(exc):
             raise
@@ -205,7 +208,7 @@ def _record(args: argparse.Namespace) -> int:
     overrides = knob_overrides(args)
     _require_fds([args.scenario], False, overrides)
     failed: Counter[str] = Counter()
-    interrupted = False
+    interrupted = 0  # the exit status of the signal that stopped it early
     summary = Summary(DEFAULT_ENGINES, background=True) if args.json else None  # fed live, as the batches come
     with RecordingWriter(out) as writer:  # an unwritable path fails here, before anything starts
         with ChildHost(scenario=args.scenario, host=args.host, port=args.port, **overrides) as source:
@@ -216,8 +219,8 @@ def _record(args: argparse.Namespace) -> int:
                     if summary is not None:
                         summary.add(batch)
                     failed.update(connect_errors(batch.latencies))
-            except KeyboardInterrupt:  # keep what was recorded so far
-                interrupted = True
+            except KeyboardInterrupt as exc:  # ctrl+c, SIGTERM, SIGHUP: keep what was recorded so far
+                interrupted = exit_status(getattr(exc, "signum", signal.SIGINT))
         count = writer.finish()
     _say_failed_connections(failed)
     what = f"{args.seconds:g} s of {args.scenario}" + (", interrupted" if interrupted else "")
@@ -228,7 +231,7 @@ def _record(args: argparse.Namespace) -> int:
         print(said, file=sys.stderr)
     else:
         print(said)
-    return 130 if interrupted else 0
+    return interrupted
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -20,18 +20,19 @@ Two layers:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import asyncio
+
     from textual.app import App
 
 EXIT_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -52,6 +53,41 @@ class SignalExit(SystemExit):
     def __init__(self, signum: int) -> None:
         super().__init__(exit_status(signum))
         self.signum = signum
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP during a headless command: it unwinds as ctrl+c does (every ``with`` and
+    ``finally`` closes what it started: processes, ports, a half-written file), then exits
+    with :func:`exit_status`."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__()
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def interrupt_on_signals() -> Iterator[None]:
+    """Around a headless command (bench, record, trace, claims, serve): SIGTERM and SIGHUP raise
+    :class:`Interrupted` where SIGINT raises ``KeyboardInterrupt``; they killed the process
+    before, leaving its partial file and its engine processes for a while. Only the first
+    raises: a second one arriving while the first unwinds is dropped, not cutting the cleanup short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised = False
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal raised
+        if not raised:
+            raised = True
+            raise Interrupted(signum)
+
+    saved = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 class LaunchGuard:
@@ -105,6 +141,8 @@ class LaunchGuard:
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
     with contextlib.suppress(RuntimeError):
+        import asyncio  # here: the headless commands import this module and never need it
+
         return asyncio.get_running_loop()
     return None
 
