@@ -78,6 +78,33 @@ def test_bad_input_is_one_line_and_exit_2_from_the_command(args: list[str], word
     assert "Traceback" not in proc.stderr
 
 
+def test_an_engine_killed_during_claims_gives_no_verdict_one_line_and_exit_1() -> None:
+    """``kill -9`` of an engine process while a claim is measured: its zero figures were judged
+    ("does not hold: async/sync was already 0.0x", exit 0); now one line naming what died, exit 1."""
+    proc = subprocess.Popen(
+        [*SYNCVIZ, "claims", "--id", "not-faster", "--quick", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def engine() -> psutil.Process | None:  # the load process starts first; an engine after it
+            kids = sorted(psutil.Process(proc.pid).children(), key=lambda p: p.create_time())
+            return kids[1] if len(kids) >= 2 else None
+
+        assert wait_for(lambda: engine() is not None and len(engine().net_connections("tcp")) >= 2, timeout=30)
+        engine().kill()  # type: ignore[union-attr]
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "killed by SIGKILL" in lines[-1] and "no verdicts" in lines[-1], err
+    assert out == ""
+    assert wait_for(lambda: not psutil.Process(os.getpid()).children(recursive=True), timeout=5)
+
+
 def test_the_app_refuses_a_redirected_stderr_it_would_draw_into() -> None:
     """Textual draws through stderr: with ``2>file`` on a terminal every frame went into the file."""
     master, slave = os.openpty()

@@ -118,6 +118,7 @@ def measure_steps(
     from ..child import ChildHost
     from ..limits import require_fds
     from ..placement import set_cpus
+    from ..source import RunBroken, what_died
     from ..window import collect, measure_window, wait_for_traffic
 
     first = steps[0]
@@ -147,6 +148,9 @@ def measure_steps(
             while stopping:  # the group before's processes are gone before a window opens
                 stopping.pop().join()
             pending = step, measure_window(host, warm, seconds)
+            died = what_died(pending[1].status)
+            if died:  # its figures would be a half-run's, judged as a whole one's (a false verdict)
+                raise RunBroken(f"{died} while measuring {describe(steps)}: no figures, no verdicts from it")
             now = time.monotonic()
             elapsed[step.key], t_mark = now - t_mark, now
     except BaseException:
