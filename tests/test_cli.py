@@ -81,28 +81,32 @@ def test_bad_input_is_one_line_and_exit_2_from_the_command(args: list[str], word
 def test_an_engine_killed_during_claims_gives_no_verdict_one_line_and_exit_1() -> None:
     """``kill -9`` of an engine process while a claim is measured: its zero figures were judged
     ("does not hold: async/sync was already 0.0x", exit 0); now one line naming what died, exit 1."""
-    proc = subprocess.Popen(
-        [*SYNCVIZ, "claims", "--id", "not-faster", "--quick", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-
-        def engine() -> psutil.Process | None:  # the load process starts first; an engine after it
-            kids = sorted(psutil.Process(proc.pid).children(), key=lambda p: p.create_time())
-            return kids[1] if len(kids) >= 2 else None
-
-        assert wait_for(lambda: engine() is not None and len(engine().net_connections("tcp")) >= 2, timeout=30)
-        engine().kill()  # type: ignore[union-attr]
-        out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 1, err
+    code, out, err = _kill_a_child_mid_run(["claims", "--id", "not-faster", "--quick", "--json"], 1, 2)
+    assert code == 1, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "killed by SIGKILL" in lines[-1] and "no verdicts" in lines[-1], err
     assert out == ""
+
+
+def _kill_a_child_mid_run(args: list[str], which: int, connections: int, after_s: float = 0.0) -> tuple[int, str, str]:
+    """``syncviz *args``; once its ``which``-th process (by start: 0 the load process, which runs the
+    upstream; then the engines) holds ``connections`` TCP connections, and ``after_s`` later, ``kill -9``
+    it. Its exit status, stdout and stderr; nothing of it may be left running."""
+    proc = subprocess.Popen([*SYNCVIZ, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+
+        def child() -> psutil.Process | None:
+            kids = sorted(psutil.Process(proc.pid).children(), key=lambda p: p.create_time())
+            return kids[which] if len(kids) >= 2 else None
+
+        assert wait_for(lambda: child() is not None and len(child().net_connections("tcp")) >= connections, timeout=30)
+        time.sleep(after_s)
+        child().kill()  # type: ignore[union-attr]
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
     assert wait_for(lambda: not psutil.Process(os.getpid()).children(recursive=True), timeout=5)
+    return proc.returncode, out, err
 
 
 def test_the_app_refuses_a_redirected_stderr_it_would_draw_into() -> None:
@@ -230,26 +234,9 @@ def test_a_memory_limit_too_low_is_one_line_and_exit_2() -> None:
 def test_a_process_killed_during_bench_gives_no_figures_one_line_and_exit_1() -> None:
     """``kill -9`` of the load process mid-window: never a table from a half-run (it read 45% of the
     bound as if measured), one line naming what died, exit 1 (not the user's input), nothing left."""
-    proc = subprocess.Popen(
-        [*SYNCVIZ, "bench", "--engines", "asyncio", "--seconds", "3", "--clients", "5"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-
-        def load() -> psutil.Process | None:  # the host starts the load process first (it runs the upstream)
-            kids = psutil.Process(proc.pid).children()
-            return min(kids, key=lambda p: p.create_time()) if len(kids) >= 2 else None
-
-        assert wait_for(lambda: load() is not None and len(load().net_connections("tcp")) >= 5, timeout=30)
-        time.sleep(1.5)  # inside the window (after a 1 s warm-up)
-        load().kill()  # type: ignore[union-attr]
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 1, err
+    args = ["bench", "--engines", "asyncio", "--seconds", "3", "--clients", "5"]
+    code, out, err = _kill_a_child_mid_run(args, 0, 5, after_s=1.5)  # inside the window (after a 1 s warm-up)
+    assert code == 1, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "load generator's process killed by SIGKILL" in lines[0], err
     assert "asyncio" not in out  # no table
-    assert wait_for(lambda: not psutil.Process(os.getpid()).children(recursive=True), timeout=5)
