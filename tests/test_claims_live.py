@@ -65,6 +65,23 @@ def test_no_verdict_before_enough_data_or_off_scene() -> None:
     assert judge_live("blocking-call", counters(), info("blocking-call"), elapsed_s=10) is None
 
 
+def test_no_verdict_while_a_process_the_scene_reads_is_down() -> None:
+    """A killed engine's figures stop with it: "high-load-only" read it as async/sync 0.0x and said
+    "does not hold". While an engine the scene reads, or the load, is down: no verdict, and why."""
+    c = counters(threaded={"rps": 156.0}, asyncio={"rps": 0.0})
+    scene = info("high-load-only")
+    live = judge_live("high-load-only", c, scene, elapsed_s=60, down={"asyncio": "killed by SIGKILL"})
+    assert live is not None and live.verdict == f"{v.NO_LIVE}: the asyncio process killed by SIGKILL"
+    assert live.figures == {} and live.tone == "none"
+    load = judge_live("io-throughput", counters(), info("io-throughput"), elapsed_s=60, down={"load": "stalled"})
+    assert load is not None and load.verdict == f"{v.NO_LIVE}: the load process stalled"
+    fast = {**counters(), "uvloop": Counters("uvloop", samples=200, rps=1000.0, p50_ms=1.0, p99_ms=2.0, completed=500)}
+    gevent_gone = {"gevent": "killed by SIGKILL"}  # a process the uvloop scene does not read: judged as before
+    assert judge_live("uvloop", fast, info("uvloop"), elapsed_s=60, down=gevent_gone) is not None
+    elsewhere = {**scene, "scenario": "cpu-bound"}  # another scene running: nothing, as ever
+    assert judge_live("high-load-only", c, elsewhere, elapsed_s=60, down={"asyncio": "killed by SIGKILL"}) is None
+
+
 def test_io_throughput_judges_the_one_pool_it_shows() -> None:
     live = judge("io-throughput", counters(threaded={"rps": 156.0}, asyncio={"rps": 3500.0}))
     assert live.figures["speedup_by_pool"] == {"8": 22.44}

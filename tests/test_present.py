@@ -69,6 +69,9 @@ async def test_opens_on_the_first_scene_next_and_previous() -> None:
         await pilot.press("c", "1", "m")  # no knobs or scenario keys: a scene's settings are the scene's
         await pilot.pause()
         assert len(source.commands) == 8
+        await pilot.press("r")  # the scene again: how a panel's "press r to restart it" brings an engine back
+        await pilot.pause()
+        assert source.commands[8:] == [scene_command(1)] and app.restart_key == "r"
         # a recording of something else is never judged
         app.play_to_end()
         assert not app.query_one("#scene-verdict").display

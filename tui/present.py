@@ -27,6 +27,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("→ n space pgdn", "next scene (the engines restart on its settings)"),
     ("← p pgup", "previous scene"),
     ("- / +", "zoom the time axis: more / fewer ms per column"),
+    ("r", "restart this scene (and any engine that is down)"),
     ("s", "save an SVG screenshot in the current directory"),
     ("?", "this help"),
     ("q", "quit (stops the engines, leaves nothing running)"),
@@ -45,6 +46,7 @@ class PresenterApp(SyncvizApp, inherit_bindings=False):
         Binding("right,n,space,pagedown", "scene(1)", "next", key_display="n →"),
         Binding("minus", "zoom(1)", "zoom out", group=ZOOM_GROUP),
         Binding("plus,equals_sign", "zoom(-1)", "zoom in", group=ZOOM_GROUP),
+        Binding("r", "restart_scene", "restart", show=False),
         Binding("s", "shot", "screenshot"),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
@@ -83,6 +85,14 @@ class PresenterApp(SyncvizApp, inherit_bindings=False):
         self.index = index
         self.show_scene()
 
+    def action_restart_scene(self) -> None:
+        self.show_scene()
+
+    @property
+    def restart_key(self) -> str:
+        """The panels' "press … to restart it": the scenario keys are not the presenter's."""
+        return "r"
+
     def pump(self) -> bool:
         restarted = super().pump()
         if restarted:
@@ -102,8 +112,18 @@ class PresenterApp(SyncvizApp, inherit_bindings=False):
         claim, board = self.claim, self.board
         running = self.scene_start_ns is not None and scene_matches(claim, board.info)
         elapsed = (board.now_ns - self.scene_start_ns) / 1e9 if running and self.scene_start_ns else 0.0
-        live = judge_live(claim, board.counters, board.info, elapsed) if running else None
+        live = judge_live(claim, board.counters, board.info, elapsed, down=self._down()) if running else None
         views.first().show(live, elapsed, min_seconds(claim), running, window=f"at {elapsed:.0f} s")
+
+    def _down(self) -> dict[str, str]:
+        """The processes not live now (exited or stalled) and why, for :func:`judge_live`."""
+        health = self.health
+        if health is None:
+            return {}
+        down = {n: e.detail or e.state for n, e in health.engines.items() if e.state in ("exited", "stalled")}
+        if health.load_state in ("exited", "stalled"):
+            down["load"] = health.load_detail or health.load_state
+        return down
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.board.scenario, keys=KEYS))

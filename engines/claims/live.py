@@ -66,14 +66,24 @@ def enough_data(claim: Claim | str, counters: dict[str, Counters], elapsed_s: fl
 
 
 def judge_live(
-    claim: Claim | str, counters: dict[str, Counters], info: dict[str, Any], elapsed_s: float
+    claim: Claim | str,
+    counters: dict[str, Counters],
+    info: dict[str, Any],
+    elapsed_s: float,
+    down: dict[str, str] | None = None,
 ) -> LiveVerdict | None:
     """The live verdict on ``claim``, or ``None`` while the stream is not its scene or has too little data.
 
     ``counters`` are the engines' counters since the scene started, ``elapsed_s`` how long it
-    has run (stream time), ``info`` the stream's status (scenario and settings).
+    has run (stream time), ``info`` the stream's status (scenario and settings). ``down``: the
+    processes not live now (an engine's name or ``load`` -> why: "killed by SIGKILL", "no answer
+    for 3.1 s"); while one the scene reads is down there is no verdict (its figures stopped
+    with it: a dead engine read as "async/sync 0.0x").
     """
     claim = _claim(claim)
+    gone = [f"the {name} process {why}" for name, why in (down or {}).items() if name in (*claim.scene.engines, "load")]
+    if gone and scene_matches(claim, info):
+        return LiveVerdict({}, f"{NO_LIVE}: {'; '.join(gone)}", "", f"the experiment: {full(claim.id)}")
     missing = [e for e in claim.scene.engines if e not in counters]
     if counters and missing and scene_matches(claim, info) and elapsed_s >= claim.scene.min_seconds:
         return LiveVerdict(
