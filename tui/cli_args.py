@@ -9,6 +9,7 @@ argparse cannot make are here too: the knobs against the Settings ranges
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from importlib import metadata
 from typing import IO, Any, NoReturn
@@ -92,9 +93,24 @@ def _version() -> str:
         return "unknown"
 
 
+class _Version(argparse.Action):
+    """``--version``: the installed version, looked up only when asked (importlib.metadata reads
+    the distribution's files: ~2 ms on every start otherwise)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        kwargs.setdefault("help", "show program's version number and exit")
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> NoReturn:
+        parser._print_message(f"syncviz {_version()}\n", sys.stdout)
+        parser.exit()
+
+
+@functools.cache
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser, built once a process (parsing leaves it as it was)."""
     p = _Parser(prog="syncviz", description="Watch threaded, asyncio and gevent servers schedule real requests.")
-    p.add_argument("--version", action="version", version=f"syncviz {_version()}")
+    p.add_argument("--version", action=_Version)
     p.add_argument(
         "--scenario",
         default=DEFAULT_SCENARIO,
