@@ -23,7 +23,7 @@ from typing import Any
 from .blocked import BlockedCall, BlockedCalls
 from .digest import ServerDigest
 from .digest_client import ClientDigest
-from .events import ENGINES, HANDED_OVER, TERMINAL, WAITING_PHASES, Batch, Phase
+from .events import ENGINES, HANDED_OVER, TERMINAL, WAITING_PHASES, Batch, Phase, Transition
 from .picture import Picture, RequestTrack
 from .registry import engine_spec
 from .request import EXTERNAL_IDS_START
@@ -279,13 +279,20 @@ class StreamStats:
         for e, rec in digests:
             if "server" in rec:
                 engines[e].server_remote = True
-        for t, e, rid, lane, phase in batch.transitions:
+        raw: dict[int, list[Transition]] = {}  # each engine's, digested in one call (a call each: ~4x the CPU)
+        for tr in batch.transitions:
+            t, e, rid, _lane, phase = tr
             eng = engines[e]
             if not eng.server_remote:  # else a load process's raw ``queued`` (bench): the client's side only
-                eng.local_server().transition(t, rid, lane, phase)
+                mine = raw.get(e)
+                if mine is None:
+                    mine = raw[e] = []
+                mine.append(tr)
             if phase == QUEUED and rid < EXTERNAL_IDS_START:
                 eng.local_client().sent(t, rid)
             local.add(e)
+        for e, mine in raw.items():
+            engines[e].local_server().feed(mine)
         for t, e, rid, lat, ok in batch.latencies:
             engines[e].local_client().answered(t, rid, lat, ok)
             local.add(e)
