@@ -133,6 +133,13 @@ class ChildHost(EventSource):
     def _view(self) -> dict[str, Any]:
         return {"stream": self.stream, "ns": self.ns_per_col, "window_s": self.window_s}
 
+    def resumed(self) -> None:
+        """Back from a suspension: each process is given the stall time from now to be heard again
+        (it was "no answer for 30 s" while only the app had stopped listening)."""
+        for proc in [*self.procs.values(), self.loadproc]:
+            if proc is not None:
+                proc.heard_from_now()
+
     def set_zoom(self, ns_per_col: int) -> None:
         """Digests in the processes start their picture afresh at this column width."""
         self.ns_per_col = max(1, int(ns_per_col))

@@ -27,6 +27,7 @@ from .registry import ENGINE_SPECS
 from .source import ProcessInfo, State
 from .wire import WireError, decode_batch, read_frame_bytes, write_frame
 
+RESUME_GRACE_S = 5.0  # after a suspension (ctrl+z), how long a process may catch up before "no answer"
 STOPPED_EVERY_S = 0.2  # how stale a frame's "stopped?" may be (the panel's state, not a decision to kill)
 
 
@@ -74,6 +75,7 @@ class ProcHandle:
         self._kids_at = 0.0  # when _kids was last looked up
         self._kids_since: float | None = None  # the first look (workers start then: looked for every sample)
         self.last_frame = time.monotonic()
+        self._grace_until = 0.0  # see heard_from_now
         self._stopped, self._stopped_at = False, -STOPPED_EVERY_S
         try:
             self._ps: psutil.Process | None = psutil.Process(self.pid)
@@ -206,13 +208,20 @@ class ProcHandle:
         last = next((line for line in reversed(self.stderr_tail) if line.strip()), "")
         return f"exited with status {code}" + (f": {last.strip()}" if last else "")
 
+    def heard_from_now(self) -> None:
+        """Call no silence "no answer" for a while from now: the app was suspended, so its reader could
+        not listen, and the process now digests the backlog its buffers kept (up to 200,000 transitions:
+        1-3 s on a busy core, with nothing sent meanwhile, while its server serves on)."""
+        self._grace_until = time.monotonic() + RESUME_GRACE_S
+
     def state(self, stall_s: float) -> tuple[State, str]:
         if not self.alive:
             return "exited", self.exit_detail()
         if self.stopped():
             return "stalled", "stopped (SIGSTOP)"
-        silent = time.monotonic() - self.last_frame
-        if silent > stall_s:
+        now = time.monotonic()
+        silent = now - self.last_frame
+        if silent > stall_s and now >= self._grace_until:
             return "stalled", f"no answer for {silent:.1f} s"
         if self.stall_ns > stall_s * 1e9:
             return "stalled", f"loop held {self.stall_ns / 1e9:.1f} s"

@@ -103,6 +103,11 @@ class EventSource(ABC):
         """The picture's column width: digests computed elsewhere start afresh at it (default: none)."""
         return None
 
+    def resumed(self) -> None:
+        """The consumer was suspended (ctrl+z) and listens again: the silence until now was its own,
+        not the engines' (default: nothing to forget)."""
+        return None
+
     def set_engines(self, names: list[str] | tuple[str, ...]) -> None:
         """Run these engines instead (a swap from the command palette); a source that cannot says so."""
         raise EngineError("this source runs a fixed set of engines (a recording, or --in-process)")

@@ -60,7 +60,11 @@ def test_a_stopped_engine_is_shown_stalled_and_closing_leaves_nothing() -> None:
     child = ChildHost(scenario="io-bound", clients=5, io_ms=10).start()
     pid = child.procs["asyncio"].pid
     try:
-        os.kill(pid, signal.SIGSTOP)
+        child.procs["threaded"].last_frame -= 10  # as if the app had been suspended (ctrl+z) for 10 s
+        assert "no answer" in child.status().engines["threaded"].detail
+        child.resumed()  # fg: that silence was the app's; the engine may catch up before "no answer"
+        assert child.status().engines["threaded"].state == "live"
+        os.kill(pid, signal.SIGSTOP)  # a real stop is still seen at once
         assert wait_for(lambda: child.status().engines["asyncio"].state == "stalled", timeout=2)
         assert "SIGSTOP" in child.status().engines["asyncio"].detail
         assert child.status().engines["threaded"].state == "live"

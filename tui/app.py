@@ -143,7 +143,9 @@ class SyncvizApp(RunControls, TimeControls, App[int]):
 
     def _on_resume(self, _app: App) -> None:
         """The shell drew over the screen while suspended: lay out and paint all of it again
-        (Textual's ``suspend()`` does; its ctrl+z path only signals)."""
+        (Textual's ``suspend()`` does; its ctrl+z path only signals). The engines' silence while
+        it was suspended was the app's, not theirs: not "stalled" on the way back."""
+        self.source.resumed()
         self.refresh(layout=True)
 
     def on_unmount(self) -> None:
