@@ -15,7 +15,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 MUTED = "#8b93a7"
-SUSPEND_KEY = ("ctrl+z", "suspend to the shell; fg resumes (the engines keep serving meanwhile)")
+SUSPEND_KEY = (
+    "ctrl+z",
+    "suspend to the shell; fg resumes (engine processes serve on meanwhile; --in-process ones stop too)",
+)
 KEYS: tuple[tuple[str, str], ...] = (
     (
         f"1 … {len(SCENARIOS)}",
