@@ -1,4 +1,4 @@
-"""Test helpers: a tiny blocking HTTP client and resource probes."""
+"""Test helpers: a tiny blocking HTTP client, resource probes, and the command as a user runs it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,18 @@ import contextlib
 import gc
 import os
 import socket
+import sys
 import threading
 import time
+
+SYNCVIZ = [sys.executable, "-m", "syncviz.tui.cli"]  # the ``syncviz`` command, in this interpreter
+
+
+def one_line_error(err: str) -> str:
+    """``err`` is one ``syncviz: ...`` line and no traceback; that line."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("syncviz: ") and "Traceback" not in err, err
+    return lines[0]
 
 
 def connect(port: int, timeout: float = 5.0) -> socket.socket:

@@ -5,18 +5,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
-from support import wait_for
+from support import SYNCVIZ, wait_for
 from syncviz.engines.base import listen
 from syncviz.engines.settings import Settings, bound_rps, fmt_rate
 from syncviz.tui.cli import main
-
-SYNCVIZ = [sys.executable, "-m", "syncviz.tui.cli"]
 
 
 def syncviz(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

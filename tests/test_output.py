@@ -8,25 +8,18 @@ import gzip
 import os
 import stat
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
+from support import SYNCVIZ, one_line_error
 from syncviz.engines.output import GuardedStdout, OutputFile, StdoutError
 from syncviz.engines.recording import RecordingWriter, read_recording
 from syncviz.engines.recording_format import RecordingError
 
 DATA = Path(__file__).parent / "data"
-SYNCVIZ = [sys.executable, "-m", "syncviz.tui.cli"]
 FULL = Path("/dev/full")  # every write fails with ENOSPC (Linux)
 needs_full = pytest.mark.skipif(not FULL.exists(), reason="no /dev/full here")
-
-
-def _one_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("syncviz: ") and "Traceback" not in err, err
-    return lines[0]
 
 
 def test_a_regular_file_appears_only_once_committed(tmp_path: Path) -> None:
@@ -105,7 +98,7 @@ def test_a_trace_to_a_full_device_is_one_line_exit_2_and_the_device_stays() -> N
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 2 and "No space left on device" in _one_line(proc.stderr)
+    assert proc.returncode == 2 and "No space left on device" in one_line_error(proc.stderr)
     assert stat.S_ISCHR(FULL.stat().st_mode)
 
 
@@ -123,7 +116,7 @@ def test_stdout_that_cannot_be_written_is_one_line_and_exit_1(args: list[str]) -
     with FULL.open("w") as full:
         proc = subprocess.run([*SYNCVIZ, *args], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
     assert proc.returncode == 1
-    assert _one_line(proc.stderr) == "syncviz: error: cannot write the output: No space left on device"
+    assert one_line_error(proc.stderr) == "syncviz: error: cannot write the output: No space left on device"
 
 
 def test_a_reader_that_left_is_a_stdout_error_the_cli_can_tell_apart() -> None:

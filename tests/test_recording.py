@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import SYNCVIZ, one_line_error
 from syncviz.engines.digest import ServerDigest
 from syncviz.engines.digest_client import ClientDigest
 from syncviz.engines.events import ENGINES, Batch, Phase
@@ -33,7 +34,6 @@ from syncviz.tui.cli import main
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent
-SYNCVIZ = [sys.executable, "-m", "syncviz.tui.cli"]
 HEAD = b'{"format": "syncviz-recording", "version": 2, "info": {}}\n'
 
 
@@ -45,12 +45,6 @@ def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
     code = main(list(args))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def one_line_error(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("syncviz: ") and "Traceback" not in err, err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,11 @@ import queue
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
-from support import get, wait_for
+from support import SYNCVIZ, get, wait_for
 from syncviz.engines.base import listen
 from syncviz.engines.child import ChildHost
 from syncviz.engines.counts import ServerSnapshot
@@ -32,7 +31,6 @@ from syncviz.engines.serve import (
 )
 from syncviz.engines.served import ServedRate
 
-SYNCVIZ = [sys.executable, "-m", "syncviz.tui.cli"]
 KEYS = {"served_rps", "in_flight", "reading", "busy", "workers", "failed"}
 ENGINES = ("threaded", "asyncio", "gevent")
 

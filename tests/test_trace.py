@@ -18,7 +18,6 @@ import math
 import os
 import random
 import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import new_threads
+from support import SYNCVIZ, new_threads
 from syncviz.engines.bench import BENCH_LOCK
 from syncviz.engines.events import ENGINE_IDS, HANDED_OVER, Batch, Phase
 from syncviz.engines.http import EXTERNAL_IDS_START
@@ -37,7 +36,6 @@ from syncviz.engines.trace_collect import collect
 from syncviz.engines.watchdog import BUSY
 from syncviz.tui.cli import main
 
-SYNCVIZ = [sys.executable, "-m", "syncviz.tui.cli"]
 T, A, G = ENGINE_IDS["threaded"], ENGINE_IDS["asyncio"], ENGINE_IDS["gevent"]
 Q, RUN, BLK, AW, YLD, RDY, DONE, FAIL, READ = (
     Phase.QUEUED,
