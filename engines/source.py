@@ -65,9 +65,13 @@ class SourceStatus:
     load_detail: str = ""
 
     @property
-    def down(self) -> list[str]:
-        """Engines that are not live (exited or stalled)."""
-        return [n for n, e in self.engines.items() if e.state in ("exited", "stalled")]
+    def down(self) -> dict[str, str]:
+        """Every process not live (exited or stalled), the load generator's as ``load``: name -> why
+        ("killed by SIGKILL", "no answer for 3.1 s"; its state where no detail was given)."""
+        out = {n: e.detail or e.state for n, e in self.engines.items() if e.state in ("exited", "stalled")}
+        if self.load_state in ("exited", "stalled"):
+            out["load"] = self.load_detail or self.load_state
+        return out
 
 
 class RunBroken(Exception):

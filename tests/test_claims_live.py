@@ -16,6 +16,7 @@ from syncviz.engines.claims.live import (
     scene_settings,
 )
 from syncviz.engines.events import DEFAULT_ENGINES
+from syncviz.engines.source import EngineStatus, SourceStatus
 from syncviz.engines.stats import Counters
 
 
@@ -78,6 +79,15 @@ def test_no_verdict_while_a_process_the_scene_reads_is_down() -> None:
     fast = {**counters(), "uvloop": Counters("uvloop", samples=200, rps=1000.0, p50_ms=1.0, p99_ms=2.0, completed=500)}
     gevent_gone = {"gevent": "killed by SIGKILL"}  # a process the uvloop scene does not read: judged as before
     assert judge_live("uvloop", fast, info("uvloop"), elapsed_s=60, down=gevent_gone) is not None
+    status = SourceStatus(  # what the presenter passes as ``down``: every process not live, and why
+        "processes",
+        {
+            "asyncio": EngineStatus("asyncio", "exited", "killed by SIGKILL"),
+            "threaded": EngineStatus("threaded", "live"),
+        },
+        load_state="stalled",
+    )
+    assert status.down == {"asyncio": "killed by SIGKILL", "load": "stalled"}
     elsewhere = {**scene, "scenario": "cpu-bound"}  # another scene running: nothing, as ever
     assert judge_live("high-load-only", c, elsewhere, elapsed_s=60, down={"asyncio": "killed by SIGKILL"}) is None
 

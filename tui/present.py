@@ -112,18 +112,9 @@ class PresenterApp(SyncvizApp, inherit_bindings=False):
         claim, board = self.claim, self.board
         running = self.scene_start_ns is not None and scene_matches(claim, board.info)
         elapsed = (board.now_ns - self.scene_start_ns) / 1e9 if running and self.scene_start_ns else 0.0
-        live = judge_live(claim, board.counters, board.info, elapsed, down=self._down()) if running else None
+        down = self.health.down if self.health is not None else {}
+        live = judge_live(claim, board.counters, board.info, elapsed, down=down) if running else None
         views.first().show(live, elapsed, min_seconds(claim), running, window=f"at {elapsed:.0f} s")
-
-    def _down(self) -> dict[str, str]:
-        """The processes not live now (exited or stalled) and why, for :func:`judge_live`."""
-        health = self.health
-        if health is None:
-            return {}
-        down = {n: e.detail or e.state for n, e in health.engines.items() if e.state in ("exited", "stalled")}
-        if health.load_state in ("exited", "stalled"):
-            down["load"] = health.load_detail or health.load_state
-        return down
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.board.scenario, keys=KEYS))
