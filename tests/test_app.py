@@ -294,3 +294,27 @@ async def test_ctrl_z_suspends_to_the_shell_in_both_apps(presenter: bool) -> Non
         await pilot.pause()
         assert calls == [1] and app.is_running
     assert SUSPEND_KEY in (PRESENT_KEYS if presenter else KEYS)  # and `?` says so
+
+
+def _strips() -> int:
+    import gc
+
+    from textual.strip import Strip
+
+    gc.collect()
+    return sum(isinstance(o, Strip) for o in gc.get_objects())
+
+
+async def test_an_app_that_ends_leaves_none_of_its_strips_behind() -> None:
+    """Textual's ``StylesCache.get_inner_outer`` (an ``lru_cache`` on a method) kept the style caches of
+    an ended app's widgets and every strip they last drew (tui/memory.py forget_removed_widgets): each
+    app run in a process (the tests' hundreds) added its thousands."""
+    counts = [_strips()]
+    for _ in range(3):
+        app = SyncvizApp(replay("blocking-call"), live=False)
+        async with app.run_test(size=(200, 50)) as pilot:
+            await play_all(app, pilot)
+        del app, pilot
+        counts.append(_strips())
+    one = counts[1] - counts[0]  # the last app's: it stays the test's context's active app
+    assert one > 1000 and counts[3] - counts[0] < one * 1.1, counts  # not 3x: the two before it are gone

@@ -22,7 +22,13 @@ from syncviz.tui import signals
 from syncviz.tui.board import Board
 from syncviz.tui.commands import ScenarioCommands
 from syncviz.tui.inspect import Drawn, Inspector
-from syncviz.tui.memory import FREEZE_AFTER_S, TRIM_EVERY_S, freeze_startup, release_free_memory
+from syncviz.tui.memory import (
+    FREEZE_AFTER_S,
+    TRIM_EVERY_S,
+    forget_removed_widgets,
+    freeze_startup,
+    release_free_memory,
+)
 from syncviz.tui.pacing import run_frames
 from syncviz.tui.run_controls import RUN_BINDINGS, RunControls, scenario_zoom
 from syncviz.tui.scrub import Scrub
@@ -150,6 +156,7 @@ class SyncvizApp(RunControls, TimeControls, App[int]):
 
     def on_unmount(self) -> None:
         signals.uninstall(self)
+        forget_removed_widgets()  # Textual's style caches would keep every widget drawn (tui/memory.py)
 
     def on_resize(self, event: events.Resize) -> None:
         w, h = event.size  # self.size still holds the previous size here
@@ -212,6 +219,7 @@ class SyncvizApp(RunControls, TimeControls, App[int]):
         await self.query(EnginePanel).remove()
         box.set_classes(f"-n{len(self.board.engines)}")
         await box.mount_all([EnginePanel(name) for name in self.board.engines], before=self.query_one("#detail"))
+        forget_removed_widgets()  # the old panels' strips with them (tui/memory.py)
         self._panels = []
         self.inspector.close()
         self._show_status()

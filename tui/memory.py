@@ -90,6 +90,17 @@ def tune_collector() -> None:
     gc.set_threshold(YOUNG_AT, middle, full)
 
 
+def forget_removed_widgets() -> None:
+    """Drop what Textual's ``StylesCache.get_inner_outer`` cache keeps of removed widgets (see the
+    module; a Textual without that cache: nothing to do)."""
+    from textual._styles_cache import StylesCache
+
+    cached = getattr(StylesCache, "get_inner_outer", None)
+    clear = getattr(cached, "cache_clear", None)
+    if clear is not None:
+        clear()
+
+
 def freeze_startup() -> int:
     """Collect once, then keep every object that exists now out of later collections; how many."""
     gc.collect()
