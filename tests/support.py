@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import random
 import socket
 import sys
 import threading
@@ -124,3 +125,34 @@ async def laid_out(pilot, rounds: int = 100) -> None:
         if regions == last:
             return
         last = regions
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def free_ports(n: int = 1) -> int:
+    """A first port P with P .. P+n-1 all free now, below the kernel's ephemeral range: a port the
+    kernel chose (``bind(0)``, then closed) is handed out again to the tests' own clients, run side
+    by side on xdist workers (a load generator's connections take thousands), and a server told to
+    use it found it taken (test_serve, once in ~10 runs)."""
+    high = _ephemeral_low() - n
+    for _ in range(200):
+        base = random.randrange(max(1024, high - 12_000), high)
+        socks = []
+        try:
+            for port in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        return base
+    raise RuntimeError(f"no {n} free ports in a row below {high + n}")

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import errno
 import resource
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
+from support import free_ports
 from syncviz.engines import limits
 from syncviz.engines.bottleneck import LOAD_SATURATED, SERVER_HEADROOM, client_bound
 from syncviz.engines.events import DEFAULT_ENGINES, ENGINE_IDS, ENGINES, Recorder
@@ -170,9 +170,7 @@ def test_connect_error_ids_name_the_errno() -> None:
 
 
 def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # nothing listens there once closed
+    return free_ports()  # nothing listens there (support.free_ports: not a port the kernel hands out)
 
 
 def test_refused_connections_are_counted_once_each_and_retried_gently(capfd: pytest.CaptureFixture) -> None:

@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from support import SYNCVIZ, get, wait_for
+from support import SYNCVIZ, free_ports, get, wait_for
 from syncviz.engines.base import listen
 from syncviz.engines.child import ChildHost
 from syncviz.engines.counts import ServerSnapshot
@@ -148,19 +148,8 @@ def test_probe_names_the_port_in_use_and_its_engine() -> None:
 
 # -- the command -----------------------------------------------------------------------------
 def _free_base() -> int:
-    """A first port P with P, P+1 and P+2 all free."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base > 65533:
-            continue
-        try:
-            probe_ports("127.0.0.1", engine_ports(base))
-        except Exception:
-            continue
-        return base
-    raise RuntimeError("no three free ports in a row")
+    """A first port P with P, P+1 and P+2 all free (support.free_ports: below the ephemeral range)."""
+    return free_ports(len(engine_ports(1)))
 
 
 def _refused(port: int) -> bool:

@@ -5,12 +5,11 @@ The trickle is shortened (``TRICKLE_S``) so each test takes about a second per e
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
 import pytest
-from support import fd_targets, fds_left_since, new_threads
+from support import fd_targets, fds_left_since, free_ports, new_threads
 from syncviz.engines import slowclients
 from syncviz.engines.base import Engine
 from syncviz.engines.events import ENGINE_IDS, Phase, Recorder
@@ -81,10 +80,7 @@ def test_apply_changes_their_number_live(engine: Engine) -> None:
 
 
 def test_a_dead_port_is_counted_not_printed(capfd: pytest.CaptureFixture[str]) -> None:
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()  # nothing listens there now
+    port = free_ports()  # nothing listens there now
     sc = SlowClients({0: port}, Settings(slow_clients=3)).start()
     try:
         assert _wait(lambda: sum(sc.stats()[0].errors.values()) >= 3, 3.0)
