@@ -1,8 +1,9 @@
 """Slow clients: connections that trickle their request bytes over seconds.
 
 A slow client (a phone on a bad network, a deliberate slowloris) opens a connection, sends
-one complete ``GET`` a few bytes at a time over :data:`TRICKLE_S` seconds, reads the answer,
-closes and starts again. A server that gives each connection a worker while it reads the
+one complete ``GET`` a few bytes at a time over :data:`TRICKLE_S` seconds (its request line and
+``X-Req-Id`` in the first write, so the server can tell it from an outside client), reads the
+answer, closes and starts again. A server that gives each connection a worker while it reads the
 request (a sync server's pool thread) has that worker held for the whole trickle; an event
 loop or a hub parks the connection for the cost of a coroutine or a greenlet. This is why
 gunicorn's docs put sync workers behind a buffering proxy (nginx) that takes the slow bytes
@@ -208,7 +209,7 @@ class SlowClients:
         return _status(answer)
 
     async def _trickle(self, target: _Target, writer: asyncio.StreamWriter, data: bytes) -> None:
-        pieces = [data[i : i + PIECE_BYTES] for i in range(0, len(data), PIECE_BYTES)]
+        pieces = _pieces(data)
         gap = TRICKLE_S / max(1, len(pieces) - 1)
         target.trickling += 1
         try:
@@ -225,6 +226,15 @@ class SlowClients:
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
         exc = context.get("exception")
         self.loop_errors[type(exc).__name__ if exc is not None else str(context.get("message"))] += 1
+
+
+def _pieces(data: bytes) -> list[bytes]:
+    """The writes of one trickle: the request line, its ``X-Req-Id`` line and the next line's first
+    byte at once (llhttp reports a header only when that byte shows it is not folded onto the next
+    line), so the server knows whose bytes these are from its first read and never counts a slow
+    client as an outside one; then :data:`PIECE_BYTES` at a time."""
+    head = data.index(b"\r\n", data.index(b"\r\nX-Req-Id:") + 2) + 3
+    return [data[:head]] + [data[i : i + PIECE_BYTES] for i in range(head, len(data), PIECE_BYTES)]
 
 
 class NoAnswer(Exception):

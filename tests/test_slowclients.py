@@ -12,8 +12,9 @@ import pytest
 from support import fd_targets, fds_left_since, free_ports, new_threads
 from syncviz.engines import slowclients
 from syncviz.engines.base import Engine
-from syncviz.engines.events import ENGINE_IDS, Phase, Recorder
+from syncviz.engines.events import ENGINE_IDS, HANDED_OVER, Phase, Recorder
 from syncviz.engines.host import EngineHost
+from syncviz.engines.request import EXTERNAL_IDS_START
 from syncviz.engines.settings import Settings
 from syncviz.engines.slowclients import SLOW_IDS_START, NoAnswer, SlowClients, _status
 
@@ -59,6 +60,10 @@ def test_slow_clients_are_served_slowly_record_no_latency_and_stop_cleanly(engin
     assert batch.latencies == []  # not the measured load
     done = {rid for _, e, rid, _, p in batch.transitions if e == engine.engine_id and p == Phase.DONE}
     assert len({rid for rid in done if rid >= SLOW_IDS_START}) >= 8  # served under their own id range
+    # known from the server's first read (the id comes in the first write): never a provisional
+    # id, which the panel would count and label as an outside client's
+    ours = [tr for tr in batch.transitions if tr[1] == engine.engine_id]
+    assert ours and not [tr for tr in ours if tr[2] >= EXTERNAL_IDS_START or tr[3] == HANDED_OVER]
     assert "served" in sc.summary()
 
 
