@@ -86,17 +86,23 @@ def _chain(top: FrameType) -> tuple[list[FrameType], int | None]:
 _wheres: dict[tuple, tuple[tuple[CodeType, ...], Any, str]] = {}
 
 
-def describe(top: FrameType) -> str:
+def describe(top: FrameType, computing: bool = False) -> str:
     """The held call, innermost first: the library call, then up to :data:`PROJECT_FRAMES` of the
     project's own frames (consecutive ones, each ``Class.function (path:line)``).
+
+    ``computing``: the thread was measured running Python code, not waiting in a call (its CPU
+    clock went on; see :class:`~syncviz.engines.watchdog.LoopWatchdog`). Then the call on the
+    innermost frame's instruction is not named: a sampler sees a computing thread where it gave up
+    the GIL, at the call it has just made (``time.thread_time_ns`` in a CPU loop), which is not
+    what holds the thread; the frames are.
 
     Cached by the frames' code and instruction and the called object's base (``self``), so a pool
     parked in the same call thousands of times a second names it once.
     """
     frames, first = _chain(top)
-    names = _callee(frames[0]) if first == 0 else None
+    names = _callee(frames[0]) if first == 0 and not computing else None
     base = _base(frames[0], names[0]) if names else _MISSING
-    key = (tuple((id(fr.f_code), fr.f_lasti) for fr in frames), id(base))
+    key = (tuple((id(fr.f_code), fr.f_lasti) for fr in frames), id(base), computing)
     hit = _wheres.get(key)
     if hit is not None and hit[1] is base and all(c is fr.f_code for c, fr in zip(hit[0], frames, strict=True)):
         return hit[2]
@@ -120,10 +126,10 @@ def describe(top: FrameType) -> str:
     return where
 
 
-def safe_describe(top: FrameType) -> str:
+def safe_describe(top: FrameType, computing: bool = False) -> str:
     """:func:`describe`, or the function and line when naming fails (a frame it cannot read)."""
     try:
-        return describe(top)
+        return describe(top, computing)
     except Exception:
         return f"{_qualname(top.f_code)} ({os.path.basename(top.f_code.co_filename)}:{top.f_lineno})"
 

@@ -37,7 +37,9 @@ yielded in between (its frames persist), so they are two calls. A call still
 holding its thread is reported ``ongoing``, with its duration so far (to the last look that saw
 it), at every :meth:`~Watchdog.take`.
 
-The held call is named from the code alone, never by guessing
+A held call whose thread's CPU clock ran meanwhile (:data:`COMPUTING_SHARE`) was computing, not
+waiting in the call its instruction was at: it is named by its frames alone. The held call is
+named from the code alone, never by guessing
 (:func:`~syncviz.engines.callsite.describe`): this module holds the threads that sample the stacks
 and the records they keep.
 """
@@ -48,6 +50,7 @@ import contextlib
 import gc
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from types import CodeType, FrameType
@@ -59,6 +62,12 @@ BLOCK_THRESHOLD_NS = 20_000_000
 """A loop held longer than this is reported (20 ms: two of the lag ticker's periods). The anchors,
 gevent's ``max_blocking_time`` and asyncio's ``slow_callback_duration``, default to 100 ms; a
 lower bar catches the 50 ms ``time.sleep`` of the ``blocking-call`` scenario."""
+COMPUTING_SHARE = 0.1
+"""A held call whose thread's CPU clock ran for this share of the time it was seen holding the loop
+is computing (a pure-Python loop, a large ``json.dumps``), not waiting in a call: a thread parked
+in ``time.sleep`` or ``recv`` spends microseconds of CPU in 10 ms, a computing one its share of a
+core (about a third with three engines on one CPU, the least in ``--in-process``). Its name is then
+its frames, not the call its instruction was at (:func:`~syncviz.engines.callsite.describe`)."""
 BUSY = "no single call held it"
 """The ``where`` of a loop's own work (:class:`_Stall`): held that long, and no one call was seen
 holding it (a saturated loop running many short callbacks, or a thread the OS did not run)."""
@@ -74,6 +83,24 @@ MAX_TAKE = 8  # records per take from a pool (the latest per thread, newest firs
 
 Found = tuple[int, int, int, bool, str]
 """``(t_start_ns, duration_ns, lane, ongoing, where)``."""
+
+
+def thread_cpu_ns(thread: threading.Thread) -> Callable[[], int | None]:
+    """A reader of ``thread``'s CPU clock in ns (``None`` where there is none: not Linux, or the
+    thread has ended). Made while the thread runs: its clock id names its kernel thread."""
+    try:
+        clock = time.pthread_getcpuclockid(thread.ident)  # type: ignore[arg-type]
+        time.clock_gettime_ns(clock)
+    except (AttributeError, OSError, TypeError, OverflowError):
+        return lambda: None
+
+    def read() -> int | None:
+        try:
+            return time.clock_gettime_ns(clock)
+        except OSError:
+            return None
+
+    return read
 
 
 def current_frames() -> dict[int, FrameType]:
@@ -178,6 +205,7 @@ class LoopWatchdog(Watchdog):
     ) -> None:
         super().__init__(f"{thread.name}-watchdog", threshold_ns, latest_per_lane=False)
         self._loop_thread = thread
+        self._cpu_ns: Callable[[], int | None] = lambda: None  # the loop thread's CPU clock, once it is watched
         self._due = due
         self._free_since = free_since
         self.period_ns = period_ns
@@ -186,6 +214,7 @@ class LoopWatchdog(Watchdog):
         self.min_seen_ns = threshold_ns // 2  # a blocked call is seen holding the loop this long, at least
 
     def _watch(self) -> None:
+        self._cpu_ns = thread_cpu_ns(self._loop_thread)
         wait, due_of = self._stopping.wait, self._due
         look_after = self.threshold_ns - self.min_seen_ns  # a call seen that long by the threshold
         while not self._stopping.is_set():
@@ -208,14 +237,15 @@ class LoopWatchdog(Watchdog):
         if polled:
             start = max(start, min(polled, now_ns()))
         stall = _Stall(self.found, self.lane, start, self.threshold_ns, self.min_seen_ns)
+        cpu_ns = self._cpu_ns
         while True:
             top = current_frames().get(ident)  # type: ignore[arg-type]
-            now, again = now_ns(), self._due()
+            now, again, cpu = now_ns(), self._due(), cpu_ns()
             if again != due or top is None or self._stopping.is_set():
                 stall.end(max(stall.last, min(now, again - period)) if again != due else now)  # the ticker's new run
                 return
             poll = free_since() if free_since is not None else 0
-            stall.seen(now, holding_call(top), top, poll != polled)  # a poll between: the hub went round
+            stall.seen(now, holding_call(top), top, poll != polled, cpu)  # a poll between: the hub went round
             polled = poll
             top = None  # type: ignore[assignment]
             self._stopping.wait(self.sample_s)
@@ -239,21 +269,26 @@ class _Stall:
         self.key: tuple[FrameType, ...] | None = None  # the call seen now (callsite.holding_call)
         self.start = start  # ... when it began (an estimate), first seen, named once a blocked call
         self.first = 0
+        self.cpu_first: int | None = None  # the loop thread's CPU clock at ``first``
         self.where: str | None = None
 
-    def seen(self, now: int, key: tuple[FrameType, ...] | None, top: FrameType, resumed: bool) -> None:
-        """A sample at ``now``: the call holding the loop (``None``: its own work) and its stack."""
+    def seen(
+        self, now: int, key: tuple[FrameType, ...] | None, top: FrameType, resumed: bool, cpu: int | None = None
+    ) -> None:
+        """A sample at ``now``: the call holding the loop (``None``: its own work), its stack and
+        the loop thread's CPU clock (``None``: not known)."""
         prev = self.key
         if prev is not None and (resumed or key is None or len(key) != len(prev) or any(map(_differ, key, prev))):
             self._close((self.last + now) // 2)  # another call holds it now: this one ended between two looks
             prev = None
         if key is not None and prev is None:
-            self.key, self.first = key, now
+            self.key, self.first, self.cpu_first = key, now, cpu
             self.start = (self.last + now) // 2 if self.sampled else self.last  # the first: since the loop was free
         self.last, self.sampled = now, True
         held = self.key is not None and now - self.first >= self.min_seen and now - self.start >= self.threshold
         if held and self.where is None:  # a blocked call: the own work before it is one stretch
-            self.where = safe_describe(top)
+            ran = cpu - self.cpu_first if cpu is not None and self.cpu_first is not None else 0
+            self.where = safe_describe(top, computing=ran >= COMPUTING_SHARE * (now - self.first))
             self._busy(self.start)
         ongoing = self.found.ongoing
         busy = (now if self.key is None else self.start) - self.busy_from  # not a call's that may yet be blocked

@@ -10,10 +10,11 @@ import time
 
 import pytest
 from support import get, wait_for
-from syncviz.engines.base import Engine
+from syncviz.engines.base import Engine, engine_class
 from syncviz.engines.blocked import BLOCK_RECENT_NS
 from syncviz.engines.callsite import describe
 from syncviz.engines.events import ENGINE_IDS, Batch, Recorder, now_ns
+from syncviz.engines.settings import Settings
 from syncviz.engines.stats import StreamStats
 from syncviz.engines.watchdog import BUSY, WorkerWatchdog
 from syncviz.engines.wire import WireError, batch_to_wire, decode_batch
@@ -58,6 +59,24 @@ def test_a_blocked_loop_names_time_sleep_and_the_project_line(make_engine, name:
     assert 115e6 <= d <= 170e6, d / 1e6  # the handler's 120 ms sleep (its start is known to a ticker period)
     assert where.startswith("time.sleep ← BlockingWork._sleep (engines/work.py:"), where
     assert WORK_LINE.search(where), where
+
+
+@pytest.mark.parametrize("name", ["asyncio", "gevent"])
+def test_a_loop_held_by_pure_python_cpu_is_named_by_its_frames_not_the_call_it_was_at(upstream, name: str) -> None:
+    # A CPU loop gives up the GIL at the call it has just made (time.thread_time_ns in burn_cpu):
+    # the sampler saw the thread there, and named that call as what held the loop. Its CPU clock ran:
+    # it was computing, and the name is the frame it computes in.
+    eng = engine_class(name)(Recorder(), Settings(io_ms=0, cpu_ms=150, pool=4), "native", upstream.port)
+    eng.start()
+    try:
+        time.sleep(0.05)  # the ticker runs
+        assert get(eng.port)[0] == 200
+        blocks = [b for b in _finished(eng) if b[5] != BUSY]
+    finally:
+        eng.stop()
+    assert blocks and all(b[1] >= 100e6 for b in blocks), blocks
+    for where in (b[5] for b in blocks):
+        assert where.startswith("burn_cpu (engines/work.py:"), where
 
 
 @pytest.mark.parametrize("name", ["asyncio", "gevent"])
@@ -175,7 +194,8 @@ def test_describe_names_the_c_call_on_the_project_line_or_only_the_line() -> Non
         (io, "_sleep", "time.sleep ← BlockingWork._sleep (engines/work.py:"),
         (warm, "_sleep", "time.sleep ← BlockingWork._sleep (engines/work.py:"),
         # Pure Python: no call to name, unless the sample lands in a C call it makes (a clock
-        # read, range): the watchdog names whichever it caught.
+        # read, range): describe names whichever it caught; the loop watchdog, which has measured
+        # the thread computing, asks for its frames alone (computing=True, below).
         (cpu, "burn_cpu", re.compile(r"([\w.]+ ← )?burn_cpu \(engines/work\.py:")),
     ]:
         long_call.clear()
@@ -184,12 +204,16 @@ def test_describe_names_the_c_call_on_the_project_line_or_only_the_line() -> Non
         # the step runs 3 s unless stopped: wait until it is under way, then sample it (not a fixed sleep)
         assert wait_for(lambda: inside(thread, function), 10.0), f"{function} never ran"  # noqa: B023
         time.sleep(0.02)  # well inside it, not on its way in
-        where = describe(sys._current_frames()[thread.ident])
+        top = sys._current_frames()[thread.ident]
+        where, frames_only = describe(top), describe(top, computing=True)
+        top = None
         work.stopping = True  # the step ends (raising Stopping in its thread: caught there)
         thread.join()
         work.stopping = False
         assert where.startswith(expect) if isinstance(expect, str) else expect.match(where), where
         assert WORK_LINE.search(where), where
+        ours = "burn_cpu (engines/work.py:" if function == "burn_cpu" else "BlockingWork._sleep (engines/work.py:"
+        assert frames_only.startswith(ours), frames_only
 
 
 BLOCK = (1_000, 50_000_000, 1, 0, False, "time.sleep ← BlockingWork._sleep (engines/work.py:136)")

@@ -11,6 +11,7 @@ from types import FrameType
 
 import pytest
 from support import get, wait_for
+from syncviz.engines import watchdog
 from syncviz.engines.callsite import holding_call, project_path
 from syncviz.engines.events import Batch, now_ns
 from syncviz.engines.stats import StreamStats
@@ -62,6 +63,24 @@ def test_one_call_seen_holding_the_loop_is_a_blocked_call() -> None:
     assert rec[:4] == (0, 60 * MS, 0, True) and rec[4] != BUSY  # named, dated from the loop's last free moment
     stall.end(61 * MS)
     assert found.take(61 * MS) == [(0, 61 * MS, 0, False, rec[4])]
+
+
+@pytest.mark.parametrize(
+    ("cpu_per_ms", "computing"),
+    [(0.33, True), (0.12, True), (0.002, False), (None, False)],  # a third of a core ... a sleep; no clock
+)
+def test_a_call_whose_thread_computed_meanwhile_is_named_by_its_frames(monkeypatch, cpu_per_ms, computing) -> None:
+    """A CPU loop is seen where it gave up the GIL, at a call it just made (``time.thread_time_ns``):
+    the loop thread's CPU clock, read at each look, tells computing from waiting in that call."""
+    asked: list[bool] = []
+    monkeypatch.setattr(watchdog, "safe_describe", lambda top, computing=False: asked.append(computing) or "x")
+    _found, stall = _stall()
+    frames = _frames()
+    call, top = (next(frames),), next(frames)
+    for t in range(20, 42, 2):
+        cpu = None if cpu_per_ms is None else int((t - 20) * MS * cpu_per_ms)
+        stall.seen(t * MS, call, top, resumed=False, cpu=cpu)
+    assert asked == [computing]  # named once, when seen holding for 10 ms
 
 
 def test_own_work_then_a_blocked_call_are_two_records() -> None:
