@@ -13,9 +13,10 @@ from support import get, wait_for
 from syncviz.engines.base import Engine, engine_class
 from syncviz.engines.blocked import BLOCK_RECENT_NS
 from syncviz.engines.callsite import describe
+from syncviz.engines.counts import ServerSnapshot
 from syncviz.engines.events import ENGINE_IDS, Batch, Recorder, now_ns
 from syncviz.engines.settings import Settings
-from syncviz.engines.stats import StreamStats
+from syncviz.engines.stats import Counters, StreamStats
 from syncviz.engines.watchdog import BUSY, WorkerWatchdog
 from syncviz.engines.wire import WireError, batch_to_wire, decode_batch
 from syncviz.engines.work import BlockingWork, Stopping, Work
@@ -287,3 +288,15 @@ def test_the_stats_keep_the_latest_and_the_panel_says_it() -> None:
 
 def _view(c, labels: dict[int, str] | None = None) -> CounterView:
     return CounterView(c, None, 1, "loop", True, [], [], 0, lane_labels=labels or {0: "loop"})
+
+
+def test_a_counters_line_too_long_for_the_panel_goes_on_two_lines_not_past_its_edge() -> None:
+    # offload's workers ("busy 40/41 loop+40 thr") made the in-flight line 69 wide in a 64-wide panel:
+    # Textual wrapped its last word alone onto the next line
+    c = Counters("asyncio", in_flight=100, queued=60, by_phase={"queued": 60, "ready": 0}, busy=40)
+    view = CounterView(c, 800.0, 41, "loop+40 thr", True, [], [], 0, server=ServerSnapshot(workers=41))
+    for width in (64, 70, 100):
+        lines = counter_text(view, width, stacked=False).plain.splitlines()
+        assert all(len(line) <= width for line in lines), (width, lines)
+        busy = next(line for line in lines if "busy" in line)
+        assert "busy 40/41 loop+40 thr" in busy and ("in flight" in busy) == (width >= 70), (width, lines)

@@ -144,13 +144,15 @@ def counter_text(v: CounterView, width: int, stacked: bool) -> Text:
             pool = f"{srv.pool_used:,}/{srv.pool_size:,}" + (" FULL" if full else "")
             kv("pool", pool, "bold #ff4d4d" if full else VALUE, "")
         t.append("\n")
+    line_start = len(t.plain)
     kv("in flight", fmt_n(c.in_flight))
     kv("queued", fmt_n(c.queued), f"bold {LOOKS[Phase.QUEUED].color}")
     if c.reading or v.server is not None:
         kv("reading", fmt_n(c.reading), f"bold {LOOKS[Phase.READING].color}")
-    if stacked:
-        t.append("\n")
     ready = c.by_phase.get("ready", 0)
+    rest = f"ready {fmt_n(ready)}  busy {c.busy}/{v.workers} {v.worker_word}"
+    if stacked or len(t.plain) - line_start + len(rest) > width:  # two lines rather than one cut short
+        t.append("\n")
     kv("ready", fmt_n(ready), f"bold {LOOKS[Phase.READY].color}")
     kv("busy", f"{c.busy}/{v.workers} {v.worker_word}", VALUE, "")
     t.append("\n")
