@@ -306,6 +306,7 @@ class ChildHost(EventSource):
             "pids": {name: p.pid for name, p in self.procs.items()},
             "placement": {name: self.placement.label(name) for name in self.engine_names},
             "cpu_share": {name: self.placement.share(name) for name in self.engine_names},
+            "cpus": {name: list(self.placement.engines[name]) for name in self.engine_names},  # prefork's workers
             "load": self.load,  # the built-in load generator runs (False under ``syncviz serve``)
         }
 

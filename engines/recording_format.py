@@ -61,6 +61,10 @@ def _is_int(v: object) -> bool:
     return type(v) is int and -INT64 <= v < INT64
 
 
+def _is_cpu(v: object) -> bool:
+    return type(v) is int and 0 <= v < 65536
+
+
 def _is_share(v: object) -> bool:
     return type(v) in (int, float) and math.isfinite(v) and 0 < v <= 1024  # type: ignore[arg-type]
 
@@ -93,6 +97,7 @@ def check_info(info: object) -> dict[str, Any]:
     _engine_map(info, "pids", lambda v: v is None or (_is_int(v) and v >= 0))
     _engine_map(info, "placement", lambda v: isinstance(v, str))
     _engine_map(info, "cpu_share", _is_share)
+    _engine_map(info, "cpus", lambda v: isinstance(v, list) and 0 < len(v) <= 1024 and all(map(_is_cpu, v)))
     for key in ("run", "pid"):
         if key in info and not (_is_int(info[key]) and info[key] >= 0):
             raise ValueError(f"info field {key!r} is not a non-negative integer")

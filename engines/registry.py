@@ -74,8 +74,11 @@ class EngineSpec:
         """How many requests it can have in their I/O wait at once."""
         return self.capacity_of(mode, settings)
 
-    def lanes(self, mode: Mode, settings: Settings) -> Lanes:
-        """``(lane, label)`` of every worker lane, in order (pool threads, the loop, offload threads)."""
+    def lanes(self, mode: Mode, settings: Settings, cpus: Sequence[int] | None = None) -> Lanes:
+        """``(lane, label)`` of every worker lane, in order (pool threads, the loop, offload threads;
+        prefork's worker processes, by default one per CPU of ``cpus``, its placement, as it starts them)."""
+        if self.processes and not settings.workers:
+            settings = settings.with_changes(workers=self.gils(settings, cpus))
         return self.lanes_of(mode, settings)
 
     def worker_word(self, mode: Mode) -> str:

@@ -15,6 +15,7 @@ from syncviz.engines.child import ChildHost
 from syncviz.engines.events import Phase
 from syncviz.engines.placement import SHORT_SLICE_NS, plan
 from syncviz.engines.stats import StreamStats
+from syncviz.tui.board import Board
 from syncviz.tui.widgets.bars import health_label
 from syncviz.tui.widgets.perf import PerfMeter, perf_text
 
@@ -152,6 +153,9 @@ def test_a_prefork_engine_is_the_sum_of_its_processes() -> None:
         assert wait_for(lambda: shown() > 1.3 * master.memory_info().rss / 1e6, timeout=5)  # a worker is counted
         assert abs(shown() - own()) < 10
         assert child.procs["asyncio"]._children() == []
+        # the panel draws as many worker lanes as the engine started processes (one per CPU of its placement)
+        drawn = Board(child.info()).engine_info("prefork").lanes
+        assert len(master.children()) == len(drawn), (master.children(), drawn)
 
 
 @pytest.mark.parametrize(

@@ -239,6 +239,8 @@ def _batch_line(**fields: object) -> bytes:
         {"info": {"modes": {"asyncio": "sideways"}}},
         {"info": {"scenario": "no-such"}},
         {"info": {"cpu_share": {"gevent": 0}}},
+        {"info": {"cpus": {"prefork": []}}},
+        {"info": {"cpus": {"prefork": [-1]}}},
         {"dg": [[0, {"server": {"ns": 0, "now": 0}}]]},
         {"v": 9},
     ],

@@ -21,6 +21,7 @@ from syncviz.engines.registry import (
     load,
 )
 from syncviz.engines.settings import Settings, capacity
+from syncviz.tui.board import Board
 
 ENGINES_DIR = Path(syncviz.engines.__file__).parent
 
@@ -74,6 +75,19 @@ def test_lanes_and_worker_words() -> None:
     assert uvloop.lanes("offload", s) == offload and trio.lanes("native", s) == [(0, "loop")]
     assert prefork.lanes("native", s.with_changes(workers=2)) == [(0, "p0"), (1, "p1")]
     assert prefork.worker_word("native") == "procs"
+
+
+def test_prefork_draws_the_workers_its_placement_starts_and_its_bound_counts_them() -> None:
+    # Six engines on two CPUs share cpu 1: prefork's process starts one worker there (one per CPU of
+    # its placement), and the panel read "busy 1/2 procs, req/s 20 of bound 40" from the app's two CPUs.
+    prefork, s = ENGINE_SPECS["prefork"], Settings(clients=100, io_ms=50)
+    assert prefork.lanes("native", s, cpus=(1,)) == [(0, "p0")]
+    assert prefork.lanes("native", s, cpus=(0, 1)) == [(0, "p0"), (1, "p1")]
+    assert prefork.lanes("native", s.with_changes(workers=3), cpus=(1,)) == [(0, "p0"), (1, "p1"), (2, "p2")]
+    info = {"engines": ["threaded", "prefork"], "cpu_share": {"prefork": 0.5}, "cpus": {"prefork": [1]}}
+    shown = Board(info).engine_info("prefork")
+    assert len(shown.lanes) == 1 and shown.bound == pytest.approx(20.0)
+    assert len(Board({**info, "cpus": {"prefork": [0, 1]}}).engine_info("prefork").lanes) == 2
 
 
 def test_capacity_per_engine_and_mode() -> None:

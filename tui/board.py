@@ -87,13 +87,16 @@ class Board:
         settings = self.settings
         mode = self.info.get("modes", {}).get(name) or SCENARIOS[self.scenario].mode(name)
         spec = engine_spec(name)
+        share = float((self.info.get("cpu_share") or {}).get(name, 1.0))
+        cpus = (self.info.get("cpus") or {}).get(name)  # its placement: prefork starts a worker per CPU of it
+        cpus = tuple(cpus) if cpus else None
         return EngineInfo(
             name=name,
             model=spec.model,
             mode=mode,
             io_line=io_line(name, mode, settings),
-            bound=bound_rps(name, mode, settings, float((self.info.get("cpu_share") or {}).get(name, 1.0))),
-            lanes=spec.lanes(mode, settings),
+            bound=bound_rps(name, mode, settings, share, cpus),
+            lanes=spec.lanes(mode, settings, cpus),
             worker_word=spec.worker_word(mode),
             has_lag=spec.has_loop,
         )
