@@ -19,7 +19,7 @@ from .events import DEFAULT_ENGINES, ENGINE_IDS, ENGINES, Batch, Recorder
 from .limits import raise_soft_limit
 from .scenarios import DEFAULT_SCENARIO, Scenario, get_scenario
 from .settings import Settings
-from .source import STALL_S, EngineStatus, EventSource, ProcessInfo, SourceStatus
+from .source import EngineStatus, EventSource, ProcessInfo, Progress, SourceStatus
 
 if TYPE_CHECKING:  # imported where used: an engine process, which imports this module, needs none of them
     from .loadgen import LoadGen
@@ -123,6 +123,7 @@ class EngineHost(Clients, EventSource):
         self.scenario = get_scenario(scenario)
         self.settings = self.scenario.settings.with_changes(**overrides)
         self.engines: dict[str, Engine] = {}
+        self._progress: dict[str, Progress] = {}  # per engine: when its server last answered (status)
         self.upstream: Upstream | None = None
         self.run = 0  # how many times the engines have started: a consumer starts afresh when it changes
         self.errors: deque[str] = deque(maxlen=20)
@@ -225,19 +226,24 @@ class EngineHost(Clients, EventSource):
     def status(self) -> SourceStatus:
         """Every engine lives in this process: one pid, one GIL shared by all of them."""
         out = SourceStatus("in-process")
-        now = time.monotonic_ns()
+        now, mono = time.monotonic_ns(), time.monotonic()
         for name in self.engine_names:
             engine = self.engines.get(name)
             overdue = engine.overdue_ns(now) if engine is not None else 0
+            server = engine.server_snapshot(now) if engine is not None else None
+            progress = self._progress.setdefault(name, Progress(mono))
+            if server is not None:
+                progress.see(server.served, mono)
+            stalled = progress.stalled(overdue, mono)
             st = EngineStatus(
                 name,
-                state="live" if overdue <= STALL_S * 1e9 else "stalled",
-                detail=f"loop held {overdue / 1e9:.1f} s" if overdue > STALL_S * 1e9 else "",
+                state="stalled" if stalled else "live",
+                detail=f"loop held {overdue / 1e9:.1f} s" if stalled else "",
                 process=ProcessInfo(os.getpid()),
                 placement="one process, one GIL",
                 port=engine.port if engine is not None else None,
                 shared_gil=True,
-                server=engine.server_snapshot(now) if engine is not None else None,
+                server=server,
             )
             out.engines[name] = st
         return out

@@ -24,7 +24,7 @@ from .base import EngineError
 from .counts import ServerSnapshot
 from .events import Batch
 from .registry import ENGINE_SPECS
-from .source import ProcessInfo, State
+from .source import ProcessInfo, Progress, State
 from .wire import WireError, decode_batch, read_frame_bytes, write_frame
 
 RESUME_GRACE_S = 5.0  # after a suspension (ctrl+z), how long a process may catch up before "no answer"
@@ -75,6 +75,7 @@ class ProcHandle:
         self._kids_at = 0.0  # when _kids was last looked up
         self._kids_since: float | None = None  # the first look (workers start then: looked for every sample)
         self.last_frame = time.monotonic()
+        self.progress = Progress(self.last_frame)  # its server's last answer: a late loop that serves is not stalled
         self._grace_until = 0.0  # see heard_from_now
         self._stopped, self._stopped_at = False, -STOPPED_EVERY_S
         try:
@@ -127,6 +128,7 @@ class ProcHandle:
                 self.stall_ns = got.stall_ns
                 if got.server is not None:
                     self._server = (got.run, got.server)
+                    self.progress.see(got.server.served, self.last_frame)
                 self._keep(got.batch, got.run)
             elif kind == "started" and isinstance(payload, dict):
                 self._reply = payload
@@ -223,7 +225,7 @@ class ProcHandle:
         silent = now - self.last_frame
         if silent > stall_s and now >= self._grace_until:
             return "stalled", f"no answer for {silent:.1f} s"
-        if self.stall_ns > stall_s * 1e9:
+        if self.progress.stalled(self.stall_ns, now, stall_s):
             return "stalled", f"loop held {self.stall_ns / 1e9:.1f} s"
         return "live", ""
 

@@ -22,7 +22,34 @@ from .registry import EngineError
 State = Literal["starting", "live", "stalled", "exited", "replay"]
 
 STALL_S = 1.0
-"""A process that sends nothing for this long, or whose loop's ticker is this late, is stalled."""
+"""A process that sends nothing for this long, or whose loop's ticker is this late while it serves
+nothing, is stalled (:class:`Progress`)."""
+
+
+class Progress:
+    """When an engine's server last answered a request (its ``served`` count moved): a loop whose
+    ticker is late tells a stalled engine from a saturated one by it.
+
+    A loop handed ``time.sleep(0.05)`` with 100 requests ready runs them all before its timers: its
+    ticker is ~5 s late, yet it answers 20 a second. That is a blocked loop, shown by its lag and the
+    watchdog's ``loop blocked 50 ms in time.sleep``, not a dead engine to restart ("stalled · press 4",
+    its figures read as the last before it "went down", while it served on). A loop held in one call,
+    or a process that sends nothing, answers nothing: that is stalled.
+    """
+
+    __slots__ = ("at", "served")
+
+    def __init__(self, now: float) -> None:
+        self.served = -1
+        self.at = now  # monotonic seconds
+
+    def see(self, served: int, now: float) -> None:
+        if served != self.served:
+            self.served, self.at = served, now
+
+    def stalled(self, overdue_ns: int, now: float, stall_s: float = STALL_S) -> bool:
+        """Its loop's ticker is ``stall_s`` late and it has answered nothing for as long."""
+        return overdue_ns > stall_s * 1e9 and now - self.at > stall_s
 
 
 @dataclass

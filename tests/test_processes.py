@@ -14,6 +14,7 @@ from support import wait_for
 from syncviz.engines.child import ChildHost
 from syncviz.engines.events import Phase
 from syncviz.engines.placement import SHORT_SLICE_NS, plan
+from syncviz.engines.source import Progress
 from syncviz.engines.stats import StreamStats
 from syncviz.tui.board import Board
 from syncviz.tui.widgets.bars import health_label
@@ -74,6 +75,35 @@ def test_a_stopped_engine_is_shown_stalled_and_closing_leaves_nothing() -> None:
         child.close()
         assert time.monotonic() - t0 < 5
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_loop_late_while_it_answers_is_live_one_held_with_no_answer_is_stalled() -> None:
+    # blocking-call: time.sleep(0.05) in the handler, 40 requests ready: the loop runs them all
+    # before its timers, its ticker ~2 s late, while it answers 20 a second (the panel said
+    # "stalled · press 2 to restart it", its figures "the last before it went down")
+    with ChildHost(scenario="blocking-call", engines=["threaded", "asyncio"], clients=40) as child:
+        proc = child.procs["asyncio"]
+        assert wait_for(lambda: proc.stall_ns > 1.5e9, timeout=10), proc.stall_ns
+        served = proc.server().served  # type: ignore[union-attr]
+        assert child.status().engines["asyncio"].state == "live", child.status().engines["asyncio"].detail
+        assert wait_for(lambda: proc.server().served > served, timeout=1)  # type: ignore[union-attr]
+    # one call holding the loop 3 s, nothing answered meanwhile: stalled, and why
+    with ChildHost(scenario="blocking-call", engines=["threaded", "asyncio"], clients=1, io_ms=3000) as child:
+        assert wait_for(lambda: child.status().engines["asyncio"].state == "stalled", timeout=5)
+        assert child.status().engines["asyncio"].detail.startswith("loop held ")
+        assert child.procs["asyncio"].server().served == 0  # type: ignore[union-attr]
+
+
+def test_progress_calls_a_late_loop_stalled_only_when_it_answers_nothing_for_as_long() -> None:
+    p = Progress(now=100.0)
+    p.see(5, 100.0)
+    assert not p.stalled(overdue_ns=int(3e9), now=100.5)  # answered half a second ago
+    assert p.stalled(overdue_ns=int(3e9), now=101.5)  # late, and nothing answered for 1.5 s
+    p.see(5, 101.6)  # the same count: no answer
+    assert p.stalled(overdue_ns=int(3e9), now=101.6)
+    p.see(6, 101.7)
+    assert not p.stalled(overdue_ns=int(3e9), now=102.0)
+    assert not p.stalled(overdue_ns=int(0.5e9), now=110.0)  # on time: live however long it was idle
 
 
 def test_a_killed_load_process_is_said_and_comes_back_with_the_scenario() -> None:
