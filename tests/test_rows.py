@@ -75,3 +75,26 @@ def test_a_row_drawn_frame_after_frame_matches_one_drawn_once(monkeypatch: pytes
         seen |= {rid for _, _, rid in a.labels if a.failed}
     assert 99 in seen  # the late one was drawn, its failure with it
     assert kept._done[0].start > T0 // NS  # columns were dropped from the row's left
+
+
+def test_a_request_learned_of_late_waits_for_a_row_and_takes_it_when_it_comes_free() -> None:
+    """Queued since 5 ms and read at 45 ms, it finds the row held by a request that ended at 14 ms,
+    after it began: not drawn then. Once that one has left the window, the row is free: it takes it
+    then (a loop that reads 100 requests at once drew no row for half of every cycle: each was
+    looked at once, when every row was busy), drawn whole, its start off the window."""
+    done = track(1, [(0, Phase.QUEUED), (4, Phase.RUNNING)], Phase.DONE)  # 0-14 ms
+    late = track(2, [(5, Phase.QUEUED), (45, Phase.RUNNING)], None)
+    rows = RequestRows(SimpleNamespace(inflight={2: late}), rows=1)  # type: ignore[arg-type]
+    rows.cols = 60
+    rows.rows[0].append(done)
+    rows.consume(T0 + 50 * NS, NS)
+    assert rows.shown_in_flight() == 0 and list(rows.rows[0]) == [done]
+    now = T0 + 100 * NS  # 14 ms is past the window's 60 columns (and the two beyond it)
+    rows.consume(now, NS)
+    assert rows.shown_in_flight() == 1 and list(rows.rows[0]) == [late]
+    first = now // NS - 59
+    cells = "".join(row_line(rows, 0, first, 60, NS, now).chars[GUTTER:])
+    assert cells.startswith("#2") and cells[-2] != " ", cells
+    rows.stats.inflight.clear()  # it ended: nothing waits any more
+    rows.consume(now + NS, NS)
+    assert not rows._waiting

@@ -2,7 +2,12 @@
 
 There are more requests in flight than rows, so rows are handed out like seats: a new
 request takes the first row whose last request finished before it started (one column
-apart); when no row is free it is not drawn (the panel says how many are not shown).
+apart); when no row is free it waits, and takes the first row that comes free before it
+ends (a row is free again once its requests have left the window). A request the server
+learned of late, queued for seconds before it was read (its ``queued`` is dated back to when
+its client sent it), finds every row busy since it began: without the wait, the loop of the
+``blocking-call`` scenario, reading 100 requests at once, drew no row for half of every
+cycle. A request never seated is not drawn (the panel says how many in flight have a row).
 A row therefore shows a sequence of real requests, each a run of its measured phases.
 Placement happens as batches arrive (not per frame), so a replay draws the same rows.
 """
@@ -23,6 +28,7 @@ from syncviz.engines.stats import EngineStats
 
 NPHASES = len(Phase)
 MAX_ROWS = 64
+MAX_RETRY = 64  # waiting requests tried per batch when a row may be free (oldest first)
 KEEP_COLS = 1024
 """Columns a row keeps laid out left of its newest request (at least twice the window's width;
 the array grows to twice that, then drops the older half). It kept 4,096: at 1,000 clients each
@@ -101,6 +107,7 @@ class RequestRows:
         self.visible = rows
         self.cols = 400  # the window's width, as last drawn
         self._seen: set[int] = set()
+        self._waiting: dict[int, RequestTrack] = {}  # in flight, not seated yet: oldest first
         self._live: dict[int, tuple[tuple[int, int], int, list[int]]] = {}  # in flight: up to the last step
         self._done: dict[int, _DoneRow] = {}  # row index -> its finished requests, laid out once
         self._swept_at = 0
@@ -120,23 +127,21 @@ class RequestRows:
         if len(self._live) > 4 * MAX_ROWS:  # finished ones have their own cache
             inflight = self.stats.inflight
             self._live = {rid: v for rid, v in self._live.items() if rid in inflight}
-        for rid, track in self.stats.inflight.items():
+        inflight, waiting = self.stats.inflight, self._waiting
+        for rid, track in inflight.items():
             if rid in seen:
                 continue
             seen.add(rid)
-            start = track.start_ns
-            seat = None
-            for row in rows:  # the first row free for a column, else the first free at all
-                if not row or (row[-1].phase in TERMINAL and row[-1].since + gap_ns <= start):
-                    seat = row
-                    break
-                if seat is None and row[-1].phase in TERMINAL and row[-1].since <= start:
-                    seat = row
-            if seat is not None:
-                seat.append(track)
+            if not _seat(rows, track, gap_ns):
+                waiting[rid] = track
+        if waiting and any(not row or row[-1].phase in TERMINAL for row in rows):  # a row may be free
+            for rid, track in list(waiting.items())[:MAX_RETRY]:
+                if inflight.get(rid) is not track or _seat(rows, track, gap_ns):
+                    del waiting[rid]  # finished (or seated now)
         if now_ns - self._swept_at > 1_000_000_000:
             self._swept_at = now_ns
-            self._seen = {rid for rid in seen if rid in self.stats.inflight}
+            self._seen = {rid for rid in seen if rid in inflight}
+            self._waiting = {rid: t for rid, t in waiting.items() if inflight.get(rid) is t}
 
     def shown_in_flight(self) -> int:
         return sum(1 for row in self.rows[: self.visible] if row and row[-1].phase not in TERMINAL)
@@ -219,6 +224,22 @@ class RequestRows:
         if len(done.rids) > 2 * len(row) + 16:  # forget what the row no longer holds
             done.forget({t.rid for t in row})
         return done
+
+
+def _seat(rows: list[deque[RequestTrack]], track: RequestTrack, gap_ns: int) -> bool:
+    """Seat ``track`` in the first row free a column before it started, else in the first free
+    at all; False when every row holds a request that ended after it started, or is in flight."""
+    start, seat = track.start_ns, None
+    for row in rows:
+        if not row or (row[-1].phase in TERMINAL and row[-1].since + gap_ns <= start):
+            seat = row
+            break
+        if seat is None and row[-1].phase in TERMINAL and row[-1].since <= start:
+            seat = row
+    if seat is None:
+        return False
+    seat.append(track)
+    return True
 
 
 @lru_cache(maxsize=512)  # every row's labels, every frame: ~100 requests on screen (full: 4,096 0.89 MB, 512 0.11)
