@@ -175,8 +175,11 @@ def assert_left_clean(term: Terminal, children: list, status: int) -> None:
         (signal.SIGHUP, ()),
         (signal.SIGINT, ("--in-process",)),  # in-process: no engine process, quicker to start
         ("ctrl+c", ("--in-process",)),
+        # a stray SIGCONT, then SIGTERM and SIGCONT as `timeout` sends them: Textual's driver took
+        # each SIGCONT for a resume, saved the raw mode as the one to restore, and left it on exit
+        ("SIGCONT+SIGTERM+SIGCONT", ("--in-process",)),
     ],
-    ids=["SIGTERM", "SIGHUP", "SIGINT-in-process", "ctrl+c-key-in-process"],
+    ids=["SIGTERM", "SIGHUP", "SIGINT-in-process", "ctrl+c-key-in-process", "stray-SIGCONT-in-process"],
 )
 def test_the_app_leaves_like_q(
     terminal: Callable[..., Terminal], how: signal.Signals | str, args: tuple[str, ...]
@@ -189,6 +192,12 @@ def test_the_app_leaves_like_q(
     if how == "ctrl+c":
         os.write(term.master, b"\x03")
         status = 0
+    elif how == "SIGCONT+SIGTERM+SIGCONT":
+        term.proc.send_signal(signal.SIGCONT)
+        time.sleep(0.3)
+        term.proc.send_signal(signal.SIGTERM)
+        term.proc.send_signal(signal.SIGCONT)
+        status = exit_status(signal.SIGTERM)
     else:
         term.proc.send_signal(how)
         status = exit_status(how)

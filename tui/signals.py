@@ -16,6 +16,13 @@ Two layers:
   after the app has gone is remembered too, so closing the source (the engine process, its
   threads and ports) is never cut short. Only a second signal before the app has mounted
   raises :class:`SignalExit` at once (a way out of a stuck start).
+
+Job control (:func:`_guard_job_control`): Textual's driver answers every SIGCONT by starting
+its terminal mode again, which saves the terminal's attributes afresh. A SIGCONT the app had not
+stopped for (``timeout`` sends one right after its SIGTERM; ``kill -CONT``) made it save raw mode
+as the mode to restore, and the app left the terminal raw (no echo) on exit. Only a SIGCONT after
+the driver's own SIGTSTP (ctrl+z) reaches it; any other repaints the app, as a resume does; once
+the app unmounts neither signal touches the terminal.
 """
 
 from __future__ import annotations
@@ -196,6 +203,7 @@ def install(app: App[Any]) -> None:
         _restore(loop, previous)
         return
     _previous[app] = previous
+    _guard_job_control(app, loop)
     if _guard is not None:
         _guard.app_seen = True
         if _guard.signum is not None:
@@ -208,6 +216,33 @@ def uninstall(app: App[Any]) -> None:
     loop = _running_loop()
     if previous is not None and loop is not None:
         _restore(loop, previous)
+        for sig in JOB_SIGNALS:  # the terminal is being given back: a late SIGCONT must not take it again
+            signal.signal(sig, signal.SIG_DFL)
+
+
+JOB_SIGNALS = (signal.SIGTSTP, signal.SIGCONT)
+
+
+def _guard_job_control(app: App[Any], loop: asyncio.AbstractEventLoop) -> None:
+    """Pass SIGCONT to Textual's driver only after its own SIGTSTP; any other repaints (see the module)."""
+    tstp, cont = (signal.getsignal(sig) for sig in JOB_SIGNALS)
+    if not callable(tstp) or not callable(cont):  # not Textual's Linux driver (a headless test app)
+        return
+    stopped = threading.Event()  # the driver suspended the app (ctrl+z): its SIGCONT is a resume
+
+    def on_tstp(signum: int, frame: FrameType | None) -> None:
+        stopped.set()
+        tstp(signum, frame)
+
+    def on_cont(signum: int, frame: FrameType | None) -> None:
+        if stopped.is_set():
+            stopped.clear()
+            cont(signum, frame)
+        else:  # stopped from outside (SIGSTOP) or not at all: the terminal's mode is still the app's
+            loop.call_soon_threadsafe(app.app_resume_signal.publish, app)
+
+    signal.signal(signal.SIGTSTP, on_tstp)
+    signal.signal(signal.SIGCONT, on_cont)
 
 
 def _restore(loop: asyncio.AbstractEventLoop, previous: dict[signal.Signals, _Handler]) -> None:
