@@ -134,10 +134,14 @@ class RequestRows:
             seen.add(rid)
             if not _seat(rows, track, gap_ns):
                 waiting[rid] = track
-        if waiting and any(not row or row[-1].phase in TERMINAL for row in rows):  # a row may be free
+        ends = [row[-1].since if row else -1 for row in rows if not row or row[-1].phase in TERMINAL] if waiting else ()
+        if ends:  # a row is free for a waiting request that began after its last one ended
+            earliest = min(ends)
             for rid, track in list(waiting.items())[:MAX_RETRY]:
-                if inflight.get(rid) is not track or _seat(rows, track, gap_ns):
-                    del waiting[rid]  # finished (or seated now)
+                if inflight.get(rid) is not track:
+                    del waiting[rid]  # finished
+                elif track.start_ns >= earliest and _seat(rows, track, gap_ns):
+                    del waiting[rid]
         if now_ns - self._swept_at > 1_000_000_000:
             self._swept_at = now_ns
             self._seen = {rid for rid in seen if rid in inflight}
