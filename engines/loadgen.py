@@ -36,14 +36,13 @@ from collections import deque
 
 from .events import Phase, Recorder, now_ns
 from .loadgen_conn import _Client, connect_error_rid
-from .settings import Settings
+from .settings import BURST_LEN_S, BURST_PERIOD_S, Settings
 
 RECONNECT_S = 0.1  # first pause before connections are opened again; doubles while they fail
 RECONNECT_MAX_S = 2.0
 CONNECT_BATCH = 256  # connects in flight at once per engine (listen backlogs are 1,024)
 CONNECT_STALL_S = 1.0  # the first connections: traffic starts when none has opened for this long
 STOP_WAIT_S = 1.0  # stop: how long the cancelled tasks get to finish
-BURST_PERIOD_S, BURST_LEN_S = 5.0, 1.0  # open loop: a spike of ``burst`` x rate, 1 s in every 5
 
 
 class _Target:

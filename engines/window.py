@@ -260,7 +260,7 @@ def result(
         "completed": len(latencies_ns),
         "failed": failed,
         "throughput_rps": round(len(latencies_ns) / span_s, 1),
-        "bound_rps": _round(bound_rps(engine, mode, settings, cpu_share, cpus)),  # type: ignore[arg-type]
+        "bound_rps": _round(bound_rps(engine, mode, settings, cpu_share, cpus, span_s)),  # type: ignore[arg-type]
         "latency_ms": {k: _round(getattr(lat, f"{k}_ms")) for k in ("p50", "p95", "p99", "max")},
         "loop_lag_ms": (
             {"p50": _round(counters.lag_p50_ms), "p99": _round(counters.lag_p99_ms)}

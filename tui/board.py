@@ -95,7 +95,7 @@ class Board:
             model=spec.model,
             mode=mode,
             io_line=io_line(name, mode, settings),
-            bound=bound_rps(name, mode, settings, share, cpus),
+            bound=bound_rps(name, mode, settings, share, cpus, self.stats[name].rate_window_s),  # req/s's window
             lanes=spec.lanes(mode, settings, cpus),
             worker_word=spec.worker_word(mode),
             has_lag=spec.has_loop,
