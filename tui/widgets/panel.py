@@ -149,7 +149,11 @@ class EnginePanel(Vertical):
         row_model = board.rows[self.engine]
         counters = board.counters.get(self.engine)
         in_flight = counters.in_flight if counters is not None else 0
-        header = f"requests · {row_model.shown_in_flight()} of {in_flight:,} in flight have a row"
+        # The rows are drawn to the stream's watermark, the count is the load's own, a few ms later: a
+        # request answered in between is still running on its row ("3 of 2" at low load). Of those
+        # in flight at the count's moment, at most all have a row.
+        with_row = min(row_model.shown_in_flight(), in_flight)
+        header = f"requests · {with_row} of {in_flight:,} in flight have a row"
         view.draw(frame, lanes, len(info.lanes) - shown, waits, row_model, header, now_ns, edge)
         visible = [tuple(row) for row in row_model.rows[: row_model.visible]]  # what the rows showed (inspect)
         self.drawn = Drawn(
