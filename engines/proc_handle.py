@@ -35,6 +35,29 @@ KIDS_EVERY_S = 2.0  # how often an engine's child processes (prefork's workers) 
 MAX_BATCHES = 600  # batches kept for a reader that does not take them (20 s at 30 a second), then the oldest go
 
 
+CHILD_MODULE = "syncviz.engines.proc"
+
+
+def _thread_children() -> set[int] | None:
+    """The pids of the children this thread forked (Linux's ``/proc/.../children``; None elsewhere)."""
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/children") as f:
+            return {int(pid) for pid in f.read().split()}
+    except (OSError, ValueError):
+        return None
+
+
+def _kill_unowned_children(before: set[int] | None) -> None:
+    """A signal's exception inside ``Popen`` (SIGHUP to ``syncviz trace``) can come after the fork:
+    a child runs that no handle knows, until it reads its stdin's end once its imports are done.
+    Kill what this thread forked since ``before`` and reap it."""
+    after = _thread_children() if before is not None else None
+    for pid in sorted((after or set()) - (before or set())):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
 class ProcHandle:
     """Starts ``python -m syncviz.engines.proc`` with ``start`` as its first frame."""
 
@@ -48,14 +71,19 @@ class ProcHandle:
         self._reply: dict[str, Any] | None = None
         self._replied = threading.Event()
         self._send_lock = threading.Lock()
-        self._popen = subprocess.Popen(
-            [sys.executable, "-m", "syncviz.engines.proc"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,  # the terminal belongs to the UI; the last lines explain an exit
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-            start_new_session=True,  # the terminal's ctrl+c and hangup go to the app, which stops us
-        )
+        before = _thread_children()
+        try:
+            self._popen = subprocess.Popen(
+                [sys.executable, "-m", CHILD_MODULE],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,  # the terminal belongs to the UI; the last lines explain an exit
+                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                start_new_session=True,  # the terminal's ctrl+c and hangup go to the app, which stops us
+            )
+        except BaseException:
+            _kill_unowned_children(before)
+            raise
         try:
             self._setup(name, start, cpus)
         except BaseException:  # a signal (ctrl+c, SIGTERM) mid-start: no process outlives its handle

@@ -14,6 +14,7 @@ from support import wait_for
 from syncviz.engines.child import ChildHost
 from syncviz.engines.events import Phase
 from syncviz.engines.placement import SHORT_SLICE_NS, plan
+from syncviz.engines.proc_handle import ProcHandle
 from syncviz.engines.source import Progress
 from syncviz.engines.stats import StreamStats
 from syncviz.tui.board import Board
@@ -253,3 +254,22 @@ def test_swapping_an_engine_runs_the_new_one_in_its_place_and_stops_the_old() ->
         assert wait_for(lambda: _done(child, stats, "asyncio") > 20, timeout=10)
     finally:
         child.close()
+
+
+def test_a_signal_inside_popen_after_the_fork_leaves_no_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGHUP to ``syncviz trace`` while an engine process was being started: the exception came
+    out of Popen after the fork, no handle knew the child, and it ran on after the command had
+    exited until its imports were done and it read its stdin's end (seen once in .ci/run)."""
+    real = subprocess.Popen._execute_child
+    started: list[int] = []
+
+    def interrupted(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        real(self, *args, **kwargs)
+        started.append(self.pid)
+        raise KeyboardInterrupt  # as the signal handler raises, before Popen returns
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ProcHandle("asyncio", {"role": "engine"}, (0,))
+    assert started
+    assert not psutil.pid_exists(started[0]) or psutil.Process(started[0]).status() == psutil.STATUS_ZOMBIE
