@@ -79,6 +79,7 @@ class ChildHost(EventSource):
         self._cpus = cpus
         self.placement: Placement = plan(self.engine_names, cpus)
         self.procs: dict[str, ProcHandle] = {}
+        self._handles: list[ProcHandle] = []  # every process started, from the moment it exists
         self.loadproc: ProcHandle | None = None
         self.ports: dict[str, int] = {}
         self.upstream_port: int | None = None
@@ -98,7 +99,9 @@ class ChildHost(EventSource):
         try:
             self._start_load(timeout)
             for name in self.engine_names:  # start them all, then wait: their imports overlap
-                self.procs[name] = ProcHandle(name, self._engine_start(name), self.placement.engines[name])
+                self.procs[name] = ProcHandle(
+                    name, self._engine_start(name), self.placement.engines[name], self._owned()
+                )
             for name in self.engine_names:
                 self.ports[name] = int(self.procs[name].wait_started(timeout)["port"])
             self._send_targets()
@@ -109,9 +112,14 @@ class ChildHost(EventSource):
         self._monitor.start()
         return self
 
+    def _owned(self) -> list[ProcHandle]:
+        """The list a new process's handle joins the moment it exists (see :meth:`close`), the gone dropped."""
+        self._handles[:] = [h for h in self._handles if h.alive]
+        return self._handles
+
     def _start_load(self, timeout: float) -> None:
         start = {"role": "load", "record": self.record, "cpus": list(self.placement.load), **self._view()}
-        self.loadproc = ProcHandle("load", start, self.placement.load)
+        self.loadproc = ProcHandle("load", start, self.placement.load, self._owned())
         self.upstream_port = int(self.loadproc.wait_started(timeout)["upstream_port"])
 
     def _engine_start(self, name: str) -> dict[str, Any]:
@@ -163,6 +171,7 @@ class ChildHost(EventSource):
         """Stop every process: each is asked at once, and killed if not gone within ``timeout`` s."""
         self._closed.set()
         procs = [*self.procs.values(), *([self.loadproc] if self.loadproc else [])]
+        procs += [h for h in self._handles if h not in procs]  # started, not yet held (a signal between)
         for proc in procs:
             proc.send("stop")
         deadline = time.monotonic() + timeout
@@ -246,7 +255,7 @@ class ChildHost(EventSource):
         else:  # gone or frozen: a new process in its place
             if proc is not None:
                 proc.close(kill=True)
-            proc = self.procs[name] = ProcHandle(name, start, self.placement.engines[name])
+            proc = self.procs[name] = ProcHandle(name, start, self.placement.engines[name], self._owned())
             reply = proc.wait_started(START_TIMEOUT_S)
         self.ports[name] = int(reply["port"])
 

@@ -61,7 +61,11 @@ def _kill_unowned_children(before: set[int] | None) -> None:
 class ProcHandle:
     """Starts ``python -m syncviz.engines.proc`` with ``start`` as its first frame."""
 
-    def __init__(self, name: str, start: dict[str, Any], cpus: tuple[int, ...]) -> None:
+    def __init__(
+        self, name: str, start: dict[str, Any], cpus: tuple[int, ...], owner: list[ProcHandle] | None = None
+    ) -> None:
+        """``owner``: the host's list of its handles, this one added the moment its process exists
+        (a signal's exception before the caller holds the handle must not lose the process)."""
         self.name = name
         self.errors: deque[str] = deque(maxlen=20)
         self.stall_ns = 0
@@ -81,6 +85,8 @@ class ProcHandle:
                 env=dict(os.environ, PYTHONUNBUFFERED="1"),
                 start_new_session=True,  # the terminal's ctrl+c and hangup go to the app, which stops us
             )
+            if owner is not None:
+                owner.append(self)
         except BaseException:
             _kill_unowned_children(before)
             raise

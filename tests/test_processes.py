@@ -11,6 +11,7 @@ import time
 import psutil
 import pytest
 from support import wait_for
+from syncviz.engines import child as child_module
 from syncviz.engines.child import ChildHost
 from syncviz.engines.events import Phase
 from syncviz.engines.placement import SHORT_SLICE_NS, plan
@@ -273,3 +274,23 @@ def test_a_signal_inside_popen_after_the_fork_leaves_no_process(monkeypatch: pyt
         ProcHandle("asyncio", {"role": "engine"}, (0,))
     assert started
     assert not psutil.pid_exists(started[0]) or psutil.Process(started[0]).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_signal_between_a_process_starting_and_its_host_holding_it_leaves_no_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The handle exists, ``self.procs[name] = ...`` has not run yet: the host's close still finds it."""
+    made: list[ProcHandle] = []
+
+    def then_interrupted(*args, **kwargs) -> ProcHandle:  # type: ignore[no-untyped-def]
+        made.append(ProcHandle(*args, **kwargs))
+        if len(made) == 2:  # the load's, then the first engine's
+            raise KeyboardInterrupt
+        return made[-1]
+
+    monkeypatch.setattr(child_module, "ProcHandle", then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ChildHost(scenario="io-bound", clients=2).start()
+    assert len(made) == 2
+    for handle in made:
+        assert not psutil.pid_exists(handle.pid) or psutil.Process(handle.pid).status() == psutil.STATUS_ZOMBIE
