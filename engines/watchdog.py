@@ -63,11 +63,25 @@ BLOCK_THRESHOLD_NS = 20_000_000
 gevent's ``max_blocking_time`` and asyncio's ``slow_callback_duration``, default to 100 ms; a
 lower bar catches the 50 ms ``time.sleep`` of the ``blocking-call`` scenario."""
 COMPUTING_SHARE = 0.1
-"""A held call whose thread's CPU clock ran for this share of the time it was seen holding the loop
-is computing (a pure-Python loop, a large ``json.dumps``), not waiting in a call: a thread parked
-in ``time.sleep`` or ``recv`` spends microseconds of CPU in 10 ms, a computing one its share of a
-core (about a third with three engines on one CPU, the least in ``--in-process``). Its name is then
-its frames, not the call its instruction was at (:func:`~syncviz.engines.callsite.describe`)."""
+COMPUTING_OF_PROCESS = 0.5
+COMPUTING_MIN_NS = 200_000
+"""A held call is computing (a pure-Python loop, a large ``json.dumps``), not waiting in a call, when
+its thread's CPU clock ran at least :data:`COMPUTING_MIN_NS` while it was seen holding the loop, and
+that was :data:`COMPUTING_SHARE` of the time, or :data:`COMPUTING_OF_PROCESS` of the CPU its whole
+process used meanwhile (on a crowded machine a computing thread gets a few per cent of a core, and
+most of its process's). A thread parked in ``time.sleep`` or ``recv`` spends microseconds in 10 ms.
+Its name is then its frames, not the call its instruction was at
+(:func:`~syncviz.engines.callsite.describe`): see :func:`computing`."""
+
+
+def computing(ran_ns: int, process_ns: int, seen_ns: int) -> bool:
+    """The held thread computed (see :data:`COMPUTING_MIN_NS`): ``ran_ns`` of its CPU, ``process_ns``
+    of its process's, over the ``seen_ns`` it was seen holding the loop."""
+    return ran_ns >= COMPUTING_MIN_NS and (
+        ran_ns >= COMPUTING_SHARE * seen_ns or ran_ns >= COMPUTING_OF_PROCESS * process_ns
+    )
+
+
 BUSY = "no single call held it"
 """The ``where`` of a loop's own work (:class:`_Stall`): held that long, and no one call was seen
 holding it (a saturated loop running many short callbacks, or a thread the OS did not run)."""
@@ -240,7 +254,7 @@ class LoopWatchdog(Watchdog):
         cpu_ns = self._cpu_ns
         while True:
             top = current_frames().get(ident)  # type: ignore[arg-type]
-            now, again, cpu = now_ns(), self._due(), cpu_ns()
+            now, again, cpu = now_ns(), self._due(), (cpu_ns(), time.process_time_ns())
             if again != due or top is None or self._stopping.is_set():
                 stall.end(max(stall.last, min(now, again - period)) if again != due else now)  # the ticker's new run
                 return
@@ -269,14 +283,19 @@ class _Stall:
         self.key: tuple[FrameType, ...] | None = None  # the call seen now (callsite.holding_call)
         self.start = start  # ... when it began (an estimate), first seen, named once a blocked call
         self.first = 0
-        self.cpu_first: int | None = None  # the loop thread's CPU clock at ``first``
+        self.cpu_first: tuple[int | None, int] | None = None  # the loop thread's and process's CPU at ``first``
         self.where: str | None = None
 
     def seen(
-        self, now: int, key: tuple[FrameType, ...] | None, top: FrameType, resumed: bool, cpu: int | None = None
+        self,
+        now: int,
+        key: tuple[FrameType, ...] | None,
+        top: FrameType,
+        resumed: bool,
+        cpu: tuple[int | None, int] | None = None,
     ) -> None:
-        """A sample at ``now``: the call holding the loop (``None``: its own work), its stack and
-        the loop thread's CPU clock (``None``: not known)."""
+        """A sample at ``now``: the call holding the loop (``None``: its own work), its stack, and the
+        CPU clocks of the loop thread (``None``: not known) and of the process."""
         prev = self.key
         if prev is not None and (resumed or key is None or len(key) != len(prev) or any(map(_differ, key, prev))):
             self._close((self.last + now) // 2)  # another call holds it now: this one ended between two looks
@@ -287,8 +306,11 @@ class _Stall:
         self.last, self.sampled = now, True
         held = self.key is not None and now - self.first >= self.min_seen and now - self.start >= self.threshold
         if held and self.where is None:  # a blocked call: the own work before it is one stretch
-            ran = cpu - self.cpu_first if cpu is not None and self.cpu_first is not None else 0
-            self.where = safe_describe(top, computing=ran >= COMPUTING_SHARE * (now - self.first))
+            first = self.cpu_first
+            known = cpu is not None and first is not None and cpu[0] is not None and first[0] is not None
+            ran = cpu[0] - first[0] if known else 0  # type: ignore[index,operator]
+            used = cpu[1] - first[1] if known else 0  # type: ignore[index]
+            self.where = safe_describe(top, computing=computing(ran, used, now - self.first))
             self._busy(self.start)
         ongoing = self.found.ongoing
         busy = (now if self.key is None else self.start) - self.busy_from  # not a call's that may yet be blocked

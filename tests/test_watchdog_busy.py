@@ -66,20 +66,28 @@ def test_one_call_seen_holding_the_loop_is_a_blocked_call() -> None:
 
 
 @pytest.mark.parametrize(
-    ("cpu_per_ms", "computing"),
-    [(0.33, True), (0.12, True), (0.002, False), (None, False)],  # a third of a core ... a sleep; no clock
+    ("thread_per_ms", "process_per_ms", "computing"),
+    [
+        (0.33, 0.4, True),  # a third of a core
+        (0.12, 0.5, True),
+        (0.03, 0.04, True),  # a crowded machine: 3% of a core, but most of what its process got
+        (0.002, 0.05, False),  # parked in time.sleep: microseconds, while the digest thread works
+        (None, 0.3, False),  # no thread clock here
+    ],
 )
-def test_a_call_whose_thread_computed_meanwhile_is_named_by_its_frames(monkeypatch, cpu_per_ms, computing) -> None:
+def test_a_call_whose_thread_computed_meanwhile_is_named_by_its_frames(
+    monkeypatch, thread_per_ms, process_per_ms, computing
+) -> None:
     """A CPU loop is seen where it gave up the GIL, at a call it just made (``time.thread_time_ns``):
-    the loop thread's CPU clock, read at each look, tells computing from waiting in that call."""
+    the loop thread's CPU clock, read at each look with its process's, tells computing from waiting."""
     asked: list[bool] = []
     monkeypatch.setattr(watchdog, "safe_describe", lambda top, computing=False: asked.append(computing) or "x")
     _found, stall = _stall()
     frames = _frames()
     call, top = (next(frames),), next(frames)
     for t in range(20, 42, 2):
-        cpu = None if cpu_per_ms is None else int((t - 20) * MS * cpu_per_ms)
-        stall.seen(t * MS, call, top, resumed=False, cpu=cpu)
+        ran = None if thread_per_ms is None else int((t - 20) * MS * thread_per_ms)
+        stall.seen(t * MS, call, top, resumed=False, cpu=(ran, int((t - 20) * MS * process_per_ms)))
     assert asked == [computing]  # named once, when seen holding for 10 ms
 
 
