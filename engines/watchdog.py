@@ -37,8 +37,8 @@ yielded in between (its frames persist), so they are two calls. A call still
 holding its thread is reported ``ongoing``, with its duration so far (to the last look that saw
 it), at every :meth:`~Watchdog.take`.
 
-A held call whose thread's CPU clock ran meanwhile (:data:`COMPUTING_SHARE`) was computing, not
-waiting in the call its instruction was at: it is named by its frames alone. The held call is
+A held call whose thread's CPU clock ran meanwhile was computing, not waiting in the call its
+instruction was at (:func:`~syncviz.engines.cpuclock.computing`): it is named by its frames alone. The held call is
 named from the code alone, never by guessing
 (:func:`~syncviz.engines.callsite.describe`): this module holds the threads that sample the stacks
 and the records they keep.
@@ -56,32 +56,13 @@ from collections.abc import Callable, Iterable, Mapping
 from types import CodeType, FrameType
 
 from .callsite import holding_call, safe_describe
+from .cpuclock import computing, thread_cpu_ns
 from .events import now_ns
 
 BLOCK_THRESHOLD_NS = 20_000_000
 """A loop held longer than this is reported (20 ms: two of the lag ticker's periods). The anchors,
 gevent's ``max_blocking_time`` and asyncio's ``slow_callback_duration``, default to 100 ms; a
 lower bar catches the 50 ms ``time.sleep`` of the ``blocking-call`` scenario."""
-COMPUTING_SHARE = 0.1
-COMPUTING_OF_PROCESS = 0.5
-COMPUTING_MIN_NS = 200_000
-"""A held call is computing (a pure-Python loop, a large ``json.dumps``), not waiting in a call, when
-its thread's CPU clock ran at least :data:`COMPUTING_MIN_NS` while it was seen holding the loop, and
-that was :data:`COMPUTING_SHARE` of the time, or :data:`COMPUTING_OF_PROCESS` of the CPU its whole
-process used meanwhile (on a crowded machine a computing thread gets a few per cent of a core, and
-most of its process's). A thread parked in ``time.sleep`` or ``recv`` spends microseconds in 10 ms.
-Its name is then its frames, not the call its instruction was at
-(:func:`~syncviz.engines.callsite.describe`): see :func:`computing`."""
-
-
-def computing(ran_ns: int, process_ns: int, seen_ns: int) -> bool:
-    """The held thread computed (see :data:`COMPUTING_MIN_NS`): ``ran_ns`` of its CPU, ``process_ns``
-    of its process's, over the ``seen_ns`` it was seen holding the loop."""
-    return ran_ns >= COMPUTING_MIN_NS and (
-        ran_ns >= COMPUTING_SHARE * seen_ns or ran_ns >= COMPUTING_OF_PROCESS * process_ns
-    )
-
-
 BUSY = "no single call held it"
 """The ``where`` of a loop's own work (:class:`_Stall`): held that long, and no one call was seen
 holding it (a saturated loop running many short callbacks, or a thread the OS did not run)."""
@@ -97,24 +78,6 @@ MAX_TAKE = 8  # records per take from a pool (the latest per thread, newest firs
 
 Found = tuple[int, int, int, bool, str]
 """``(t_start_ns, duration_ns, lane, ongoing, where)``."""
-
-
-def thread_cpu_ns(thread: threading.Thread) -> Callable[[], int | None]:
-    """A reader of ``thread``'s CPU clock in ns (``None`` where there is none: not Linux, or the
-    thread has ended). Made while the thread runs: its clock id names its kernel thread."""
-    try:
-        clock = time.pthread_getcpuclockid(thread.ident)  # type: ignore[arg-type]
-        time.clock_gettime_ns(clock)
-    except (AttributeError, OSError, TypeError, OverflowError):
-        return lambda: None
-
-    def read() -> int | None:
-        try:
-            return time.clock_gettime_ns(clock)
-        except OSError:
-            return None
-
-    return read
 
 
 def current_frames() -> dict[int, FrameType]:
