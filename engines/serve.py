@@ -214,7 +214,7 @@ class Monitor:
             if e.state == "exited":  # nothing runs there any more: no gauge holds anything
                 e.reading = e.workers = 0
             else:
-                e.served_rps = self.rates[name].rps(now)
+                e.served_rps = self.rates[name].rps(now) or 0.0  # not known: its state says why (the schema's float)
                 e.in_flight, e.busy = counters[name].in_flight, counters[name].busy
             out.engines[name] = e
         return out

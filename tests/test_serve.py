@@ -66,7 +66,7 @@ def test_served_rate_ignores_repeats_starts_again_after_a_restart_and_goes_stale
     rate.update(_snap(2.5, 23))
     assert rate.rps() == pytest.approx(40.0)
     assert rate.rps(now_ns=int(3.0e9)) == pytest.approx(40.0)
-    assert rate.rps(now_ns=int(3.6e9)) == 0.0  # nothing heard for a whole window
+    assert rate.rps(now_ns=int(3.6e9)) is None  # nothing heard for a whole window: not known, not 0
     with pytest.raises(ValueError):
         ServedRate(window_s=0)
 

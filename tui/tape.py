@@ -212,7 +212,7 @@ class Tape:
                 history.p99.setdefault(name, deque(maxlen=history.keep_s)).append(p99)
         return history
 
-    def servers_at(self, t_ns: int) -> dict[str, tuple[ServerSnapshot, float]]:
+    def servers_at(self, t_ns: int) -> dict[str, tuple[ServerSnapshot, float | None]]:
         """Each engine's source counters at ``t_ns`` and its ``served/s`` (:class:`ServedRate`) then."""
         side = self._servers
         i = side.index_after(t_ns)
