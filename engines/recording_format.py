@@ -61,8 +61,8 @@ def _is_int(v: object) -> bool:
     return type(v) is int and -INT64 <= v < INT64
 
 
-def _is_cpu(v: object) -> bool:
-    return type(v) is int and 0 <= v < 65536
+def _is_cpus(v: object) -> bool:
+    return isinstance(v, list) and 0 < len(v) <= 1024 and all(_is_int(c) and c >= 0 for c in v)
 
 
 def _is_share(v: object) -> bool:
@@ -97,7 +97,7 @@ def check_info(info: object) -> dict[str, Any]:
     _engine_map(info, "pids", lambda v: v is None or (_is_int(v) and v >= 0))
     _engine_map(info, "placement", lambda v: isinstance(v, str))
     _engine_map(info, "cpu_share", _is_share)
-    _engine_map(info, "cpus", lambda v: isinstance(v, list) and 0 < len(v) <= 1024 and all(map(_is_cpu, v)))
+    _engine_map(info, "cpus", _is_cpus)
     for key in ("run", "pid"):
         if key in info and not (_is_int(info[key]) and info[key] >= 0):
             raise ValueError(f"info field {key!r} is not a non-negative integer")

@@ -38,8 +38,8 @@ holding its thread is reported ``ongoing``, with its duration so far (to the las
 it), at every :meth:`~Watchdog.take`.
 
 A held call whose thread's CPU clock ran meanwhile was computing, not waiting in the call its
-instruction was at (:func:`~syncviz.engines.cpuclock.computing`): it is named by its frames alone. The held call is
-named from the code alone, never by guessing
+instruction was at (:func:`~syncviz.engines.cpuclock.computing`): it is named by its frames alone.
+The held call is named from the code alone, never by guessing
 (:func:`~syncviz.engines.callsite.describe`): this module holds the threads that sample the stacks
 and the records they keep.
 """

@@ -107,10 +107,10 @@ def counter_text(v: CounterView, width: int, stacked: bool) -> Text:
     c = v.counters
     t = Text(no_wrap=True, overflow="ellipsis")
 
-    def kv(key: str, value: str, style: str = VALUE, sep: str = "  ") -> None:
-        t.append(key + " ", KEY)
-        t.append(value, style)
-        t.append(sep)
+    def kv(key: str, value: str, style: str = VALUE, sep: str = "  ", into: Text = t) -> None:
+        into.append(key + " ", KEY)
+        into.append(value, style)
+        into.append(sep)
 
     if v.down:
         t.append(("▲ " if v.down.startswith("stalled") else "✖ ") + v.down, "bold #ff4d4d")
@@ -144,17 +144,18 @@ def counter_text(v: CounterView, width: int, stacked: bool) -> Text:
             pool = f"{srv.pool_used:,}/{srv.pool_size:,}" + (" FULL" if full else "")
             kv("pool", pool, "bold #ff4d4d" if full else VALUE, "")
         t.append("\n")
-    line_start = len(t.plain)
-    kv("in flight", fmt_n(c.in_flight))
-    kv("queued", fmt_n(c.queued), f"bold {LOOKS[Phase.QUEUED].color}")
+    line = Text()
+    kv("in flight", fmt_n(c.in_flight), into=line)
+    kv("queued", fmt_n(c.queued), f"bold {LOOKS[Phase.QUEUED].color}", into=line)
     if c.reading or v.server is not None:
-        kv("reading", fmt_n(c.reading), f"bold {LOOKS[Phase.READING].color}")
-    ready = c.by_phase.get("ready", 0)
-    rest = f"ready {fmt_n(ready)}  busy {c.busy}/{v.workers} {v.worker_word}"
-    if stacked or len(t.plain) - line_start + len(rest) > width:  # two lines rather than one cut short
+        kv("reading", fmt_n(c.reading), f"bold {LOOKS[Phase.READING].color}", into=line)
+    rest = Text()
+    kv("ready", fmt_n(c.by_phase.get("ready", 0)), f"bold {LOOKS[Phase.READY].color}", into=rest)
+    kv("busy", f"{c.busy}/{v.workers} {v.worker_word}", VALUE, "", into=rest)
+    t.append_text(line)
+    if stacked or len(line) + len(rest) > width:  # two lines rather than one cut short
         t.append("\n")
-    kv("ready", fmt_n(ready), f"bold {LOOKS[Phase.READY].color}")
-    kv("busy", f"{c.busy}/{v.workers} {v.worker_word}", VALUE, "")
+    t.append_text(rest)
     t.append("\n")
     kv("p50", fmt_ms(c.p50_ms), VALUE, " ")
     kv("p95", fmt_ms(c.p95_ms), VALUE, " ")
