@@ -17,7 +17,7 @@ from syncviz.engines.counts import ServerSnapshot
 from syncviz.engines.events import ENGINE_IDS, Batch, Recorder, now_ns
 from syncviz.engines.settings import Settings
 from syncviz.engines.stats import Counters, StreamStats
-from syncviz.engines.watchdog import BUSY, WorkerWatchdog
+from syncviz.engines.watchdog import BUSY, WorkerWatchdog, _Found, _Stall
 from syncviz.engines.wire import WireError, batch_to_wire, decode_batch
 from syncviz.engines.work import BlockingWork, Stopping, Work
 from syncviz.tui.widgets.counters import CounterView, counter_text
@@ -78,6 +78,35 @@ def test_a_loop_held_by_pure_python_cpu_is_named_by_its_frames_not_the_call_it_w
     assert blocks and all(b[1] >= 100e6 for b in blocks), blocks
     for where in (b[5] for b in blocks):
         assert where.startswith("burn_cpu (engines/work.py:"), where
+
+
+def _a_call_and_a_call_it_makes() -> tuple:
+    def makes() -> object:
+        return sys._getframe()
+
+    inner = makes()
+    return sys._getframe(), inner  # this call's frame, and the frame of one it made
+
+
+def test_a_call_seen_one_frame_deeper_now_and_then_is_one_call_not_two() -> None:
+    # A CPU loop calls Work.emit_at when it sees a GIL gap (often, on a busy machine): a sample taken
+    # in there saw a longer stack, taken for another call, and one 570 ms burn was reported as two.
+    outer, inner = _a_call_and_a_call_it_makes()
+    ms = 1_000_000
+    found = _Found(latest_per_lane=False)
+    stall = _Stall(found, 0, 0, threshold=20 * ms, min_seen=10 * ms)
+    for i in range(1, 100):
+        deeper = i % 5 == 0
+        stall.seen(i * 2 * ms, (inner, outer) if deeper else (outer,), inner if deeper else outer, False)
+    stall.end(200 * ms)
+    calls = [rec for rec in found.take(200 * ms) if rec[4] != BUSY]
+    assert len(calls) == 1 and calls[0][1] >= 190 * ms, calls
+    # a different call (not the same frames outward) is still another call
+    stall = _Stall(found, 0, 0, threshold=20 * ms, min_seen=10 * ms)
+    for i in range(1, 100):
+        stall.seen(i * 2 * ms, (outer,) if i < 50 else (inner,), outer if i < 50 else inner, False)
+    stall.end(200 * ms)
+    assert len([rec for rec in found.take(200 * ms) if rec[4] != BUSY]) == 2
 
 
 @pytest.mark.parametrize("name", ["asyncio", "gevent"])
