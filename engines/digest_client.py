@@ -160,6 +160,7 @@ class ClientDigest:
         self.latency = HdrWindow(self.window_ns)
         self.rate = CountWindow(int(rate_window_s * 1e9))
         self._out: dict[int, int] = {}  # rid -> send time of requests sent and not answered
+        self.connecting = 0  # clients whose connection is not open yet (told by the load generator)
         self.last_t = 0
         self.set_zoom(ns_per_col)
 
@@ -174,6 +175,7 @@ class ClientDigest:
         """The clients are gone (their process died): none of their requests is outstanding."""
         self._out.clear()
         self.out_cols = {}
+        self.connecting = 0
 
     def sent(self, t: int, rid: int) -> None:
         if rid in self._out:
@@ -211,6 +213,7 @@ class ClientDigest:
             "latency_ms": [lat["p50"], lat["p95"], lat["p99"], lat["max"]],
             "samples": lat["n"],
             "outstanding": len(self._out),
+            "connecting": self.connecting,
         }
 
     def take(self, now: int, with_counters: bool) -> dict[str, Any]:

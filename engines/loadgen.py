@@ -266,6 +266,11 @@ class LoadGen:
         else:
             self._held.append(client)
 
+    def connecting(self) -> dict[int, int]:
+        """Per engine: clients waiting for their connection to open (asked for, neither open nor
+        failed yet); a server that stops accepting keeps them there (any thread may ask)."""
+        return {t.engine: t.connecting for t in getattr(self, "targets", ())}
+
     def start(self, wait_s: float = 10.0) -> None:
         self.loop = new_load_loop()
         self._thread = threading.Thread(target=self._run, name="loadgen", daemon=True)

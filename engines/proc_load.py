@@ -66,6 +66,10 @@ class LoadRole(Clients, _Role):
                 if d is not None:
                     d.answered(t, rid, lat, ok)
             due = self.view.counters_due(batch.t_ns)
+            if due and self.loadgen is not None:
+                for e, n in self.loadgen.connecting().items():
+                    if e in digests:
+                        digests[e].connecting = n
             batch.transitions, batch.latencies = [], []
             batch.digests = [(e, {"client": d.take(batch.t_ns, due)}) for e, d in digests.items()]
         return batch_to_wire(batch, self.run)

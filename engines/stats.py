@@ -47,6 +47,7 @@ class Counters:
     queued: int = 0
     reading: int = 0  # connections whose request has not fully arrived (slow, stalled or outside clients)
     outside: int = 0  # in flight from outside clients (curl, wrk, a browser: no load generator id)
+    connecting: int = 0  # the load generator's clients whose connection is not open yet (not accepted)
     busy: int = 0  # workers held by a request (pool threads; the loop or hub thread; offload threads)
     by_phase: dict[str, int] = field(default_factory=dict)  # in-flight count per current phase
     p50_ms: float | None = None
@@ -201,8 +202,8 @@ class EngineStats(BlockedCalls):
     def client_gone(self) -> None:
         """The load process died: nothing its clients sent waits any more (the servers saw their
         connections close), and they complete nothing; what they measured before stays."""
-        if self.client.get("outstanding") or self.client.get("rps"):
-            self.client = self.client | {"outstanding": 0, "rps": 0.0}
+        if self.client.get("outstanding") or self.client.get("rps") or self.client.get("connecting"):
+            self.client = self.client | {"outstanding": 0, "rps": 0.0, "connecting": 0}
         if self._local_client is not None:
             self._local_client.gone()
         self.picture.clients_gone()
@@ -243,6 +244,7 @@ class EngineStats(BlockedCalls):
         c.queued = by_phase["queued"]
         c.reading = by_phase["reading"]
         c.outside = int(s.get("outside", 0))
+        c.connecting = int(cl.get("connecting", 0))
         c.busy = int(s.get("busy", 0))
         c.p50_ms, c.p95_ms, c.p99_ms, c.max_ms = cl.get("latency_ms") or (None, None, None, None)
         c.samples = int(cl.get("samples", 0))

@@ -14,6 +14,7 @@ from syncviz.engines.digest_record import check_record
 from syncviz.engines.events import ENGINE_IDS, HANDED_OVER, Batch, Phase
 from syncviz.engines.http import EXTERNAL_IDS_START
 from syncviz.engines.stats import StreamStats
+from syncviz.tui.widgets.counters import CounterView, counter_text
 
 MS = 1_000_000
 NS = 10 * MS  # 10 ms columns
@@ -109,6 +110,28 @@ def test_requests_sent_but_not_read_yet_count_as_queued() -> None:
     c = s.counters()["threaded"]
     assert (c.in_flight, c.queued, c.busy) == (10, 9, 1)
     assert sum(s["threaded"].picture.open_q.values()) == 9
+
+
+def test_clients_not_accepted_yet_are_counted_connecting_and_said_on_the_panel() -> None:
+    # 5,000 clients against gevent's full pool of 1,000: its panel read "in flight 2,025" and the
+    # other 2,975 clients, waiting for the server to accept them, were nowhere on screen
+    e = ENGINE_IDS["gevent"]
+    client = ClientDigest(NS)
+    client.connecting = 2975
+    b = Batch(t_ns=T0 + 20 * MS)
+    b.digests = json.loads(json.dumps([(e, {"client": client.take(b.t_ns, True)})]))  # what the pipe carries
+    s = StreamStats()
+    s.feed(b)
+    c = s.counters()["gevent"]
+    assert c.connecting == 2975
+    view = CounterView(c, 20_000.0, 1, "hub", True, [], [], 0)
+    assert "connecting 2,975" in counter_text(view, 64, stacked=False).plain
+    s["gevent"].client_gone()  # the load process died: none of its clients is connecting any more
+    assert s.counters()["gevent"].connecting == 0
+    assert (
+        "connecting"
+        not in counter_text(CounterView(s.counters()["gevent"], 1.0, 1, "hub", True, [], [], 0), 64, False).plain
+    )
 
 
 def test_rows_are_a_bounded_sample_spread_over_time() -> None:

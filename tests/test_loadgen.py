@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
-from syncviz.engines.events import ENGINE_IDS, Batch, Phase
+from syncviz.engines.events import ENGINE_IDS, Batch, Phase, Recorder
 from syncviz.engines.host import EngineHost
+from syncviz.engines.loadgen import LoadGen
+from syncviz.engines.settings import Settings
 from syncviz.engines.stats import percentile
 
 T = ENGINE_IDS["threaded"]
@@ -57,3 +60,18 @@ def test_each_start_of_the_engines_is_a_new_run_even_on_the_same_scenario() -> N
         assert host.info()["run"] == first
         host.set_scenario("io-bound")  # the same scenario, restarted: a new run
         assert host.info()["run"] == first + 1
+
+
+def test_clients_a_server_does_not_accept_are_counted_connecting() -> None:
+    # a listener that never accepts, with the smallest backlog: the kernel completes a couple of
+    # connections, the others wait in connect()
+    with socket.socket() as lsock:
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(1)
+        gen = LoadGen(Recorder(), {T: lsock.getsockname()[1]}, Settings(clients=40).validate())
+        gen.start(wait_s=5)
+        try:
+            waiting = gen.connecting()[T]
+        finally:
+            gen.stop()
+    assert 30 <= waiting <= 40, waiting

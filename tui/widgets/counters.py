@@ -149,6 +149,8 @@ def counter_text(v: CounterView, width: int, stacked: bool) -> Text:
     kv("queued", fmt_n(c.queued), f"bold {LOOKS[Phase.QUEUED].color}", into=line)
     if c.reading or v.server is not None:
         kv("reading", fmt_n(c.reading), f"bold {LOOKS[Phase.READING].color}", into=line)
+    if c.connecting:  # clients the server has not accepted yet: no request of theirs is in flight
+        kv("connecting", fmt_n(c.connecting), f"bold {LOOKS[Phase.QUEUED].color}", into=line)
     rest = Text()
     kv("ready", fmt_n(c.by_phase.get("ready", 0)), f"bold {LOOKS[Phase.READY].color}", into=rest)
     kv("busy", f"{c.busy}/{v.workers} {v.worker_word}", VALUE, "", into=rest)
