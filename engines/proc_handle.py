@@ -98,6 +98,9 @@ class ProcHandle:
             for stream in (self._popen.stdin, self._popen.stdout, self._popen.stderr):
                 with contextlib.suppress(OSError, ValueError):
                     stream.close()  # type: ignore[union-attr]
+            if owner is not None:  # gone, and half set up: the host's close has nothing to do with it
+                with contextlib.suppress(ValueError):
+                    owner.remove(self)
             raise
 
     def _setup(self, name: str, start: dict[str, Any], cpus: tuple[int, ...]) -> None:

@@ -294,3 +294,24 @@ def test_a_signal_between_a_process_starting_and_its_host_holding_it_leaves_no_p
     assert len(made) == 2
     for handle in made:
         assert not psutil.pid_exists(handle.pid) or psutil.Process(handle.pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_signal_while_a_handle_sets_up_is_what_the_host_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM to ``syncviz record`` while an engine's handle set itself up (in psutil, before its
+    reader thread existed): the host's close then found the half-made handle and died on it,
+    ``AttributeError: 'ProcHandle' object has no attribute '_reader'``, exit 1 (seen in the suite)."""
+    real = psutil.Process.cpu_percent
+    calls: list[int] = []
+
+    def interrupted(self, *args, **kwargs) -> float:  # type: ignore[no-untyped-def]
+        calls.append(self.pid)
+        if len(calls) == 2:  # the load's handle, then the first engine's
+            raise KeyboardInterrupt  # as the app's signal handler raises
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(psutil.Process, "cpu_percent", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ChildHost(scenario="io-bound", clients=2).start()
+    assert len(calls) >= 2
+    for pid in calls[:2]:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
