@@ -9,7 +9,7 @@ back over :data:`BLOCKS_KEPT` of them), the latest per lane, the latest of all.
 
 A held loop is not always a blocked one: a saturated loop is late because each iteration runs many
 short callbacks. The watchdog reports that as the loop's own work (``where`` is
-:data:`~syncviz.engines.watchdog.BUSY`, :attr:`BlockedCall.busy`), kept apart and never counted as
+:data:`~syncviz.engines.stall.BUSY`, :attr:`BlockedCall.busy`), kept apart and never counted as
 a blocked call: the panel reads ``loop busy 31 ms, no single call held it`` only when no blocked
 call is news (:meth:`BlockedCalls.shown_block`), and ``loop blocked 42 ms so far in time.sleep ←
 ...`` when one is.
@@ -21,7 +21,7 @@ import sys
 from collections import deque
 from typing import NamedTuple
 
-from .watchdog import BUSY
+from .stall import BUSY
 
 BLOCKS_KEPT = 1024  # finished blocked calls kept per engine (the watchdogs'; the detail panel looks back)
 BLOCK_RECENT_NS = 5_000_000_000  # a blocked call is news this long after it ended

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .events import ENGINES, HANDED_OVER, Batch, Phase
-from .watchdog import BUSY
+from .stall import BUSY
 
 Step = tuple[int, int, int]  # (t_ns, phase, lane)
 Block = tuple[int, int, str]  # (t0, t1, where): a call the watchdog saw holding a loop or worker

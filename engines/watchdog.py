@@ -38,7 +38,9 @@ holding its thread is reported ``ongoing``, with its duration so far (to the las
 it), at every :meth:`~Watchdog.take`.
 
 A held call whose thread's CPU clock ran meanwhile was computing, not waiting in the call its
-instruction was at (:func:`~syncviz.engines.cpuclock.computing`): it is named by its frames alone.
+instruction was at (:func:`~syncviz.engines.cpuclock.computing`): it is named by its frames alone;
+one that did not compute, on a futex outside a lock's wait while its process computed, waited for
+the GIL (:func:`~syncviz.engines.cpuclock.waiting_for_gil`, :mod:`~syncviz.engines.stall`).
 The held call is named from the code alone, never by guessing
 (:func:`~syncviz.engines.callsite.describe`): this module holds the threads that sample the stacks
 and the records they keep.
@@ -48,25 +50,23 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import operator
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from types import CodeType, FrameType
 
 from .callsite import holding_call, safe_describe
-from .cpuclock import computing, thread_cpu_ns
+from .cpuclock import run_delay_ns, sleeping_on, thread_cpu_ns
 from .events import now_ns
+from .stall import BUSY, Found, _Found, _Stall
+
+__all__ = ["BLOCK_THRESHOLD_NS", "BUSY", "Found", "LoopWatchdog", "Watchdog", "WorkerWatchdog"]
 
 BLOCK_THRESHOLD_NS = 20_000_000
 """A loop held longer than this is reported (20 ms: two of the lag ticker's periods). The anchors,
 gevent's ``max_blocking_time`` and asyncio's ``slow_callback_duration``, default to 100 ms; a
 lower bar catches the 50 ms ``time.sleep`` of the ``blocking-call`` scenario."""
-BUSY = "no single call held it"
-"""The ``where`` of a loop's own work (:class:`_Stall`): held that long, and no one call was seen
-holding it (a saturated loop running many short callbacks, or a thread the OS did not run)."""
 LOOP_SAMPLE_S = 0.002  # how often a held loop's stack is sampled
 WORKER_SAMPLE_S = 0.020  # how often a pool's threads are looked at
 WORKER_REPORT_NS = 500_000_000  # a pool thread's waits are reported (named, sent) at most this often each
@@ -74,11 +74,6 @@ LANES_PER_LOOK = 32  # pool threads looked at per sample (a window moving throug
 POOL_REST_S = 0.1  # a pool larger than that rests between two windows: sampling a stack is O(threads)
 IDLE_CHECK_S = 0.1  # the longest sleep between two looks at a loop that is not ticking yet
 WAIT_DEPTH = 6  # how far up a worker's stack its wait frame is looked for
-MAX_KEPT = 64  # finished records kept between two takes (the oldest go first)
-MAX_TAKE = 8  # records per take from a pool (the latest per thread, newest first kept)
-
-Found = tuple[int, int, int, bool, str]
-"""``(t_start_ns, duration_ns, lane, ongoing, where)``."""
 
 
 def current_frames() -> dict[int, FrameType]:
@@ -99,39 +94,6 @@ def current_frames() -> dict[int, FrameType]:
 
 
 # -- the watchdogs ---------------------------------------------------------------------------
-class _Found:
-    """Calls found so far: finished ones (bounded) and those still holding their thread.
-
-    The watchdog thread writes, the draining thread takes; every step is one GIL-atomic
-    operation, and a call leaves ``ongoing`` before it enters ``done``.
-    """
-
-    def __init__(self, latest_per_lane: bool) -> None:
-        self.done: deque[Found] = deque(maxlen=MAX_KEPT)
-        self.ongoing: dict[int, tuple[int, str, int]] = {}  # lane -> (t_start_ns, where, last seen holding)
-        self.latest_per_lane = latest_per_lane
-
-    def finish(self, lane: int, start: int, end: int, where: str | None, threshold: int) -> None:
-        self.ongoing.pop(lane, None)
-        if where is not None and end - start >= threshold:
-            self.done.append((start, end - start, lane, False, where))
-
-    def take(self, now: int) -> list[Found]:
-        done = self.done
-        out = [done.popleft() for _ in range(len(done))]
-        # An ongoing call's duration so far is up to the last look that saw it: what is known.
-        ongoing = list(self.ongoing.items())
-        out += [(t, max(0, min(seen, now) - t), lane, True, where) for lane, (t, where, seen) in ongoing]
-        if self.latest_per_lane and out:
-            latest: dict[int, Found] = {}
-            for rec in out:  # ongoing ones come last: they win over a finished one of the same start
-                prev = latest.get(rec[2])
-                if prev is None or rec[0] >= prev[0]:
-                    latest[rec[2]] = rec
-            out = sorted(latest.values())[-MAX_TAKE:]
-        return out
-
-
 class Watchdog:
     """A daemon thread looking at other threads' stacks; :meth:`take` returns what it found.
 
@@ -184,6 +146,8 @@ class LoopWatchdog(Watchdog):
         super().__init__(f"{thread.name}-watchdog", threshold_ns, latest_per_lane=False)
         self._loop_thread = thread
         self._cpu_ns: Callable[[], int | None] = lambda: None  # the loop thread's CPU clock, once it is watched
+        self._sleeping_on: Callable[[], str | None] = lambda: None  # where it sleeps (cpuclock.sleeping_on)
+        self._run_delay: Callable[[], int | None] = lambda: None  # its time runnable, not run (cpuclock)
         self._due = due
         self._free_since = free_since
         self.period_ns = period_ns
@@ -193,6 +157,8 @@ class LoopWatchdog(Watchdog):
 
     def _watch(self) -> None:
         self._cpu_ns = thread_cpu_ns(self._loop_thread)
+        self._sleeping_on = sleeping_on(self._loop_thread.native_id)
+        self._run_delay = run_delay_ns(self._loop_thread.native_id)
         wait, due_of = self._stopping.wait, self._due
         look_after = self.threshold_ns - self.min_seen_ns  # a call seen that long by the threshold
         while not self._stopping.is_set():
@@ -214,11 +180,11 @@ class LoopWatchdog(Watchdog):
         polled = free_since() if free_since is not None else 0
         if polled:
             start = max(start, min(polled, now_ns()))
-        stall = _Stall(self.found, self.lane, start, self.threshold_ns, self.min_seen_ns)
-        cpu_ns = self._cpu_ns
+        stall = _Stall(self.found, self.lane, start, self.threshold_ns, self.min_seen_ns, self._sleeping_on)
+        cpu_ns, run_delay = self._cpu_ns, self._run_delay
         while True:
             top = current_frames().get(ident)  # type: ignore[arg-type]
-            now, again, cpu = now_ns(), self._due(), (cpu_ns(), time.process_time_ns())
+            now, again, cpu = now_ns(), self._due(), (cpu_ns(), time.process_time_ns(), run_delay())
             if again != due or top is None or self._stopping.is_set():
                 stall.end(max(stall.last, min(now, again - period)) if again != due else now)  # the ticker's new run
                 return
@@ -227,92 +193,6 @@ class LoopWatchdog(Watchdog):
             polled = poll
             top = None  # type: ignore[assignment]
             self._stopping.wait(self.sample_s)
-
-
-class _Stall:
-    """One stall of a loop, told apart: the calls seen holding it, and the loop's own work.
-
-    A call is a blocked call (a record naming it) once the samples have seen it holding the loop
-    for ``min_seen`` and its estimated duration reaches the threshold. The rest of the stall
-    (the loop's own frames, and calls seen too briefly: many short callbacks of a saturated loop,
-    the first of which would otherwise take the blame for the whole wait since the ticker's last
-    run) is the loop's own work: one :data:`BUSY` record per stretch of at least the threshold.
-    """
-
-    def __init__(self, found: _Found, lane: int, start: int, threshold: int, min_seen: int) -> None:
-        self.found, self.lane, self.threshold, self.min_seen = found, lane, threshold, min_seen
-        self.busy_from = start  # when the current stretch of the loop's own work began
-        self.last = start  # the latest sample (or the stall's start)
-        self.sampled = False
-        self.key: tuple[FrameType, ...] | None = None  # the call seen now (callsite.holding_call)
-        self.start = start  # ... when it began (an estimate), first seen, named once a blocked call
-        self.first = 0
-        self.cpu_first: tuple[int | None, int] | None = None  # the loop thread's and process's CPU at ``first``
-        self.where: str | None = None
-
-    def seen(
-        self,
-        now: int,
-        key: tuple[FrameType, ...] | None,
-        top: FrameType,
-        resumed: bool,
-        cpu: tuple[int | None, int] | None = None,
-    ) -> None:
-        """A sample at ``now``: the call holding the loop (``None``: its own work), its stack, and the
-        CPU clocks of the loop thread (``None``: not known) and of the process."""
-        prev = self.key
-        same = _same_call(prev, key) if prev is not None and key is not None and not resumed else None
-        if prev is not None and same is None:
-            self._close((self.last + now) // 2)  # another call holds it now: this one ended between two looks
-            prev = None
-        if key is not None and prev is None:
-            self.key, self.first, self.cpu_first = key, now, cpu
-            self.start = (self.last + now) // 2 if self.sampled else self.last  # the first: since the loop was free
-        elif same is not None:
-            self.key = same
-        self.last, self.sampled = now, True
-        held = self.key is not None and now - self.first >= self.min_seen and now - self.start >= self.threshold
-        if held and self.where is None:  # a blocked call: the own work before it is one stretch
-            first = self.cpu_first
-            known = cpu is not None and first is not None and cpu[0] is not None and first[0] is not None
-            ran = cpu[0] - first[0] if known else 0  # type: ignore[index,operator]
-            used = cpu[1] - first[1] if known else 0  # type: ignore[index]
-            inner = top if key is None or len(key) == len(self.key) else self.key[0]  # not a call it makes
-            self.where = safe_describe(inner, computing=computing(ran, used, now - self.first))
-            self._busy(self.start)
-        ongoing = self.found.ongoing
-        busy = (now if self.key is None else self.start) - self.busy_from  # not a call's that may yet be blocked
-        if self.where is not None:
-            ongoing[self.lane] = (self.start, self.where, now)
-        elif busy >= self.threshold:
-            ongoing[self.lane] = (self.busy_from, BUSY, now)
-
-    def end(self, end: int) -> None:
-        """The ticker ran again at ``end``: the loop is free."""
-        self._close(end)
-        self._busy(end)
-        self.found.ongoing.pop(self.lane, None)
-
-    def _close(self, end: int) -> None:
-        if self.where is not None:
-            self.found.finish(self.lane, self.start, end, self.where, self.threshold)
-            self.busy_from = end
-        self.key = self.where = None  # a call seen too briefly: its time is the loop's own work
-
-    def _busy(self, end: int) -> None:
-        self.found.finish(self.lane, self.busy_from, end, BUSY, self.threshold)
-        self.busy_from = end
-
-
-def _same_call(a: tuple[FrameType, ...], b: tuple[FrameType, ...]) -> tuple[FrameType, ...] | None:
-    """The call both samples saw holding the thread (the shorter, ``is`` for ``is`` the other's
-    outer frames), or ``None`` when they saw different calls. A call held long calls into the
-    project now and then (a CPU loop records a GIL gap through ``Work.emit_at``): a sample taken
-    there is the same call one frame deeper, not a new one (a 570 ms burn was reported as two)."""
-    if len(a) > len(b):
-        a, b = b, a
-    outer = b[len(b) - len(a) :]
-    return a if all(map(operator.is_, a, outer)) else None
 
 
 class _Wait:

@@ -31,9 +31,9 @@ from support import SYNCVIZ, new_threads
 from syncviz.engines.bench import BENCH_LOCK
 from syncviz.engines.events import ENGINE_IDS, HANDED_OVER, Batch, Phase
 from syncviz.engines.http import EXTERNAL_IDS_START
+from syncviz.engines.stall import BUSY
 from syncviz.engines.trace import build_trace, us, write_trace
 from syncviz.engines.trace_collect import collect
-from syncviz.engines.watchdog import BUSY
 from syncviz.tui.cli import main
 
 T, A, G = ENGINE_IDS["threaded"], ENGINE_IDS["asyncio"], ENGINE_IDS["gevent"]

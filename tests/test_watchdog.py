@@ -16,8 +16,9 @@ from syncviz.engines.callsite import describe
 from syncviz.engines.counts import ServerSnapshot
 from syncviz.engines.events import ENGINE_IDS, Batch, Recorder, now_ns
 from syncviz.engines.settings import Settings
+from syncviz.engines.stall import BUSY, _Found, _Stall
 from syncviz.engines.stats import Counters, StreamStats
-from syncviz.engines.watchdog import BUSY, WorkerWatchdog, _Found, _Stall
+from syncviz.engines.watchdog import WorkerWatchdog
 from syncviz.engines.wire import WireError, batch_to_wire, decode_batch
 from syncviz.engines.work import BlockingWork, Stopping, Work
 from syncviz.tui.widgets.counters import CounterView, counter_text
@@ -105,6 +106,12 @@ def test_a_call_seen_one_frame_deeper_now_and_then_is_one_call_not_two() -> None
     stall = _Stall(found, 0, 0, threshold=20 * ms, min_seen=10 * ms)
     for i in range(1, 100):
         stall.seen(i * 2 * ms, (outer,) if i < 50 else (inner,), outer if i < 50 else inner, False)
+    stall.end(200 * ms)
+    assert len([rec for rec in found.take(200 * ms) if rec[4] != BUSY]) == 2
+    # nor is its caller once it returned (a burn, then the response's write): the burn is not named by the write
+    stall = _Stall(found, 0, 0, threshold=20 * ms, min_seen=10 * ms)
+    for i in range(1, 100):
+        stall.seen(i * 2 * ms, (inner, outer) if i < 50 else (outer,), inner if i < 50 else outer, False)
     stall.end(200 * ms)
     assert len([rec for rec in found.take(200 * ms) if rec[4] != BUSY]) == 2
 

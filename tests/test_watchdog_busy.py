@@ -11,11 +11,12 @@ from types import FrameType
 
 import pytest
 from support import get, wait_for
-from syncviz.engines import watchdog
+from syncviz.engines import stall as stall_module
 from syncviz.engines.callsite import holding_call, project_path
+from syncviz.engines.cpuclock import run_delay_ns, sleeping_on
 from syncviz.engines.events import Batch, now_ns
+from syncviz.engines.stall import BUSY, CPU_WAIT, GIL_WAIT, _Found, _Stall
 from syncviz.engines.stats import StreamStats
-from syncviz.engines.watchdog import BUSY, _Found, _Stall
 from syncviz.engines.work import BlockingWork
 from syncviz.tui.widgets.counters import CounterView, counter_text, fmt_n
 
@@ -81,7 +82,7 @@ def test_a_call_whose_thread_computed_meanwhile_is_named_by_its_frames(
     """A CPU loop is seen where it gave up the GIL, at a call it just made (``time.thread_time_ns``):
     the loop thread's CPU clock, read at each look with its process's, tells computing from waiting."""
     asked: list[bool] = []
-    monkeypatch.setattr(watchdog, "safe_describe", lambda top, computing=False: asked.append(computing) or "x")
+    monkeypatch.setattr(stall_module, "safe_describe", lambda top, computing=False: asked.append(computing) or "x")
     _found, stall = _stall()
     frames = _frames()
     call, top = (next(frames),), next(frames)
@@ -89,6 +90,63 @@ def test_a_call_whose_thread_computed_meanwhile_is_named_by_its_frames(
         ran = None if thread_per_ms is None else int((t - 20) * MS * thread_per_ms)
         stall.seen(t * MS, call, top, resumed=False, cpu=(ran, int((t - 20) * MS * process_per_ms)))
     assert asked == [computing]  # named once, when seen holding for 10 ms
+
+
+@pytest.mark.parametrize(
+    ("sleeping_on", "thread_per_ms", "process_per_ms", "delay_per_ms", "call", "waited"),
+    [
+        ("futex", 0.001, 1.0, 0.0, None, GIL_WAIT),  # --in-process cpu-bound: stopped between two instructions
+        ("running", 0.001, 0.9, 0.0, "socket.socket.send", GIL_WAIT),  # woke from the GIL's timed wait
+        ("other", 0.001, 1.0, 0.0, None, None),  # a syscall of its own (time.sleep, recv): its call held it
+        ("futex", 0.001, 1.0, 0.0, "_thread.lock.acquire", None),  # a lock's wait, not the GIL's
+        ("futex", 0.001, 0.2, 0.0, None, None),  # nobody else computed: not the GIL
+        ("futex", 0.4, 1.0, 0.0, None, None),  # it computed: named by its frames
+        (None, 0.001, 1.0, None, None, None),  # not known here
+        ("other", 0.001, 0.001, 0.9, None, CPU_WAIT),  # runnable, not run: three engines on one core
+        ("other", 0.001, 0.001, 0.2, None, None),  # runnable a little, then in its call
+    ],
+)
+def test_a_loop_that_waited_for_the_gil_or_a_cpu_says_so(
+    monkeypatch, sleeping_on, thread_per_ms, process_per_ms, delay_per_ms, call, waited
+) -> None:
+    """``--in-process`` cpu-bound: the loop, back from a send that took microseconds, waited for the
+    threaded engine's workers to hand the GIL over; the panel said ``loop blocked 140 ms in
+    asyncio…Transport.write``. Three engine processes on one core: it waited for the CPU, and the
+    panel said the same."""
+    monkeypatch.setattr(stall_module, "safe_describe", lambda top, computing=False: "asyncio…Transport.write")
+    monkeypatch.setattr(stall_module, "held_call", lambda top: call)
+    found = _Found(latest_per_lane=False)
+    stall = _Stall(found, 0, 0, threshold=20 * MS, min_seen=10 * MS, sleeping_on=lambda: sleeping_on)
+    frames = _frames()
+    key, top = (next(frames),), next(frames)
+    for t in range(20, 42, 2):
+        delay = None if delay_per_ms is None else int((t - 20) * MS * delay_per_ms)
+        cpu = (int((t - 20) * MS * thread_per_ms), int((t - 20) * MS * process_per_ms), delay)
+        stall.seen(t * MS, key, top, resumed=False, cpu=cpu)
+    (rec,) = found.take(42 * MS)
+    assert rec[4] == (f"{waited} ← asyncio…Transport.write" if waited else "asyncio…Transport.write")
+
+
+def test_where_a_thread_sleeps_is_read_from_linux() -> None:
+    if sleeping_on(threading.get_native_id())() is None:
+        pytest.skip("no /proc/self/task/TID/syscall, or an architecture without a known futex number")
+    lock = threading.Lock()
+    lock.acquire()
+    threads = [
+        threading.Thread(target=time.sleep, args=(1.0,), daemon=True),
+        threading.Thread(target=lock.acquire, args=(True, 1.0), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        readers = [sleeping_on(thread.native_id) for thread in threads]
+        assert wait_for(lambda: [read() for read in readers] == ["other", "futex"], timeout=0.8)
+        delays = [run_delay_ns(thread.native_id)() for thread in threads]
+        assert all(isinstance(d, int) and d >= 0 for d in delays), delays  # schedstat's run delay
+    finally:
+        lock.release()
+        for thread in threads:
+            thread.join()
 
 
 def test_own_work_then_a_blocked_call_are_two_records() -> None:
