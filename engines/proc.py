@@ -33,7 +33,7 @@ from .placement import set_cpus, short_slices
 from .registry import engine_spec
 from .scenarios import get_scenario
 from .settings import Settings, SettingsError
-from .stats import COUNTERS_EVERY_NS, DEFAULT_NS_PER_COL
+from .stats import DEFAULT_NS_PER_COL, counters_tick
 from .wire import WireError, batch_to_wire, read_frame, write_frame
 
 SEND_INTERVAL_S = 1 / 30
@@ -159,7 +159,7 @@ class _View:
         self.window_s = float(start.get("window_s", 5.0))
         self.ns = DEFAULT_NS_PER_COL
         self.zoom(start)
-        self._counters_at = 0
+        self._counters_tick = -1
 
     def zoom(self, payload: Any) -> None:
         ns = payload.get("ns") if isinstance(payload, dict) else None
@@ -167,9 +167,11 @@ class _View:
             self.ns = ns
 
     def counters_due(self, now: int) -> bool:
-        """Counters go out a few times a second; the picture with every batch."""
-        if now - self._counters_at >= COUNTERS_EVERY_NS:
-            self._counters_at = now
+        """Counters go out a few times a second, on the ticks every process shares
+        (:func:`~syncviz.engines.stats.counters_tick`); the picture with every batch."""
+        tick = counters_tick(now)
+        if tick != self._counters_tick:
+            self._counters_tick = tick
             return True
         return False
 

@@ -32,6 +32,7 @@ RUNNING, BLOCKED, READY, QUEUED, FAILED = Phase.RUNNING, Phase.BLOCKED, Phase.RE
 _HOLDING = (RUNNING, BLOCKED, Phase.READING)  # READING holds a worker only on a lane (a pool thread in recv)
 DEFAULT_NS_PER_COL = 10_000_000
 COUNTERS_EVERY_NS = 200_000_000  # digests send their counters this often (the picture every batch)
+TICKS_KEPT = 4  # each side's counters kept by tick, to pair a server's with its clients' of one moment
 SIZES_KEPT = 4096  # row requests' bytes in and out kept per engine (the newest; the rows keep 400)
 
 
@@ -67,6 +68,15 @@ class Counters:
         return engine_spec(self.engine).has_loop
 
 
+def counters_tick(now_ns: int) -> int:
+    """The moment counters are taken at: every process takes them on the same boundaries of the
+    shared monotonic clock (each :data:`COUNTERS_EVERY_NS`), so a server's figures and its clients'
+    are of one moment (within a batch), not up to 200 ms apart: ``queued`` is the clients'
+    outstanding requests less those the server has, and asyncio's streaming clients, answered 10 at a
+    time, read ``queued 10`` beside an idle loop when the two were taken on either side of a burst."""
+    return now_ns // COUNTERS_EVERY_NS
+
+
 def percentile(sorted_values: list[int] | list[float], q: float) -> float:
     """Nearest-rank percentile of an already sorted, non-empty list (``q`` in 0..100)."""
     if not sorted_values:
@@ -97,11 +107,12 @@ class EngineStats(BlockedCalls):
         self.picture = Picture(DEFAULT_NS_PER_COL)
         self.server: dict[str, Any] = {}  # the latest counters from the servers' side
         self.client: dict[str, Any] = {}  # the latest counters from the clients' side
+        self._ticked: tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]] = ({}, {})  # server's, clients'
         self._local_server: ServerDigest | None = None
         self._local_client: ClientDigest | None = None
         self.server_remote = False  # the engine's process digests its own events: its raw records are not ours
         self._last_t = 0
-        self._counters_at = 0
+        self._counters_tick = -1
         self.sizes: dict[int, tuple[int, int]] = {}  # rid -> (bytes_in, bytes_out), -1 unknown; oldest first
 
     @property
@@ -135,9 +146,9 @@ class EngineStats(BlockedCalls):
             server = None
         if server is None and client is None:
             return
-        counters = force_counters or now - self._counters_at >= COUNTERS_EVERY_NS
+        counters = force_counters or counters_tick(now) != self._counters_tick
         if counters:
-            self._counters_at = now
+            self._counters_tick = counters_tick(now)
         if server is not None:
             self.take_record({"server": server.take(now, counters)})
         if client is not None:
@@ -158,13 +169,31 @@ class EngineStats(BlockedCalls):
                 self.take_size(sizes[i], sizes[i + 1], sizes[i + 2])
             if "counters" in server:
                 self.server = server["counters"]
+                self._keep_tick(0, server["now"], self.server)
             self._last_t = max(self._last_t, server["now"])
         if client is not None:
             if client["ns"] == pic.ns:
                 pic.take_client(client)
             if "counters" in client:
                 self.client = client["counters"]
+                self._keep_tick(1, client["now"], self.client)
             self._last_t = max(self._last_t, client["now"])
+
+    def _keep_tick(self, side: int, now: int, counters: dict[str, Any]) -> None:
+        kept = self._ticked[side]
+        kept[counters_tick(now)] = counters
+        while len(kept) > TICKS_KEPT:
+            del kept[min(kept)]
+
+    def _same_moment(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The servers' and the clients' counters of the newest moment both sides reported
+        (:func:`counters_tick`), or each side's latest when they share none."""
+        server, client = self._ticked
+        both = server.keys() & client.keys()
+        if not both:
+            return self.server, self.client
+        tick = max(both)
+        return server[tick], client[tick]
 
     def transition(self, t: int, rid: int, lane: int, phase: int) -> None:
         """A transition of a request passed on for rows."""
@@ -195,6 +224,7 @@ class EngineStats(BlockedCalls):
         draws none from now (its counters stay its last, which its panel says they are); the rows'
         requests it held end FAILED at the last moment it reported (they died with it)."""
         self._local_server = None  # a raw stream's digest (bench, in-process) would draw its last again
+        self._ticked[0].clear()  # its last counters are paired with the clients' latest, who go on
         for rid, track in list(self.inflight.items()):
             self.transition(max(self._last_t, track.end_ns), rid, -1, FAILED)
         self.picture.server_gone()
@@ -204,6 +234,7 @@ class EngineStats(BlockedCalls):
         connections close), and they complete nothing; what they measured before stays."""
         if self.client.get("outstanding") or self.client.get("rps") or self.client.get("connecting"):
             self.client = self.client | {"outstanding": 0, "rps": 0.0, "connecting": 0}
+        self._ticked[1].clear()
         if self._local_client is not None:
             self._local_client.gone()
         self.picture.clients_gone()
@@ -233,7 +264,7 @@ class EngineStats(BlockedCalls):
         return phase in _HOLDING or (phase == READY and (not self.has_loop or lane > 0))
 
     def counters(self, now_ns: int | None = None) -> Counters:
-        s, cl = self.server, self.client
+        s, cl = self._same_moment()
         c = Counters(self.engine, completed=self.completed, failed=self.failed, rps=float(cl.get("rps", 0.0)))
         by_phase = dict.fromkeys((p.name.lower() for p in WAITING_PHASES), 0)
         by_phase.update(s.get("by_phase", {}))

@@ -13,7 +13,7 @@ from syncviz.engines.digest_client import ClientDigest
 from syncviz.engines.digest_record import check_record
 from syncviz.engines.events import ENGINE_IDS, HANDED_OVER, Batch, Phase
 from syncviz.engines.http import EXTERNAL_IDS_START
-from syncviz.engines.stats import StreamStats
+from syncviz.engines.stats import COUNTERS_EVERY_NS, StreamStats
 from syncviz.tui.widgets.counters import CounterView, counter_text
 
 MS = 1_000_000
@@ -110,6 +110,38 @@ def test_requests_sent_but_not_read_yet_count_as_queued() -> None:
     c = s.counters()["threaded"]
     assert (c.in_flight, c.queued, c.busy) == (10, 9, 1)
     assert sum(s["threaded"].picture.open_q.values()) == 9
+
+
+def test_a_server_s_counters_and_its_clients_are_paired_by_the_moment_they_were_taken() -> None:
+    # streaming on asyncio: 50 clients, answered ten at a time; the server's counters were taken just
+    # after a burst of answers, its clients' just before (up to 200 ms apart): the panel read
+    # "queued 10" beside an idle loop (the clients' outstanding less the server's in flight)
+    e = ENGINE_IDS["asyncio"]
+    tick = COUNTERS_EVERY_NS
+    server, client = ServerDigest(True, NS), ClientDigest(NS)
+    t = 100 * tick
+    for rid in range(1, 51):
+        client.sent(t, rid)
+        server.transition(t, rid, -1, Phase.QUEUED)
+        server.transition(t + 1, rid, 0, Phase.AWAITING)
+    s = StreamStats()
+    b = Batch(t_ns=t + 10)
+    b.digests = [(e, {"server": server.take(t + 10, True)}), (e, {"client": client.take(t + 10, True)})]
+    s.feed(b)
+    for rid in range(1, 11):  # the burst, in the next tick: the server has answered, the clients not yet told
+        server.transition(t + tick + 5, rid, 0, Phase.DONE)
+    b = Batch(t_ns=t + tick + 10)
+    b.digests = [(e, {"server": server.take(t + tick + 10, True)})]
+    s.feed(b)
+    c = s.counters()["asyncio"]
+    assert (c.in_flight, c.queued) == (50, 0)  # the moment both reported: nothing waits unread
+    for rid in range(1, 11):
+        client.answered(t + tick + 6, rid, tick, True)
+    b = Batch(t_ns=t + tick + 12)
+    b.digests = [(e, {"client": client.take(t + tick + 12, True)})]
+    s.feed(b)
+    c = s.counters()["asyncio"]
+    assert (c.in_flight, c.queued) == (40, 0)  # the next moment, both sides of it
 
 
 def test_clients_not_accepted_yet_are_counted_connecting_and_said_on_the_panel() -> None:
