@@ -28,6 +28,7 @@ class ServerSnapshot:
     workers: int = 0  # now: the workers the engine has (pool threads; 1 for a loop or hub)
     pool_used: int = 0  # now: greenlets of gevent's pool in use (0 where there is no such pool)
     pool_size: int = 0  # gevent's pool size (0 where there is no such pool)
+    waiting: int = 0  # now: connections with bytes to read that no worker has taken yet (threaded's hand-off queue)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -58,6 +59,7 @@ class ServerCounts:
         self.workers = workers
         self.pool_size = pool_size
         self.pool_used = 0
+        self.waiting = 0
 
     def add(self, served: int = 0, failed: int = 0, timeouts: int = 0, reading: int = 0) -> None:
         with self._lock:
@@ -77,4 +79,5 @@ class ServerCounts:
                 self.workers,
                 self.pool_used,
                 self.pool_size,
+                self.waiting,
             )

@@ -5,18 +5,22 @@ The trickle is shortened (``TRICKLE_S``) so each test takes about a second per e
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
 import pytest
 from support import fd_targets, fds_left_since, free_ports, new_threads
 from syncviz.engines import slowclients
-from syncviz.engines.base import Engine
+from syncviz.engines.base import Engine, engine_class
+from syncviz.engines.counts import ServerSnapshot
 from syncviz.engines.events import ENGINE_IDS, HANDED_OVER, Phase, Recorder
 from syncviz.engines.host import EngineHost
 from syncviz.engines.request import EXTERNAL_IDS_START
 from syncviz.engines.settings import Settings
 from syncviz.engines.slowclients import SLOW_IDS_START, NoAnswer, SlowClients, _status
+from syncviz.engines.stats import Counters
+from syncviz.tui.widgets.counters import CounterView, counter_text
 
 TRICKLE_S = 0.3
 
@@ -117,3 +121,26 @@ def test_the_in_process_host_starts_applies_and_stops_them() -> None:
         assert host.settings.slow_clients == 0 and host.slowclients.counts() == {a: 0}
     assert host.slowclients is None
     assert _wait(lambda: not new_threads(threads), 1.0), new_threads(threads)
+
+
+def test_connections_no_pool_thread_has_taken_are_counted_and_said(upstream) -> None:
+    # slow-clients on threaded: 5 of its 16 slow clients held threads (reading 5) and the other 11,
+    # their first bytes sent, waited for a thread behind the load's requests: on no count, on no lane
+    eng = engine_class("threaded")(Recorder(), Settings(io_ms=0, pool=1), "native", upstream.port)
+    eng.start()
+    socks = [socket.create_connection(("127.0.0.1", eng.port), timeout=2) for _ in range(4)]
+    try:
+        for sock in socks:
+            sock.sendall(b"GET / HTTP/1.1\r\nHo")  # the first holds the one thread; three wait for it
+        assert _wait(lambda: eng.server_snapshot(0).waiting == 3, 2.0), eng.server_snapshot(0)
+        snap = eng.server_snapshot(0)
+        assert snap.reading == 1
+        assert ServerSnapshot.from_dict(snap.as_dict()) == snap  # what crosses the pipe
+    finally:
+        for sock in socks:
+            sock.close()
+        assert _wait(lambda: eng.server_snapshot(0).waiting == 0, 3.0)
+        eng.stop()
+    counters = Counters("threaded", in_flight=1, by_phase={"reading": 1}, reading=1, busy=1)
+    view = CounterView(counters, 160.0, 1, "threads", False, [], [], 0, server=snap)
+    assert "conns waiting 3" in counter_text(view, 64, stacked=False).plain

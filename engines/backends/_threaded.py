@@ -238,12 +238,14 @@ class ThreadedEngine(Engine):
         self._ok_by_lane[lane] += 1
 
     def server_snapshot(self, t_ns: int) -> ServerSnapshot:
-        """The source counters now, the lanes' own counts of requests served (``_tally_ok``) added in."""
+        """The source counters now, the lanes' own counts of requests served (``_tally_ok``) added in,
+        and the connections waiting in the hand-off queue for a worker (``waiting``)."""
         with self._fold_lock:
             n = sum(self._ok_by_lane)  # each slot read whole: never more than was served
             if n != self._ok_folded:
                 self.counts.add(served=n - self._ok_folded)
                 self._ok_folded = n
+        self.counts.waiting = self._jobs.qsize()  # readable connections no worker has taken (slow clients too)
         return self.counts.snapshot(t_ns)
 
     def _refuse(self, conn: _Conn, status: int, timeout: bool = False) -> bool:

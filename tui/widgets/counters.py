@@ -139,6 +139,8 @@ def counter_text(v: CounterView, width: int, stacked: bool) -> Text:
             t.append("\n")
         failed = fmt_n(srv.failed) + (f" ({srv.timeouts:,} timeout)" if srv.timeouts else "")
         kv("srv failed", failed, "bold #ff4d4d" if srv.failed else VALUE, "  ")
+        if srv.waiting:  # a pool thread's hand-off queue: connections no thread has read yet
+            kv("conns waiting", fmt_n(srv.waiting), f"bold {LOOKS[Phase.QUEUED].color}", "  ")
         if srv.pool_size:
             full = srv.pool_used >= srv.pool_size
             pool = f"{srv.pool_used:,}/{srv.pool_size:,}" + (" FULL" if full else "")
