@@ -9,6 +9,8 @@ every batch (the ``srv`` field of a wire batch); the parent keeps the latest per
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
 from dataclasses import asdict, dataclass, fields
 
@@ -29,6 +31,7 @@ class ServerSnapshot:
     pool_used: int = 0  # now: greenlets of gevent's pool in use (0 where there is no such pool)
     pool_size: int = 0  # gevent's pool size (0 where there is no such pool)
     waiting: int = 0  # now: connections with bytes to read that no worker has taken yet (threaded's hand-off queue)
+    backlog: int = 0  # now: connections the kernel completed that the server has not accepted (accept_queue)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -60,6 +63,7 @@ class ServerCounts:
         self.pool_size = pool_size
         self.pool_used = 0
         self.waiting = 0
+        self.listener: socket.socket | None = None  # the listening socket, whose accept queue is read
 
     def add(self, served: int = 0, failed: int = 0, timeouts: int = 0, reading: int = 0) -> None:
         with self._lock:
@@ -69,6 +73,7 @@ class ServerCounts:
             self.reading += reading
 
     def snapshot(self, t_ns: int) -> ServerSnapshot:
+        backlog = accept_queue(self.listener)
         with self._lock:
             return ServerSnapshot(
                 t_ns,
@@ -80,4 +85,23 @@ class ServerCounts:
                 self.pool_used,
                 self.pool_size,
                 self.waiting,
+                backlog,
             )
+
+
+_TCP_INFO = getattr(socket, "TCP_INFO", None)
+_UNACKED = struct.Struct("I")  # struct tcp_info's tcpi_unacked, at byte 24 (after 8 bytes of u8 and 4 u32)
+
+
+def accept_queue(sock: socket.socket | None) -> int:
+    """Connections the kernel has completed on the listening ``sock`` that the server has not
+    accepted yet: Linux's ``TCP_INFO`` of a listener says it in ``tcpi_unacked`` (what ``ss -lnt``
+    shows as Recv-Q). A server that stops accepting (gevent's pool full) leaves clients there,
+    connected, their requests sent, read by no one; 0 where it cannot tell (not Linux, closed)."""
+    if sock is None or _TCP_INFO is None:
+        return 0
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 32)
+    except OSError:
+        return 0
+    return _UNACKED.unpack_from(info, 24)[0] if len(info) >= 28 else 0

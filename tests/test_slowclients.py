@@ -6,6 +6,7 @@ The trickle is shortened (``TRICKLE_S``) so each test takes about a second per e
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 
@@ -13,7 +14,7 @@ import pytest
 from support import fd_targets, fds_left_since, free_ports, new_threads
 from syncviz.engines import slowclients
 from syncviz.engines.base import Engine, engine_class
-from syncviz.engines.counts import ServerSnapshot
+from syncviz.engines.counts import ServerCounts, ServerSnapshot
 from syncviz.engines.events import ENGINE_IDS, HANDED_OVER, Phase, Recorder
 from syncviz.engines.host import EngineHost
 from syncviz.engines.request import EXTERNAL_IDS_START
@@ -144,3 +145,30 @@ def test_connections_no_pool_thread_has_taken_are_counted_and_said(upstream) -> 
     counters = Counters("threaded", in_flight=1, by_phase={"reading": 1}, reading=1, busy=1)
     view = CounterView(counters, 160.0, 1, "threads", False, [], [], 0, server=snap)
     assert "conns waiting 3" in counter_text(view, 64, stacked=False).plain
+
+
+def test_connections_the_server_has_not_accepted_are_its_backlog() -> None:
+    # 5,000 clients on gevent: its pool full, it stopped accepting; 1,025 clients sat connected in the
+    # kernel's accept queue (ss -lnt: Recv-Q 1025), their requests sent, on no server count
+    if sys.platform != "linux":
+        pytest.skip("the accept queue is read from Linux's TCP_INFO")
+    with socket.socket() as lsock:
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(8)
+        counts = ServerCounts()
+        counts.listener = lsock
+        socks = [socket.create_connection(lsock.getsockname(), timeout=2) for _ in range(3)]
+        try:
+            assert _wait(lambda: counts.snapshot(0).backlog == 3, 2.0), counts.snapshot(0)
+            lsock.accept()[0].close()
+            assert _wait(lambda: counts.snapshot(0).backlog == 2, 2.0), counts.snapshot(0)
+        finally:
+            for sock in socks:
+                sock.close()
+    assert counts.snapshot(0).backlog == 0  # closed: not known, not shown
+    srv = ServerSnapshot(backlog=1025, pool_used=1000, pool_size=1000)
+    view = CounterView(Counters("gevent"), 20_000.0, 1, "hub", True, [], [], 0, server=srv)
+    lines = counter_text(view, 64, stacked=False).plain.splitlines()
+    assert all(len(line) <= 64 for line in lines), lines  # no word of it wrapped alone by Textual
+    assert any("backlog 1,025" in line for line in lines)
+    assert any("pool 1,000/1,000 FULL" in line for line in lines), lines

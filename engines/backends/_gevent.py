@@ -65,6 +65,7 @@ class GeventEngine(LoopEngine):
         self._hub = hub
         try:
             listener = gevent.socket.socket(fileno=self._lsock.detach())
+            self.counts.listener = listener  # type: ignore[assignment]  # the same socket: its accept queue
             self._pool = gevent.pool.Pool(GEVENT_POOL)
             self._server = gevent.server.StreamServer(listener, self._handle, spawn=self._pool)
             self._server.start()

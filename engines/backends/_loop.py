@@ -38,6 +38,7 @@ class LoopEngine(Engine):
 
     def start(self) -> int:
         self._lsock = listen(self.host, self.port)
+        self.counts.listener = self._lsock  # its accept queue: counts.accept_queue
         self.port = self._lsock.getsockname()[1]
         self.counts.workers = 1  # the loop or hub
         self._served_ok = 0  # requests served DONE counted by the loop thread alone, without the counts' lock

@@ -106,6 +106,7 @@ class PreforkEngine(Engine):
 
     def start(self) -> int:
         self._lsock = listen(self.host, self.port)
+        self.counts.listener = self._lsock  # its accept queue: counts.accept_queue
         self.port = self._lsock.getsockname()[1]
         self._deferred = False
         with contextlib.suppress(AttributeError, OSError):  # Linux: connections wait until they send

@@ -84,6 +84,7 @@ class ThreadedEngine(Engine):
 
     def start(self) -> int:
         self._lsock = listen(self.host, self.port)
+        self.counts.listener = self._lsock  # its accept queue: counts.accept_queue
         self._lsock.setblocking(False)
         self.port = self._lsock.getsockname()[1]
         self.work = BlockingWork(self.recorder, self.engine_id, self.upstream_port)

@@ -103,6 +103,26 @@ def _took(b: BlockedCall) -> str:
     return f"{fmt_n(b.duration_ns / 1e6)} ms" + (" so far" if b.ongoing else "")
 
 
+def _kv(key: str, value: str, style: str = VALUE) -> Text:
+    """``key value``, the key in the key's colour."""
+    return Text.assemble((key + " ", KEY), (value, style))
+
+
+def _flow(t: Text, pieces: list[Text], width: int) -> None:
+    """Append ``pieces``, two spaces apart, starting a new line before one that would run past
+    ``width`` (Textual would wrap its last word alone onto the next line: gevent's ``FULL``)."""
+    used = 0
+    for piece in pieces:
+        if used and used + 2 + len(piece) > width:
+            t.append("\n")
+            used = 0
+        elif used:
+            t.append("  ")
+            used += 2
+        t.append_text(piece)
+        used += len(piece)
+
+
 def counter_text(v: CounterView, width: int, stacked: bool) -> Text:
     c = v.counters
     t = Text(no_wrap=True, overflow="ellipsis")
@@ -132,19 +152,25 @@ def counter_text(v: CounterView, width: int, stacked: bool) -> Text:
     t.append("\n")
     srv = v.server
     if srv is not None:
-        kv("served/s", fmt_n(v.served_rps), VALUE, "  ")
+        served = [_kv("served/s", fmt_n(v.served_rps))]
         if c.outside:
-            kv("outside", fmt_n(c.outside), VALUE, "  ")
-        if stacked:
-            t.append("\n")
+            served.append(_kv("outside", fmt_n(c.outside)))
         failed = fmt_n(srv.failed) + (f" ({srv.timeouts:,} timeout)" if srv.timeouts else "")
-        kv("srv failed", failed, "bold #ff4d4d" if srv.failed else VALUE, "  ")
+        source = [_kv("srv failed", failed, "bold #ff4d4d" if srv.failed else VALUE)]
+        if srv.backlog:  # the kernel's accept queue: connections the server has not accepted yet
+            source.append(_kv("backlog", fmt_n(srv.backlog), f"bold {LOOKS[Phase.QUEUED].color}"))
         if srv.waiting:  # a pool thread's hand-off queue: connections no thread has read yet
-            kv("conns waiting", fmt_n(srv.waiting), f"bold {LOOKS[Phase.QUEUED].color}", "  ")
+            source.append(_kv("conns waiting", fmt_n(srv.waiting), f"bold {LOOKS[Phase.QUEUED].color}"))
         if srv.pool_size:
             full = srv.pool_used >= srv.pool_size
             pool = f"{srv.pool_used:,}/{srv.pool_size:,}" + (" FULL" if full else "")
-            kv("pool", pool, "bold #ff4d4d" if full else VALUE, "")
+            source.append(_kv("pool", pool, "bold #ff4d4d" if full else VALUE))
+        if stacked:
+            _flow(t, served, width)
+            t.append("\n")
+            _flow(t, source, width)
+        else:
+            _flow(t, served + source, width)
         t.append("\n")
     line = Text()
     kv("in flight", fmt_n(c.in_flight), into=line)
