@@ -62,3 +62,19 @@ def test_prefork_a_late_worker_takes_requests_from_a_busy_ones_connections(prefo
     for rid in range(11, 15):  # each still measured from the client's X-Sent-Ns, then served
         phases = [p for _, _, r, _, p in seen if r == rid]
         assert phases[0] == Phase.QUEUED and Phase.BLOCKED in phases and phases[-1] == Phase.DONE
+
+
+def test_prefork_connections_waiting_in_a_busy_worker_are_counted(prefork: Engine) -> None:
+    # slow-clients on prefork: 92 connections in the backlog, one served, and 23 the worker had
+    # accepted, readable behind the one it served: on no count ('in flight 100', 16 slow clients)
+    socks = [socket.create_connection(("127.0.0.1", prefork.port), timeout=5) for _ in range(4)]
+    try:
+        _ask(socks, 1)  # one worker: every connection is its own, parked between requests
+        for rid, sock in enumerate(socks, 11):  # four requests at once: it serves one, three wait for it
+            sock.sendall(GET % (rid, time.monotonic_ns()))
+        assert wait_for(lambda: prefork.server_snapshot(0).waiting >= 2, 2 * IO_S), prefork.server_snapshot(0)
+        assert all(s.recv(4096).startswith(b"HTTP/1.1 200") for s in socks)
+        assert wait_for(lambda: prefork.server_snapshot(0).waiting == 0, 2.0)  # free: none waits
+    finally:
+        for s in socks:
+            s.close()

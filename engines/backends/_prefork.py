@@ -43,12 +43,12 @@ import threading
 from typing import Any, ClassVar
 
 from ..base import STOP_TIMEOUT_S, Engine, EngineError, join_threads, listen
-from ..counts import KEEPALIVE_IDLE_S
+from ..counts import KEEPALIVE_IDLE_S, ServerSnapshot
 from ..events import now_ns
 from ..placement import current_cpus
 from ..registry import MAX_WORKERS, prefork_workers
 from ..settings import Settings
-from ._prefork_worker import COUNTS, RECORD, SIZE, TRANSITION, _Free, worker_main
+from ._prefork_worker import COUNTS, RECORD, SIZE, TRANSITION, WAITING, _Free, worker_main
 
 START_TIMEOUT_S = 15.0
 
@@ -82,6 +82,7 @@ class _Proc:
         os.close(w)
         self.ready = threading.Event()
         self.reading = 0  # its connections reading now, as it counted them (taken back if it dies)
+        self.waiting = 0  # its connections readable behind the one it serves, as it last said
         self.reader = threading.Thread(target=engine._read, args=(self, r), name=f"prefork-{lane}", daemon=True)
         self.reader.start()
         self.send(engine._config())
@@ -152,6 +153,12 @@ class PreforkEngine(Engine):
         for proc in list(self._procs.values()):
             proc.send(settings.as_dict())
 
+    def server_snapshot(self, t_ns: int) -> ServerSnapshot:
+        """The source counters now, with the connections waiting in its workers for them (``waiting``:
+        readable behind the request each serves, as threaded's wait in its hand-off queue)."""
+        self.counts.waiting = sum(proc.waiting for proc in list(self._procs.values()))
+        return super().server_snapshot(t_ns)
+
     def workers_alive(self) -> int:
         """Worker processes running now."""
         return sum(1 for p in list(self._procs.values()) if p.popen.poll() is None)
@@ -176,10 +183,13 @@ class PreforkEngine(Engine):
                         proc.reading += d
                     elif kind == SIZE:
                         sized((a, engine, b, c, d))
+                    elif kind == WAITING:
+                        proc.waiting = a
                     else:
                         proc.ready.set()
                 buf = buf[end:]
         proc.popen.wait()
+        proc.waiting = 0  # what waited for it is its clients' to tell (their connections closed with it)
         self._free.set(proc.lane, False)  # gone: nothing is handed to it (a new one says when it is free)
         if proc.reading > 0:  # it died reading them (SIGKILL, a crash): their clients lost their requests
             self.counts.add(failed=proc.reading, reading=-proc.reading)

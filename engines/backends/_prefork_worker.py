@@ -33,6 +33,8 @@ from ._threaded import SELECT_S, ThreadedEngine, _Conn
 
 RECORD = struct.Struct("<5q")  # (kind, a, b, c, d): a transition (t, rid, lane, phase), counts or a size
 TRANSITION, COUNTS, READY, SIZE = 0, 1, 2, 3  # SIZE: (t, rid, bytes_in, bytes_out) of a finished request
+WAITING = 4  # (n, 0, 0, 0): its connections readable behind the one it serves (the engine's ``waiting``)
+WAITING_EVERY_NS = 50_000_000  # how often a busy worker counts them (a poll of its selector; counters go at 5 Hz)
 PR_SET_PDEATHSIG = 1
 HANDOFF = struct.Struct("<q")  # a handed-over connection's datagram: when its giver saw it readable
 
@@ -111,6 +113,8 @@ class _Worker(ThreadedEngine):
         self._held: set[_Conn] = set()  # every connection it has open (parked or being served)
         self._give, self._take = handoff  # the ends of the datagram socket handed connections go through
         self._free = free
+        self._waiting_sent = 0  # the last WAITING it sent
+        self._waiting_at = 0  # when it last counted them
         # Server-given ids of its own, interleaved with the other workers' (never the same twice).
         self._external_ids = itertools.count(EXTERNAL_IDS_START + lane, MAX_WORKERS)
 
@@ -180,6 +184,7 @@ class _Worker(ThreadedEngine):
             if parked.pop(conn, None) is not None:
                 sel.unregister(conn.sock)
             self._give_away(readable, i + 1, sel, parked)
+            self._count_waiting(sel)
             try:
                 keep = self._serve(conn, self.lane, now_ns())
             except Exception:  # never let a request end the worker: drop its connection, go on
@@ -190,6 +195,8 @@ class _Worker(ThreadedEngine):
                 parked[conn] = now_ns()
             else:
                 self._close(conn)
+        if not readable:
+            self._waiting(0)  # free: nothing of its own waits for it
         if backlog and not self._stopping:  # after serving: a sibling free meanwhile has taken it (then EAGAIN)
             self._accept_one(sel, parked)
         cutoff = now_ns() - idle_ns
@@ -198,6 +205,20 @@ class _Worker(ThreadedEngine):
             del parked[conn]
             self._close(conn)
         return pending
+
+    def _count_waiting(self, sel: selectors.BaseSelector) -> None:
+        """Before a request: its connections readable now (those behind this one in the turn, and
+        parked ones that became readable since), at most every :data:`WAITING_EVERY_NS`."""
+        t = now_ns()
+        if t - self._waiting_at >= WAITING_EVERY_NS:
+            self._waiting_at = t
+            self._waiting(sum(isinstance(key.data, _Conn) for key, _ in sel.select(0)))
+
+    def _waiting(self, n: int) -> None:
+        """Say how many connections wait for this worker now (only when it changed: one record)."""
+        if n != self._waiting_sent:
+            self._waiting_sent = n
+            self.counts.put(WAITING, n, 0, 0, 0)  # type: ignore[attr-defined]
 
     def _give_away(
         self, readable: list[_Conn], start: int, sel: selectors.BaseSelector, parked: dict[_Conn, int]
