@@ -1,4 +1,5 @@
-"""What a server counts at the source: requests served, failures, timeouts, connections reading.
+"""What a server counts at the source: requests served, failures, timeouts, connections reading,
+waiting for a worker, and in the kernel's accept queue.
 
 Each engine owns one :class:`ServerCounts` and updates it where the events happen (O(1) per
 event, no scan). It counts *every* client, the built-in load generator and outside ones
@@ -30,7 +31,7 @@ class ServerSnapshot:
     workers: int = 0  # now: the workers the engine has (pool threads; 1 for a loop or hub)
     pool_used: int = 0  # now: greenlets of gevent's pool in use (0 where there is no such pool)
     pool_size: int = 0  # gevent's pool size (0 where there is no such pool)
-    waiting: int = 0  # now: connections with bytes to read that no worker has taken yet (threaded's hand-off queue)
+    waiting: int = 0  # now: connections with bytes to read no worker has taken (threaded's hand-off queue, prefork's)
     backlog: int = 0  # now: connections the kernel completed that the server has not accepted (accept_queue)
 
     def as_dict(self) -> dict[str, int]:

@@ -3,8 +3,10 @@
 A :class:`~syncviz.engines.watchdog.LoopWatchdog` that finds its loop held samples its stack until
 it runs again and hands each look to a :class:`_Stall`: the calls seen holding the loop (a blocked
 call once seen for half the threshold and held for the threshold), the loop's own work between
-them (:data:`BUSY`), and, for a call that neither computed nor waited in it, the GIL it waited for
-(:data:`GIL_WAIT`). :class:`_Found` keeps what was found for the watchdog's ``take``.
+them (:data:`BUSY`), and, for a call that neither computed nor waited in it, what it waited for
+instead: the GIL (:data:`GIL_WAIT`) or a CPU (:data:`CPU_WAIT`), told by
+:func:`~syncviz.engines.cpuclock.what_held`. :class:`_Found` keeps what was found for the watchdog's
+``take``.
 """
 
 from __future__ import annotations
