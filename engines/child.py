@@ -303,6 +303,8 @@ class ChildHost(EventSource):
             out.frames = None  # raw transitions are cut at the watermark: the frames are not this batch
         out.t_ns = max(self._released, min(mark, out.t_ns))
         self._released = out.t_ns
+        snaps = {name: proc.server(self.run) for name, proc in self.procs.items()}
+        out.servers = {name: snap.as_dict() for name, snap in snaps.items() if snap is not None} or None
         if self._info_changed:
             self._info_changed = False
             out.info = self.info()

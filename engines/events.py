@@ -120,6 +120,7 @@ class Batch:
     blocks: list[Block] = field(default_factory=list)  # what held a loop or worker (the watchdogs'), in order
     sizes: list[Size] = field(default_factory=list)  # finished requests' bytes in and out
     frames: list[bytes] | None = None  # the pipe frames it holds all of, as read (the tape keeps them as they came)
+    servers: dict[str, dict[str, int]] | None = None  # engine -> its source counters at the drain (recordings)
 
     def __len__(self) -> int:
         return len(self.transitions) + len(self.latencies) + len(self.lags)
@@ -136,6 +137,8 @@ class Batch:
         self.digests.extend(getattr(other, "digests", ()))
         self.blocks.extend(getattr(other, "blocks", ()))
         self.sizes.extend(getattr(other, "sizes", ()))
+        if getattr(other, "servers", None):
+            self.servers = other.servers
 
 
 class Recorder:

@@ -62,11 +62,15 @@ class RecordingWriter:
         self._put({**header, "settings": info.get("settings"), "info": info})
         self._started = True
 
-    def write(self, batch: Batch) -> None:
-        """Append one batch (its ``info`` too, when it has one)."""
+    def write(self, batch: Batch, servers: dict[str, dict[str, int]] | None = None) -> None:
+        """Append one batch (its ``info`` too, when it has one), with each engine's source counters
+        then (``servers``, else the batch's own: ``srvs``, which a replay's panels show)."""
         if not self._started:
             raise RecordingError("write() before start(): a recording begins with its header")
         record = batch_to_wire(batch, self._run)
+        servers = servers if servers is not None else batch.servers
+        if servers:
+            record["srvs"] = servers
         if batch.info is not None:
             self._run = int(batch.info.get("run", self._run))
             record["run"] = self._run

@@ -8,7 +8,10 @@ else; no byte of it is ever unpickled or executed. The first line is the header:
 
 then one line per drained :class:`~syncviz.engines.events.Batch`, in the shape the engine
 processes send it over their pipes (:func:`~syncviz.engines.wire.batch_to_wire`: flat integer
-lists), with the batch's ``info`` when it has one, and last ``{"end": true, "batches": N}``.
+lists), with the batch's ``info`` when it has one and the engines' own source counters at the
+time (``srvs``: engine -> :class:`~syncviz.engines.counts.ServerSnapshot` record, which a replay's
+panels show; files made before them have none, and readers before them skip them), and last
+``{"end": true, "batches": N}``.
 
 Whatever is wrong with a file, or with what is to be written, is one :class:`RecordingError`,
 one line (:func:`one_line`). :func:`check_info` checks a status record's keys and settings, for

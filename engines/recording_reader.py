@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .events import Batch
+from .counts import ServerSnapshot
+from .events import ENGINE_IDS, Batch
 from .recording_format import (
     FORMAT,
     GZIP_MAGIC,
@@ -158,6 +159,8 @@ class RecordingReader:
             info = record.get("info")
             if info is not None:
                 batch.info = check_info(info)
+            if "srvs" in record:
+                batch.servers = _servers(record["srvs"])
         except (WireError, ValueError) as exc:
             raise self._corrupt(f"batch {self.count + 1}: {exc}") from None
         self.count += 1
@@ -174,6 +177,17 @@ class RecordingReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _servers(srvs: object) -> dict[str, dict[str, int]]:
+    """A batch's ``srvs``: engine name -> its source counters, each checked
+    (:meth:`~syncviz.engines.counts.ServerSnapshot.from_dict`); ValueError (one line) otherwise."""
+    if not isinstance(srvs, dict) or not all(name in ENGINE_IDS for name in srvs):
+        raise ValueError("'srvs' is not a record of engines' server counts")
+    try:
+        return {name: ServerSnapshot.from_dict(snap).as_dict() for name, snap in srvs.items()}
+    except ValueError as exc:
+        raise ValueError(f"'srvs': {exc}") from None
 
 
 def read_recording(path: str | Path) -> tuple[dict[str, Any], list[Batch]]:

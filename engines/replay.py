@@ -11,6 +11,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from .counts import ServerSnapshot
 from .events import Batch
 from .recording_reader import read_recording
 from .source import EngineStatus, EventSource, ProcessInfo, SourceStatus
@@ -42,6 +43,7 @@ class Replay(EventSource):
         self.speed = 1.0
         self._head: int | None = None  # stream time played up to (paced)
         self._wall = 0.0  # the clock at the last paced drain
+        self._servers: dict[str, dict[str, int]] = {}  # each engine's source counters as last played (srvs)
 
     @classmethod
     def from_file(cls, path: str | Path) -> Replay:
@@ -67,6 +69,7 @@ class Replay(EventSource):
         """Play again from the first batch."""
         self.position = 0
         self._head = None
+        self._servers = {}
 
     def drain(self) -> Batch:
         if self.finished:
@@ -101,6 +104,8 @@ class Replay(EventSource):
         batch = self.batches[self.position]
         if self.position == 0 and batch.info is None:
             batch.info = self.info
+        if batch.servers:
+            self._servers = batch.servers
         self.position += 1
         return batch
 
@@ -114,7 +119,8 @@ class Replay(EventSource):
         self.position = len(self.batches)
 
     def status(self) -> SourceStatus:
-        """What was recorded: each engine's pid and placement as they were, nothing live."""
+        """What was recorded: each engine's pid and placement as they were, and its source counters
+        as of the batch played last (a recording made before they were kept has none)."""
         pids = self.info.get("pids") or {}
         places = self.info.get("placement") or {}
         out = SourceStatus("replay")
@@ -125,5 +131,6 @@ class Replay(EventSource):
                 state="replay",
                 process=ProcessInfo(pid) if isinstance(pid, int) else None,
                 placement=str(places.get(name, "")),
+                server=ServerSnapshot.from_dict(self._servers[name]) if name in self._servers else None,
             )
         return out

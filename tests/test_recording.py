@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from support import SYNCVIZ, one_line_error
+from syncviz.engines.counts import ServerSnapshot
 from syncviz.engines.digest import ServerDigest
 from syncviz.engines.digest_client import ClientDigest
 from syncviz.engines.events import ENGINES, Batch, Phase
@@ -377,6 +378,47 @@ def test_record_json_and_replay_summary_agree(tmp_path: Path) -> None:
         assert row["completed"] > 20 and isinstance(row["p50_ms"], float) and isinstance(row["p99_ms"], float)
         assert abs(back["engines"][name]["completed"] - row["completed"]) <= 0.01 * row["completed"]
         assert back["engines"][name]["p50_ms"] == pytest.approx(row["p50_ms"], rel=0.01)
+    replay = Replay.from_file(path)  # the servers' own counts were recorded: a replay's panels show them
+    while not replay.finished:
+        replay.drain()
+    servers = {name: st.server for name, st in replay.status().engines.items()}
+    assert set(servers) == {"threaded", "asyncio", "gevent"}
+    assert all(s is not None and s.served >= live["engines"][name]["completed"] * 0.9 for name, s in servers.items())
+
+
+INFO = {"scenario": "io-bound", "engines": ["threaded", "asyncio", "gevent"], "run": 1, "load": True}
+
+
+def test_the_servers_counts_go_through_a_recording_and_a_replay_says_them(tmp_path: Path) -> None:
+    snap = {"t_ns": 5, "served": 120, "failed": 1, "timeouts": 0, "reading": 2, "workers": 8}
+    snap |= {"pool_used": 0, "pool_size": 0, "waiting": 92, "backlog": 3}
+    path = tmp_path / "s.rec"
+    batches = [Batch(t_ns=5), Batch(t_ns=6, servers={"threaded": snap})]  # none yet, then the server's counts
+    write_recording(path, INFO, batches, seconds=1.0)
+    replay = Replay.from_file(path)
+    replay.drain()
+    assert replay.status().engines["threaded"].server is None
+    replay.drain()
+    assert replay.status().engines["threaded"].server == ServerSnapshot.from_dict(snap)
+    replay.restart()
+    assert replay.status().engines["threaded"].server is None  # played again from the start
+
+
+@pytest.mark.parametrize(
+    "srvs",
+    [[1, 2], {"nginx": {}}, {"threaded": {"served": -1}}, {"threaded": {"served": "1"}}, {"threaded": {"x": 1}}],
+)
+def test_bad_server_counts_in_a_recording_are_one_line(tmp_path: Path, srvs: object) -> None:
+    path = tmp_path / "bad.rec"
+    write_recording(path, INFO, [Batch(t_ns=5)], seconds=1.0)
+    lines = gzip.decompress(path.read_bytes()).splitlines()
+    record = json.loads(lines[1])
+    record["srvs"] = srvs
+    lines[1] = json.dumps(record).encode()
+    path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    with pytest.raises(RecordingError) as caught:
+        Replay.from_file(path)
+    assert "\n" not in str(caught.value) and "srvs" in str(caught.value)
 
 
 def test_a_digest_recording_summarises_its_counts_and_says_the_percentiles_are_n_a() -> None:

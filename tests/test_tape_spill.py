@@ -221,3 +221,18 @@ def test_a_kept_batch_is_left_alone_by_the_cyclic_collector() -> None:
     assert part["rows"] and part["hold"]
     tracked = [key for key in ("rows", "hold", "wait", "held", "open_q", "open_r", "sent") if gc.is_tracked(part[key])]
     assert not tracked, [(key, part[key]) for key in tracked]
+
+
+def test_a_saved_tape_keeps_the_servers_own_counts_packed_batches_too(tmp_path: Path) -> None:
+    # a replay of a ctrl+s recording drew no server line (served/s, conns waiting, pool): the tape had
+    # the engines' counts for scrubbing, the file did not
+    tape = Tape(hot_s=0.5)
+    board = Board(INFO)
+    for i, batch in enumerate(laps(2)):
+        tape.add(batch, stream_items(batch), board.info, board.ns_per_col)
+        tape.note_servers(batch.t_ns, {"threaded": ServerSnapshot(t_ns=batch.t_ns, served=i, waiting=92)})
+    assert any(e.hot is None for e in tape.entries)  # some were packed: their batches carry no counts
+    assert tape.save(tmp_path / "s.rec.gz") == len(tape.entries)
+    _, saved = read_recording(tmp_path / "s.rec.gz")
+    assert saved and all(b.servers and b.servers["threaded"]["waiting"] == 92 for b in saved)
+    assert [b.servers["threaded"]["served"] for b in saved] == sorted(b.servers["threaded"]["served"] for b in saved)

@@ -238,10 +238,13 @@ class Tape:
         if entries:  # digested pictures come at one zoom: a replay opens at the newest
             info["zoom_ms"] = entries[-1].ns_per_col / 1e6
         seconds = (entries[-1].t_ns - entries[0].t_ns) / SECOND_NS if entries else 0.0
+        side = self._servers
         with RecordingWriter(path) as writer:
             writer.start(info, round(seconds, 3))
             for entry in entries:
-                writer.write(entry.batch)
+                i = side.index_after(entry.t_ns)  # the engines' source counters then (a packed batch has none)
+                servers = {name: snap.as_dict() for name, snap in side.value(i - 1).items()} if i else None
+                writer.write(entry.batch, servers=servers)
             return writer.finish()
 
 

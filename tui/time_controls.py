@@ -18,6 +18,7 @@ from syncviz.engines.source import EventSource
 from syncviz.tui.board import Board
 from syncviz.tui.scrub import Scrub
 from syncviz.tui.tape import Entry, Tape
+from syncviz.tui.widgets.panel import EnginePanel
 from textual.binding import Binding
 
 ZOOM_GROUP = Binding.Group("zoom", compact=True)
@@ -123,6 +124,8 @@ class TimeControls:
             self._scrubbed()
             return
         self.source.restart()
+        for panel in self.query(EnginePanel):
+            panel.served.reset()  # its recorded server counts start again, earlier than the last seen
         self.board = Board(dict(self.source.info), zoom_ms=self.board.zoom_ms, on_zoom=self.source.set_zoom)
         self.tape.clear()
         self.scrub.reset()

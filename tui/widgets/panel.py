@@ -106,12 +106,16 @@ class EnginePanel(Vertical):
             not_shown=max(0, (counters.in_flight if counters else 0) - rows.shown_in_flight()),
             down=down_text(self.status, self.restart_key),
             server=past[0] if past is not None else self.status.server if self.status is not None else None,
-            served_rps=past[1] if past is not None else self.served.rps(time.monotonic_ns()),
+            served_rps=past[1] if past is not None else self.served.rps(self._served_now(board)),
             client_bound=self._client_bound(),
             lane_labels=dict(info.lanes),
         )
         for counters_view in self.query(CountersView):  # none while mounting or shutting down
             counters_view.show(view, stacked)
+
+    def _served_now(self, board: Board) -> int:
+        """The moment ``served/s`` is taken at: now, or a replay's recorded time as played."""
+        return board.now_ns if self.status is not None and self.status.state == "replay" else time.monotonic_ns()
 
     def _client_bound(self) -> bool:
         """The load generator is what limits this engine's figures (``engines/bottleneck.py`` decides)."""
