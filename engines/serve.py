@@ -131,6 +131,8 @@ class EngineLine:
     busy: int = 0  # workers held (pool threads, the loop or hub), per the event stream
     workers: int = 0  # workers the engine has (server counts)
     failed: int = 0  # requests failed since start (server counts)
+    backlog: int = 0  # connections the kernel completed, not accepted yet (server counts: ss -lnt's Recv-Q)
+    waiting: int = 0  # connections with bytes to read no worker has taken (server counts: threaded, prefork)
     state: str = "live"
     detail: str = ""
 
@@ -142,8 +144,10 @@ class EngineLine:
             "busy": self.busy,
             "workers": self.workers,
             "failed": self.failed,
+            "backlog": self.backlog,
+            "waiting": self.waiting,
         }
-        if self.state != "live":  # only then: a live engine's object is exactly the documented six
+        if self.state != "live":  # only then: a live engine's object is exactly the documented eight
             out["state"] = self.state
             if self.detail:
                 out["detail"] = self.detail
@@ -173,7 +177,11 @@ def text_line(line: StatusLine) -> str:
             parts.append(f"{name} exited{f' ({e.detail})' if e.detail else ''}")
             continue
         s = f"{name} {e.served_rps:7.1f}/s fl {e.in_flight:4} rd {e.reading:3} busy {e.busy}/{e.workers}"
-        s += f" fail {e.failed}"
+        s += (
+            f" fail {e.failed}"
+            + (f" backlog {e.backlog}" if e.backlog else "")
+            + (f" wait {e.waiting}" if e.waiting else "")
+        )
         parts.append(s if e.state == "live" else f"{s} {e.state}{f' ({e.detail})' if e.detail else ''}")
     return " · ".join(parts)
 
@@ -211,8 +219,9 @@ class Monitor:
             e = EngineLine(state=st.state if st is not None else "starting", detail=st.detail if st is not None else "")
             if srv is not None:
                 e.reading, e.workers, e.failed = srv.reading, srv.workers, srv.failed
+                e.backlog, e.waiting = srv.backlog, srv.waiting
             if e.state == "exited":  # nothing runs there any more: no gauge holds anything
-                e.reading = e.workers = 0
+                e.reading = e.workers = e.backlog = e.waiting = 0
             else:
                 e.served_rps = self.rates[name].rps(now) or 0.0  # not known: its state says why (the schema's float)
                 e.in_flight, e.busy = counters[name].in_flight, counters[name].busy

@@ -31,7 +31,7 @@ from syncviz.engines.serve import (
 )
 from syncviz.engines.served import ServedRate
 
-KEYS = {"served_rps", "in_flight", "reading", "busy", "workers", "failed"}
+KEYS = {"served_rps", "in_flight", "reading", "busy", "workers", "failed", "backlog", "waiting"}
 ENGINES = ("threaded", "asyncio", "gevent")
 
 
@@ -128,6 +128,8 @@ def test_a_status_line_is_the_documented_object_and_an_exited_engine_says_so() -
         "busy": 8,
         "workers": 8,
         "failed": 1,
+        "backlog": 0,
+        "waiting": 0,
     }
     assert set(doc["engines"]["asyncio"]) == KEYS
     assert doc["engines"]["gevent"]["state"] == "exited"
