@@ -212,8 +212,9 @@ SLOW_CLIENTS_CLAIM = Claim(
     Scene(
         "slow-clients",
         watch="16 slow clients per engine trickle a request over 3.5 s: a threaded pool thread reading one is held "
-        "until the last byte (its lane shows reading, ┄), so the 100 fast clients queue and req/s falls; the loop and "
-        "the hub park the slow ones as reading and keep serving the rest.",
+        "until the last byte (its lane shows reading, ┄), the other slow ones wait with the fast in its hand-off "
+        "queue (conns waiting), so req/s falls; the loop and the hub park the slow ones as reading and keep serving "
+        "the rest.",
         min_seconds=7.0,  # the slow clients start over one 3.5 s trickle
     ),
 )
