@@ -17,7 +17,9 @@ ui.perfetto.dev and chrome://tracing:
   ``"<engine>:<request id>"``: Perfetto scopes a plain ``id`` to the whole trace, and every
   engine numbers its requests from 1, so a bare request id would merge three requests;
 * counters per engine (``C``) every 100 ms: requests in flight, queued, and done per second (over
-  the 100 ms before); and every loop-lag sample of the loop engines, in ms;
+  the 100 ms before); every loop-lag sample of the loop engines, in ms; and, where the stream
+  carries the servers' own counts, ``connections``: the kernel's accept backlog, connections
+  waiting for a worker, connections reading, at each of their samples;
 * args on every slice: the request id, the phase, the client (``built-in``, ``slow`` or
   ``outside``: ids from :data:`~syncviz.engines.request.EXTERNAL_IDS_START` come from outside
   clients) and, on a request, its result, its workers and the latency its client measured.
@@ -313,6 +315,11 @@ class TraceExport:
                 rate = round(done[k] * per_s, 3)
                 yield {"ph": "C", "name": "req/s", "pid": pid, "tid": pid, "ts": ts, "args": {"done": rate}}
         self.summary.counters += 3 * (last + 1) - 1
+        for t, se, snap in self.col.servers:  # where connections wait: the kernel's backlog, a worker
+            if se == e and t >= self.t0:
+                self.summary.counters += 1
+                args = {key: snap.get(key, 0) for key in ("backlog", "waiting", "reading")}
+                yield {"ph": "C", "name": "connections", "pid": pid, "tid": pid, "ts": self.ts(t), "args": args}
         if engine_spec(ENGINES[e]).has_loop:
             for t, le, lag in self.col.lags:
                 if le == e:

@@ -2,8 +2,9 @@
 
 :class:`TraceCollector` takes drained batches in any order of arrival and keeps every request's
 transitions (a provisional reading id handed over to a real one, ``HANDED_OVER``, is dropped),
-the client's latencies, the loop-lag samples of the loop engines and the watchdog's calls
-(the longest report of each); :func:`collect` feeds it a whole stream. What it holds becomes
+the client's latencies, the loop-lag samples of the loop engines, the watchdog's calls (the
+longest report of each) and the servers' own counts (``Batch.servers``: recordings and live
+drains); :func:`collect` feeds it a whole stream. What it holds becomes
 Chrome Trace Event JSON in :mod:`syncviz.engines.trace`.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .events import ENGINES, HANDED_OVER, Batch, Phase
+from .events import ENGINE_IDS, ENGINES, HANDED_OVER, Batch, Phase
 from .stall import BUSY
 
 Step = tuple[int, int, int]  # (t_ns, phase, lane)
@@ -32,6 +33,7 @@ class TraceCollector:
         self.steps: dict[tuple[int, int], list[Step]] = {}  # (engine id, rid) -> steps, first seen first
         self.latency: dict[tuple[int, int], tuple[int, bool]] = {}  # (engine id, rid) -> (ns, ok)
         self.lags: list[tuple[int, int, int]] = []
+        self.servers: list[tuple[int, int, dict[str, int]]] = []  # (t_ns, engine id, source counters), each once
         self.blocks: dict[tuple[int, int, int], tuple[int, str]] = {}  # (engine, lane, t0) -> (ns, where)
         self.info: dict[str, Any] = {}
         self.engines_seen: set[int] = set()
@@ -84,6 +86,11 @@ class TraceCollector:
         self.t_min, self.t_max = lo, hi
         for rec in getattr(batch, "blocks", None) or ():
             self._block(rec)
+        for name, snap in (getattr(batch, "servers", None) or {}).items():
+            e = ENGINE_IDS.get(name)
+            t = snap.get("t_ns", 0) if isinstance(snap, dict) else 0
+            if e is not None and t and not any(s[0] == t and s[1] == e for s in self.servers[-len(ENGINES) :]):
+                self.servers.append((t, e, snap))  # a drain repeats the last counters until the next come
 
     def _block(self, rec: Any) -> None:
         """One watchdog record ``(t0, ns, engine, lane, ongoing, where)``: an ongoing call is reported

@@ -355,6 +355,20 @@ def test_loop_lag_is_a_counter_and_the_watchdog_call_is_on_the_slice_that_held_t
     assert obj["otherData"]["blocks"] == 1 and obj["otherData"]["blocks_unattached"] == 1
 
 
+def test_the_servers_connection_counts_are_a_counter_where_the_stream_has_them() -> None:
+    def srv(t_ms: int, backlog: int, waiting: int) -> dict[str, int]:
+        return {"t_ns": BASE + t_ms * MS, "served": 1, "reading": 2, "backlog": backlog, "waiting": waiting}
+
+    first = batch((0, T, 1, -1, Q), (1, T, 1, 0, RUN), servers={"threaded": srv(0, 0, 12)})
+    again = batch(servers={"threaded": srv(0, 0, 12)})  # a drain before the next counts: the same ones
+    last = batch((200, T, 1, 0, DONE), servers={"threaded": srv(100, 3, 0), "nginx": srv(100, 9, 9)})
+    obj = build_trace([first, again, last])
+    check_trace(obj)
+    got = [(ns(ev["ts"]) // MS, ev["args"]) for ev in obj["traceEvents"] if ev.get("name") == "connections"]
+    assert got == [(0, {"backlog": 0, "waiting": 12, "reading": 2}), (100, {"backlog": 3, "waiting": 0, "reading": 2})]
+    assert not any(ev.get("name") == "connections" for ev in build_trace([batch((0, T, 1, -1, Q))])["traceEvents"])
+
+
 def test_malformed_records_are_skipped() -> None:
     b = batch((0, T, 1, -1, Q), (1, T, 1, 0, RUN), (2, T, 1, 0, DONE))
     b.transitions += [(BASE, 7, 1, 0, 1), (BASE, T, 2, 0, 99)]
