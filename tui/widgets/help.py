@@ -100,6 +100,17 @@ def help_text(scenario: str, keys: tuple[tuple[str, str], ...] = KEYS) -> Table:
     )
     grid.add_row("time axis", "shared by the three panels; now is the right edge")
     grid.add_row("bound", "Little's law: concurrency / time per request (and one core for CPU work)")
+    grid.add_row(
+        "counters",
+        "req/s, done, latency: what the load generator's clients saw; served/s, srv failed: the servers' own "
+        "counts (every client, outside ones too)",
+    )
+    grid.add_row(
+        "where they wait",
+        "connecting: a client's connection not open yet · backlog: connected, not accepted yet (the kernel's "
+        "queue) · conns waiting: accepted, bytes to read, no worker free · reading: a request still arriving · "
+        "queued: sent, no worker has taken it",
+    )
     grid.add_row("", "")
     sc = SCENARIOS.get(scenario)
     if sc is not None:
