@@ -72,7 +72,8 @@ def test_prefork_connections_waiting_in_a_busy_worker_are_counted(prefork: Engin
         _ask(socks, 1)  # one worker: every connection is its own, parked between requests
         for rid, sock in enumerate(socks, 11):  # four requests at once: it serves one, three wait for it
             sock.sendall(GET % (rid, time.monotonic_ns()))
-        assert wait_for(lambda: prefork.server_snapshot(0).waiting >= 2, 2 * IO_S), prefork.server_snapshot(0)
+        # three wait behind the first for 0.2 s, two behind the second for 0.2 s more: looked at every 20 ms
+        assert wait_for(lambda: prefork.server_snapshot(0).waiting >= 2, 5.0), prefork.server_snapshot(0)
         assert all(s.recv(4096).startswith(b"HTTP/1.1 200") for s in socks)
         assert wait_for(lambda: prefork.server_snapshot(0).waiting == 0, 2.0)  # free: none waits
     finally:

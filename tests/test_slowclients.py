@@ -133,7 +133,7 @@ def test_connections_no_pool_thread_has_taken_are_counted_and_said(upstream) -> 
     try:
         for sock in socks:
             sock.sendall(b"GET / HTTP/1.1\r\nHo")  # the first holds the one thread; three wait for it
-        assert _wait(lambda: eng.server_snapshot(0).waiting == 3, 2.0), eng.server_snapshot(0)
+        assert _wait(lambda: eng.server_snapshot(0).waiting == 3, 5.0), eng.server_snapshot(0)
         snap = eng.server_snapshot(0)
         assert snap.reading == 1
         assert ServerSnapshot.from_dict(snap.as_dict()) == snap  # what crosses the pipe
@@ -159,9 +159,9 @@ def test_connections_the_server_has_not_accepted_are_its_backlog() -> None:
         counts.listener = lsock
         socks = [socket.create_connection(lsock.getsockname(), timeout=2) for _ in range(3)]
         try:
-            assert _wait(lambda: counts.snapshot(0).backlog == 3, 2.0), counts.snapshot(0)
+            assert _wait(lambda: counts.snapshot(0).backlog == 3, 5.0), counts.snapshot(0)
             lsock.accept()[0].close()
-            assert _wait(lambda: counts.snapshot(0).backlog == 2, 2.0), counts.snapshot(0)
+            assert _wait(lambda: counts.snapshot(0).backlog == 2, 5.0), counts.snapshot(0)
         finally:
             for sock in socks:
                 sock.close()
