@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 KEEPALIVE_IDLE_S = 5.0
 """An idle keep-alive connection (no byte of a next request) is closed after this (uvicorn's default)."""
@@ -35,7 +35,7 @@ class ServerSnapshot:
     backlog: int = 0  # now: connections the kernel completed that the server has not accepted (accept_queue)
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        return dict(self.__dict__)  # its fields, flat ints (dataclasses.asdict took 30x as long: every drain's)
 
     @classmethod
     def from_dict(cls, d: object) -> ServerSnapshot:

@@ -113,17 +113,23 @@ def run_delay_ns(native_id: int | None) -> Callable[[], int | None]:
 
 
 def what_held(
-    ran_ns: int, process_ns: int, delay_ns: int | None, seen_ns: int, where: str | None, call: str | None
+    ran_ns: int,
+    process_ns: int,
+    delay_ns: int | None,
+    seen_ns: int,
+    where: Callable[[], str | None],
+    call: Callable[[], str | None],
 ) -> str:
     """What kept a held thread from going on, over the ``seen_ns`` it was seen in one call:
     ``"computing"`` (:func:`computing`), ``"cpu"`` (runnable, not run: the OS ran others on its CPU,
-    ``delay_ns`` at least :data:`CPU_WAIT_SHARE` of the time), ``"gil"`` (:func:`waiting_for_gil`),
+    ``delay_ns`` at least :data:`CPU_WAIT_SHARE` of the time), ``"gil"`` (:func:`waiting_for_gil`;
+    ``where`` and ``call`` are read only then: a computing loop's every block is named),
     or ``"call"``: it waited in its call (a sleep, a read, a lock)."""
     if computing(ran_ns, process_ns, seen_ns):
         return "computing"
     if delay_ns is not None and delay_ns >= CPU_WAIT_SHARE * seen_ns:
         return "cpu"
-    return "gil" if waiting_for_gil(ran_ns, process_ns, seen_ns, where, call) else "call"
+    return "gil" if waiting_for_gil(ran_ns, process_ns, seen_ns, where(), call()) else "call"
 
 
 def waiting_for_gil(ran_ns: int, process_ns: int, seen_ns: int, where: str | None, call: str | None) -> bool:

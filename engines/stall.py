@@ -145,8 +145,8 @@ class _Stall:
         delay = None
         if len(cpu) > 2 and len(first) > 2 and cpu[2] is not None and first[2] is not None:  # type: ignore[misc]
             delay = cpu[2] - first[2]  # type: ignore[misc]
-        where = self.sleeping_on() if self.sleeping_on is not None else None
-        return what_held(cpu[0] - first[0], cpu[1] - first[1], delay, now - self.first, where, _call(top))
+        where = self.sleeping_on or _unknown
+        return what_held(cpu[0] - first[0], cpu[1] - first[1], delay, now - self.first, where, lambda: _call(top))
 
     def end(self, end: int) -> None:
         """The ticker ran again at ``end``: the loop is free."""
@@ -163,6 +163,10 @@ class _Stall:
     def _busy(self, end: int) -> None:
         self.found.finish(self.lane, self.busy_from, end, BUSY, self.threshold)
         self.busy_from = end
+
+
+def _unknown() -> None:
+    """Where a thread sleeps, where it cannot be read."""
 
 
 def _call(top: FrameType) -> str | None:

@@ -123,14 +123,26 @@ def _flow(t: Text, pieces: list[Text], width: int) -> None:
         used += len(piece)
 
 
+def _flow_groups(t: Text, first: list[Text], second: list[Text], width: int, stacked: bool) -> None:
+    """Two groups of pieces as one flowing line (:func:`_flow`), or, ``stacked``, the second on a
+    line of its own; then the line's end."""
+    if stacked:
+        _flow(t, first, width)
+        t.append("\n")
+        _flow(t, second, width)
+    else:
+        _flow(t, first + second, width)
+    t.append("\n")
+
+
 def counter_text(v: CounterView, width: int, stacked: bool) -> Text:
     c = v.counters
     t = Text(no_wrap=True, overflow="ellipsis")
 
-    def kv(key: str, value: str, style: str = VALUE, sep: str = "  ", into: Text = t) -> None:
-        into.append(key + " ", KEY)
-        into.append(value, style)
-        into.append(sep)
+    def kv(key: str, value: str, style: str = VALUE, sep: str = "  ") -> None:
+        t.append(key + " ", KEY)
+        t.append(value, style)
+        t.append(sep)
 
     if v.down:
         t.append(("▲ " if v.down.startswith("stalled") else "✖ ") + v.down, "bold #ff4d4d")
@@ -165,28 +177,17 @@ def counter_text(v: CounterView, width: int, stacked: bool) -> Text:
             full = srv.pool_used >= srv.pool_size
             pool = f"{srv.pool_used:,}/{srv.pool_size:,}" + (" FULL" if full else "")
             source.append(_kv("pool", pool, "bold #ff4d4d" if full else VALUE))
-        if stacked:
-            _flow(t, served, width)
-            t.append("\n")
-            _flow(t, source, width)
-        else:
-            _flow(t, served + source, width)
-        t.append("\n")
-    line = Text()
-    kv("in flight", fmt_n(c.in_flight), into=line)
-    kv("queued", fmt_n(c.queued), f"bold {LOOKS[Phase.QUEUED].color}", into=line)
+        _flow_groups(t, served, source, width, stacked)
+    waits = [_kv("in flight", fmt_n(c.in_flight)), _kv("queued", fmt_n(c.queued), f"bold {LOOKS[Phase.QUEUED].color}")]
     if c.reading or v.server is not None:
-        kv("reading", fmt_n(c.reading), f"bold {LOOKS[Phase.READING].color}", into=line)
+        waits.append(_kv("reading", fmt_n(c.reading), f"bold {LOOKS[Phase.READING].color}"))
     if c.connecting:  # clients the server has not accepted yet: no request of theirs is in flight
-        kv("connecting", fmt_n(c.connecting), f"bold {LOOKS[Phase.QUEUED].color}", into=line)
-    rest = Text()
-    kv("ready", fmt_n(c.by_phase.get("ready", 0)), f"bold {LOOKS[Phase.READY].color}", into=rest)
-    kv("busy", f"{c.busy}/{v.workers} {v.worker_word}", VALUE, "", into=rest)
-    t.append_text(line)
-    if stacked or len(line) + len(rest) > width:  # two lines rather than one cut short
-        t.append("\n")
-    t.append_text(rest)
-    t.append("\n")
+        waits.append(_kv("connecting", fmt_n(c.connecting), f"bold {LOOKS[Phase.QUEUED].color}"))
+    workers = [
+        _kv("ready", fmt_n(c.by_phase.get("ready", 0)), f"bold {LOOKS[Phase.READY].color}"),
+        _kv("busy", f"{c.busy}/{v.workers} {v.worker_word}"),
+    ]
+    _flow_groups(t, waits, workers, width, stacked)
     kv("p50", fmt_ms(c.p50_ms), VALUE, " ")
     kv("p95", fmt_ms(c.p95_ms), VALUE, " ")
     kv("p99", fmt_ms(c.p99_ms) + " ms", f"bold {P99}", "  ")
