@@ -77,24 +77,47 @@ def test_a_row_drawn_frame_after_frame_matches_one_drawn_once(monkeypatch: pytes
     assert kept._done[0].start > T0 // NS  # columns were dropped from the row's left
 
 
-def test_a_request_learned_of_late_waits_for_a_row_and_takes_it_when_it_comes_free() -> None:
+def test_a_request_learned_of_late_takes_the_row_that_came_free_drawn_from_there() -> None:
     """Queued since 5 ms and read at 45 ms, it finds the row held by a request that ended at 14 ms,
-    after it began: not drawn then. Once that one has left the window, the row is free: it takes it
-    then (a loop that reads 100 requests at once drew no row for half of every cycle: each was
-    looked at once, when every row was busy), drawn whole, its start off the window."""
+    after it began. It takes the row at once, drawn from the column after 14 ms, its label ``…#2``
+    (it began earlier); the first request's columns are untouched. Before, it waited until the
+    first had left the window: a pool of 8 behind 92 waiting connections drew no row in flight."""
     done = track(1, [(0, Phase.QUEUED), (4, Phase.RUNNING)], Phase.DONE)  # 0-14 ms
     late = track(2, [(5, Phase.QUEUED), (45, Phase.RUNNING)], None)
     rows = RequestRows(SimpleNamespace(inflight={2: late}), rows=1)  # type: ignore[arg-type]
     rows.cols = 60
     rows.rows[0].append(done)
-    rows.consume(T0 + 50 * NS, NS)
-    assert rows.shown_in_flight() == 0 and list(rows.rows[0]) == [done]
-    now = T0 + 100 * NS  # 14 ms is past the window's 60 columns (and the two beyond it)
+    now = T0 + 50 * NS
     rows.consume(now, NS)
-    assert rows.shown_in_flight() == 1 and list(rows.rows[0]) == [late]
+    assert rows.shown_in_flight() == 1 and list(rows.rows[0]) == [done, late]
     first = now // NS - 59
+    col = lambda ms: (T0 // NS + ms) - first  # noqa: E731
+    whole = RequestRows(SimpleNamespace(inflight={}), rows=1)  # type: ignore[arg-type]
+    whole.rows[0].append(done)  # the first request alone, as it was drawn
+    alone = "".join(row_line(whole, 0, first, 60, NS, now).chars[GUTTER:])
     cells = "".join(row_line(rows, 0, first, 60, NS, now).chars[GUTTER:])
-    assert cells.startswith("#2") and cells[-2] != " ", cells
-    rows.stats.inflight.clear()  # it ended: nothing waits any more
+    assert cells[: col(14)] == alone[: col(14)], (cells, alone)  # its columns are the first's
+    assert cells[col(14)] == " " and cells[col(15) :].startswith("…#2"), cells
+    assert cells[col(46)] == GLYPHS[Phase.RUNNING] and cells[col(30)] == GLYPHS[Phase.QUEUED]
+
+
+def test_a_request_learned_of_late_waits_while_every_row_is_in_flight() -> None:
+    """Every row held by a request in flight: it waits, and takes the first row to come free."""
+    busy = track(1, [(0, Phase.QUEUED), (4, Phase.RUNNING)], None)
+    late = track(2, [(5, Phase.QUEUED), (45, Phase.RUNNING)], None)
+    rows = RequestRows(SimpleNamespace(inflight={1: busy, 2: late}), rows=1)  # type: ignore[arg-type]
+    rows.cols = 60
+    rows.rows[0].append(busy)
+    rows.consume(T0 + 50 * NS, NS)
+    assert list(rows.rows[0]) == [busy] and 2 in rows._waiting
+    busy.step(T0 + 52 * NS, int(Phase.DONE), 1)
+    busy.phase, busy.since = int(Phase.DONE), T0 + 52 * NS
+    del rows.stats.inflight[1]
+    now = T0 + 60 * NS
+    rows.consume(now, NS)
+    assert list(rows.rows[0]) == [busy, late] and not rows._waiting
+    cells = "".join(row_line(rows, 0, now // NS - 59, 60, NS, now).chars[GUTTER:])
+    assert cells.rstrip().endswith(" …#2" + GLYPHS[Phase.RUNNING] * 4), cells  # from a column after 52 ms
+    rows.stats.inflight.clear()
     rows.consume(now + NS, NS)
     assert not rows._waiting

@@ -2,14 +2,17 @@
 
 There are more requests in flight than rows, so rows are handed out like seats: a new
 request takes the first row whose last request finished before it started (one column
-apart); when no row is free it waits, and takes the first row that comes free before it
-ends (a row is free again once its requests have left the window). A request the server
-learned of late, queued for seconds before it was read (its ``queued`` is dated back to when
-its client sent it), finds every row busy since it began: without the wait, the loop of the
-``blocking-call`` scenario, reading 100 requests at once, drew no row for half of every
-cycle. A request never seated is not drawn (the panel says how many in flight have a row).
-A row therefore shows a sequence of real requests, each a run of its measured phases.
-Placement happens as batches arrive (not per frame), so a replay draws the same rows.
+apart), drawn whole. A request the server learned of late, queued for a while before it was
+read (its ``queued`` is dated back to when its client sent it), finds every row busy since it
+began. It takes the row that came free first, drawn from a column after that row's last
+request ended: its label reads ``…#n`` (it began earlier; the detail panel has all of it).
+Without that, a pool of 8 threads behind 92 waiting connections drew no row in flight at all
+(the server learns of each request ~600 ms after it was sent, and every row was busy then), and
+the ``blocking-call`` loop, reading 100 requests at once, none for half of every cycle. When no
+row has come free it waits for the first that does. A request never seated is not drawn (the
+panel says how many in flight have a row). A row therefore shows a sequence of real requests,
+each a run of its measured phases. Placement happens as batches arrive (not per frame), so a
+replay draws the same rows.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class RowCells:
     phases: array  # array("b"): -1 none
     labels: list[tuple[int, int, int]]  # (c0, c1, rid) of each request's run in window columns
     failed: list[int]  # window columns where a request ended FAILED (drawn over its last phase)
+    clipped: frozenset[int] | set[int] = frozenset()  # the rids drawn from after they began (``…#n``)
 
 
 class _DoneRow:
@@ -60,10 +64,12 @@ class _DoneRow:
         self.rids: set[int] = set()
         self.live: list[RequestTrack] = []
 
-    def add(self, track: RequestTrack, ns: int, floor: int, keep: int = KEEP_COLS) -> None:
+    def add(self, track: RequestTrack, ns: int, floor: int, keep: int = KEEP_COLS, from_col: int = 0) -> None:
+        """Lay a finished request from column ``max(floor, from_col)``; ``from_col``: where its row
+        came free, when it was seated after it began (its label then starts there)."""
         steps = track.steps
         end = steps[-1][0]
-        start, cells = track_columns(steps, end, ns, floor)
+        start, cells = track_columns(steps, end, ns, max(floor, from_col))
         self.rids.add(track.rid)
         if not cells:
             return
@@ -79,7 +85,7 @@ class _DoneRow:
         for i, ph in enumerate(cells):  # only where it has a phase: never blank out a neighbour
             if ph >= 0:
                 self.phases[a + i] = ph
-        label = (steps[0][0] // ns, end // ns, track.rid)
+        label = (max(steps[0][0] // ns, from_col), end // ns, track.rid)
         if self.labels and label[1] < self.labels[-1][1]:
             insort(self.labels, label, key=_END_COL)  # seated late: kept in order of their last column
         else:
@@ -110,6 +116,7 @@ class RequestRows:
         self._waiting: dict[int, RequestTrack] = {}  # in flight, not seated yet: oldest first
         self._live: dict[int, tuple[tuple[int, int], int, list[int]]] = {}  # in flight: up to the last step
         self._done: dict[int, _DoneRow] = {}  # row index -> its finished requests, laid out once
+        self._from: dict[int, int] = {}  # rid -> the time it is drawn from, if seated after it began
         self._swept_at = 0
 
     def resize(self, rows: int) -> None:
@@ -127,25 +134,25 @@ class RequestRows:
         if len(self._live) > 4 * MAX_ROWS:  # finished ones have their own cache
             inflight = self.stats.inflight
             self._live = {rid: v for rid, v in self._live.items() if rid in inflight}
-        inflight, waiting = self.stats.inflight, self._waiting
+        inflight, waiting, clip = self.stats.inflight, self._waiting, self._from
         for rid, track in inflight.items():
             if rid in seen:
                 continue
             seen.add(rid)
-            if not _seat(rows, track, gap_ns):
+            if not _seat(rows, track, gap_ns, clip):
                 waiting[rid] = track
-        ends = [row[-1].since if row else -1 for row in rows if not row or row[-1].phase in TERMINAL] if waiting else ()
-        if ends:  # a row is free for a waiting request that began after its last one ended
-            earliest = min(ends)
+        if waiting and any(not row or row[-1].phase in TERMINAL for row in rows):  # a row has come free
             for rid, track in list(waiting.items())[:MAX_RETRY]:
                 if inflight.get(rid) is not track:
                     del waiting[rid]  # finished
-                elif track.start_ns >= earliest and _seat(rows, track, gap_ns):
+                elif _seat(rows, track, gap_ns, clip):
                     del waiting[rid]
         if now_ns - self._swept_at > 1_000_000_000:
             self._swept_at = now_ns
             self._seen = {rid for rid in seen if rid in inflight}
             self._waiting = {rid: t for rid, t in waiting.items() if inflight.get(rid) is t}
+            held = {t.rid for row in self.rows for t in row}
+            self._from = {rid: t for rid, t in clip.items() if rid in held}
 
     def shown_in_flight(self) -> int:
         return sum(1 for row in self.rows[: self.visible] if row and row[-1].phase not in TERMINAL)
@@ -195,16 +202,20 @@ class RequestRows:
             labels.append((max(0, c0 - first_col), min(cols - 1, c1 - first_col), rid))
         failed = [c - first_col for c in done.failed if first_col <= c < last_col]
         first_ns = first_col * ns
+        clip = self._from
         for track in done.live:
             steps = track.steps
             if now_ns < first_ns or steps[0][0] > now_ns:
                 continue
-            start, cells = self._live_columns(track, now_ns, ns, first_col)
+            from_col = clip[track.rid] // ns if track.rid in clip else 0
+            start, cells = self._live_columns(track, now_ns, ns, max(first_col, from_col))
             a, b = max(start, first_col), min(start + len(cells), last_col)
             if b > a:
                 phases[a - first_col : b - first_col] = array("b", cells[a - start : b - start])
-            labels.append((max(0, steps[0][0] // ns - first_col), min(cols - 1, now_ns // ns - first_col), track.rid))
-        return RowCells(phases, labels, failed)
+            c0 = max(steps[0][0] // ns, from_col)
+            labels.append((max(0, c0 - first_col), min(cols - 1, now_ns // ns - first_col), track.rid))
+        shown = {rid for _, _, rid in labels}
+        return RowCells(phases, labels, failed, {rid for rid in clip if rid in shown} if clip else frozenset())
 
     def _done_row(self, index: int, ns: int, floor: int) -> _DoneRow:
         """Row ``index``'s finished requests by absolute column (brought up to date), and those in flight."""
@@ -222,26 +233,37 @@ class RequestRows:
                 break
             else:
                 new.append(track)
+        clip = self._from
         for track in reversed(new):
-            done.add(track, ns, floor, max(KEEP_COLS, 2 * self.cols))
+            from_col = clip[track.rid] // ns if track.rid in clip else 0
+            done.add(track, ns, floor, max(KEEP_COLS, 2 * self.cols), from_col)
         done.live = live
         if len(done.rids) > 2 * len(row) + 16:  # forget what the row no longer holds
             done.forget({t.rid for t in row})
         return done
 
 
-def _seat(rows: list[deque[RequestTrack]], track: RequestTrack, gap_ns: int) -> bool:
+def _seat(rows: list[deque[RequestTrack]], track: RequestTrack, gap_ns: int, clip: dict[int, int]) -> bool:
     """Seat ``track`` in the first row free a column before it started, else in the first free
-    at all; False when every row holds a request that ended after it started, or is in flight."""
-    start, seat = track.start_ns, None
+    at all, else (it began while every row was busy) in the row that came free first, drawn from
+    a column after that row's last request ended (``clip[rid]``: the time it is drawn from).
+    False when every row is in flight."""
+    start, seat, first_free = track.start_ns, None, None
     for row in rows:
         if not row or (row[-1].phase in TERMINAL and row[-1].since + gap_ns <= start):
             seat = row
             break
-        if seat is None and row[-1].phase in TERMINAL and row[-1].since <= start:
+        if row[-1].phase not in TERMINAL:
+            continue
+        if seat is None and row[-1].since <= start:
             seat = row
+        if first_free is None or row[-1].since < first_free[-1].since:
+            first_free = row
     if seat is None:
-        return False
+        if first_free is None:
+            return False
+        seat = first_free
+        clip[track.rid] = first_free[-1].since + gap_ns
     seat.append(track)
     return True
 

@@ -96,7 +96,8 @@ def help_text(scenario: str, keys: tuple[tuple[str, str], ...] = KEYS) -> Table:
     )
     grid.add_row(
         "request rows",
-        "recent and in-flight requests, each a run of its measured phases; a row hosts one request after another",
+        "recent and in-flight requests, each a run of its measured phases; a row hosts one request after another; "
+        "…#n: drawn from where its row came free (it began earlier: the server learned of it late)",
     )
     grid.add_row("time axis", "shared by the three panels; now is the right edge")
     grid.add_row("bound", "Little's law: concurrency / time per request (and one core for CPU work)")

@@ -28,6 +28,7 @@ from textual.strip import Strip
 GUTTER = 7  # lane names on the left
 FULL = 0.75  # a lane held this much of a column shows its phase's glyph; less, a partial block
 LABEL_MARGIN = 3  # a run shows its request number only with this many cells of its glyph left
+CLIPPED = "…"  # before a row's label: the request is drawn from where its row came free, it began earlier
 
 # Style palette: a cell's style is an index into this list.
 NPH = len(Phase)
@@ -59,9 +60,10 @@ class Line:
         self.chars.extend(text)
         self.styles.extend([style] * len(text))
 
-    def label(self, c0: int, c1: int, rid: int) -> None:
-        """Write ``#rid`` at the start of a run over window columns c0..c1 when it fits."""
-        text = rid_label(rid)
+    def label(self, c0: int, c1: int, rid: int, clipped: bool = False) -> None:
+        """Write ``#rid`` at the start of a run over window columns c0..c1 when it fits;
+        ``…#rid`` when the run is drawn from after the request began (see :mod:`~syncviz.tui.rows`)."""
+        text = CLIPPED + rid_label(rid) if clipped else rid_label(rid)
         if c0 < 0 or c1 - c0 + 1 < len(text) + LABEL_MARGIN:
             return
         at = GUTTER + c0
@@ -223,7 +225,8 @@ def row_line(rows: RequestRows, i: int, first: int, cols: int, ns: int, now_ns: 
         line.chars[GUTTER + col] = GLYPHS[Phase.FAILED]
         line.styles[GUTTER + col] = int(Phase.FAILED)
     phases = rc.phases
+    clipped = rc.clipped
     for c0, c1, rid in rc.labels:
         if 0 <= c0 < cols and phases[c0] >= 0:
-            line.label(c0, c1, rid)
+            line.label(c0, c1, rid, rid in clipped)
     return line
