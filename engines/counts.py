@@ -16,7 +16,28 @@ import threading
 from dataclasses import dataclass, fields
 
 KEEPALIVE_IDLE_S = 5.0
-"""An idle keep-alive connection (no byte of a next request) is closed after this (uvicorn's default)."""
+"""An idle keep-alive connection (no byte of a next request) is closed after this (uvicorn's default).
+Idle means no byte in the kernel either (:func:`has_bytes`): a loop or hub blocked for longer than
+this has not read requests that have arrived, and closing those connections failed their clients."""
+
+try:
+    from fcntl import ioctl
+    from termios import FIONREAD
+except ImportError:  # not POSIX: every connection past its idle time is taken as idle
+    ioctl = None  # type: ignore[assignment]
+    FIONREAD = 0
+_NREAD = struct.Struct("i")
+
+
+def has_bytes(fileno: int) -> bool:
+    """Whether bytes a client sent (not only its close) wait in the kernel to be read from
+    ``fileno``: ``FIONREAD``, without reading them. False when it cannot tell (closed, not POSIX)."""
+    if ioctl is None or fileno < 0:
+        return False
+    try:
+        return _NREAD.unpack(ioctl(fileno, FIONREAD, b"\0\0\0\0"))[0] > 0
+    except OSError:
+        return False
 
 
 @dataclass

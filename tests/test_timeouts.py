@@ -7,6 +7,7 @@ every test takes about a second.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -238,3 +239,40 @@ def test_the_load_generator_takes_idle_closes_quietly(quick: Engine, recorder: R
     assert len(samples) >= 4
     assert all(ok for *_, ok in samples)
     assert counts(quick)["failed"] == 0
+
+
+def test_a_request_that_has_arrived_is_never_closed_as_idle(
+    engine_name: str, recorder: Recorder, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Six keep-alive clients, each sending its next request the moment it has its answer, to a
+    server that is blocked 150 ms by each (as in blocking-call): a loop or hub takes 0.9 s to get
+    round to a client again, past the 0.5 s keep-alive idle timeout. A connection whose request
+    waits in the kernel to be read is not idle: every request is answered. (gevent's sweep closed
+    those its hub had not reached: the clients failed, the server counted nothing, and the
+    blocking-call scenario read `failed 40` on gevent, 0 on asyncio.)"""
+    cls = engine_class(engine_name)
+    monkeypatch.setattr(cls, "keepalive_idle_s", TIMEOUT_S)
+    mode = "blocking" if engine_spec(engine_name).has_loop else "native"
+    eng = cls(recorder, Settings(io_ms=150, pool=POOL, workers=POOL, timeout_s=10), mode, upstream.port)
+    eng.start()
+    answers: list[int | str] = []
+
+    def client() -> None:
+        try:
+            with connect(eng.port) as sock:
+                for _ in range(3):
+                    sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                    answers.append(read_response(sock)[0])
+        except (OSError, ValueError) as exc:
+            answers.append(type(exc).__name__)
+
+    try:
+        threads = [threading.Thread(target=client) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+    finally:
+        eng.stop()
+    assert answers == [200] * 18, answers
+    assert counts(eng)["failed"] == 0

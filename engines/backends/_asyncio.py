@@ -108,7 +108,8 @@ class AsyncioEngine(LoopEngine):
             await asyncio.sleep(min(IDLE_SWEEP_S, self.keepalive_idle_s / 4))
             cutoff = now_ns() - idle_ns
             for conn in [c for c in self._conns if 0 < c.idle_since < cutoff]:
-                conn.transport.close()
+                if not conn.has_bytes():  # its next request arrived: the loop has not read it yet
+                    conn.transport.close()
 
     async def _serve_conn(self, conn: _Conn) -> None:
         emit, counts, requests = self.native.emit, self.counts, conn.requests

@@ -15,6 +15,7 @@ import socket
 from collections import deque
 from typing import TYPE_CHECKING
 
+from ..counts import has_bytes
 from ..events import Phase, now_ns
 from ..reading import ReadingTracker
 from ..request import HttpError, Request, RequestReader
@@ -212,6 +213,11 @@ class _Conn(asyncio.Protocol):
                 dropped += 1
         if dropped:
             self.engine.counts.add(failed=dropped)
+
+    def has_bytes(self) -> bool:
+        """Whether bytes of a next request wait in the kernel, not read by the loop yet."""
+        sock = self.transport.get_extra_info("socket")
+        return sock is not None and has_bytes(sock.fileno())
 
     def served(self) -> None:
         """A response is written: the connection is idle from now if nothing else is under way."""

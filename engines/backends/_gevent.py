@@ -23,7 +23,7 @@ import gevent.pool
 import gevent.server
 import gevent.socket
 
-from ..counts import ServerSnapshot
+from ..counts import ServerSnapshot, has_bytes
 from ..events import Phase, now_ns
 from ..http import RECV_SIZE, error_page, send_final
 from ..reading import ReadingTracker
@@ -110,7 +110,8 @@ class GeventEngine(LoopEngine):
             gevent.sleep(min(IDLE_SWEEP_S, self.keepalive_idle_s / 4))
             cutoff = now_ns() - idle_ns
             for sock in [s for s, since in self._idle.items() if 0 < since < cutoff]:
-                sock.close()
+                if not has_bytes(sock.fileno()):  # its next request arrived: the hub has not got to it
+                    sock.close()
 
     def _handle(self, sock: gevent.socket.socket, _address: object) -> None:
         """One connection's greenlet: read, serve, repeat; whatever happens, it ends here."""

@@ -23,6 +23,7 @@ import struct
 import sys
 from typing import Any
 
+from ..counts import has_bytes
 from ..events import now_ns
 from ..reading import ReadingTracker
 from ..registry import MAX_WORKERS
@@ -55,14 +56,6 @@ class _Free:
         if at == lane:
             at = self.map.find(b"\x01", lane + 1)
         return None if at < 0 else at
-
-
-def _has_bytes(sock: socket.socket) -> bool:
-    """Whether a client's bytes (not its close) wait to be read, without reading them."""
-    try:
-        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-    except OSError:  # BlockingIOError: nothing yet
-        return False
 
 
 class _Pipe:
@@ -200,7 +193,7 @@ class _Worker(ThreadedEngine):
         if backlog and not self._stopping:  # after serving: a sibling free meanwhile has taken it (then EAGAIN)
             self._accept_one(sel, parked)
         cutoff = now_ns() - idle_ns
-        for conn in [c for c, since in parked.items() if since < cutoff]:
+        for conn in [c for c, since in parked.items() if since < cutoff and not has_bytes(c.sock.fileno())]:
             sel.unregister(conn.sock)
             del parked[conn]
             self._close(conn)
@@ -282,7 +275,7 @@ class _Worker(ThreadedEngine):
             sock, _ = self._lsock.accept()
         except OSError:  # BlockingIOError: a sibling took it; EMFILE: later
             return
-        if self._deferred and not _has_bytes(sock):  # silent since it connected, the idle time: close it
+        if self._deferred and not has_bytes(sock.fileno()):  # silent since it connected, the idle time: close it
             sock.close()
             return
         sock.setblocking(False)  # ThreadedEngine._serve's sockets are non-blocking

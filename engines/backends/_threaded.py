@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from ..base import STOP_TIMEOUT_S, Engine, join_threads, listen
-from ..counts import KEEPALIVE_IDLE_S, ServerSnapshot
+from ..counts import KEEPALIVE_IDLE_S, ServerSnapshot, has_bytes
 from ..events import Phase, now_ns
 from ..http import RECV_SIZE, error_page, send_final
 from ..reading import ReadingTracker
@@ -321,6 +321,9 @@ class ThreadedEngine(Engine):
             if since > cutoff:
                 return
             del parked[conn]
+            if has_bytes(conn.sock.fileno()):  # its request came after the poll: the next poll hands it on
+                parked[conn] = cutoff + int(self.keepalive_idle_s * 1e9)  # not idle as of now
+                continue
             self._close(conn)
 
     def _close(self, conn: _Conn) -> None:
