@@ -4,15 +4,17 @@ There are more requests in flight than rows, so rows are handed out like seats: 
 request takes the first row whose last request finished before it started (one column
 apart), drawn whole. A request the server learned of late, queued for a while before it was
 read (its ``queued`` is dated back to when its client sent it), finds every row busy since it
-began. It takes the row that came free first, drawn from a column after that row's last
-request ended: its label reads ``…#n`` (it began earlier; the detail panel has all of it).
-Without that, a pool of 8 threads behind 92 waiting connections drew no row in flight at all
-(the server learns of each request ~600 ms after it was sent, and every row was busy then), and
-the ``blocking-call`` loop, reading 100 requests at once, none for half of every cycle. When no
-row has come free it waits for the first that does. A request never seated is not drawn (the
-panel says how many in flight have a row). A row therefore shows a sequence of real requests,
-each a run of its measured phases. Placement happens as batches arrive (not per frame), so a
-replay draws the same rows.
+began. If it began on screen it waits, and takes the first row that comes free before it ends
+(a row is free again once its requests have left the window): drawn whole. If it began left of
+the window, where it could never be drawn whole, it takes the row that came free first, drawn
+from a blank column after that row's last request ended: its label reads ``…#n``, or ``…``
+where its number does not fit (it began earlier; the detail panel has all of it). Without the
+wait, the ``blocking-call`` loop, reading 100 requests at once, drew no row for half of every
+cycle; without the second rule, a pool of 8 threads behind 92 waiting connections drew no row in
+flight at all at 10 ms a column (each read ~600 ms after its client sent it, the window ~560 ms
+wide). A request never seated is not drawn (the panel says how many in flight have a row). A
+row therefore shows a sequence of real requests, each a run of its measured phases. Placement
+happens as batches arrive (not per frame), so a replay draws the same rows.
 """
 
 from __future__ import annotations
@@ -135,17 +137,18 @@ class RequestRows:
             inflight = self.stats.inflight
             self._live = {rid: v for rid, v in self._live.items() if rid in inflight}
         inflight, waiting, clip = self.stats.inflight, self._waiting, self._from
+        off_screen = now_ns - ns_per_col * self.cols  # a request begun before this is never drawn whole
         for rid, track in inflight.items():
             if rid in seen:
                 continue
             seen.add(rid)
-            if not _seat(rows, track, gap_ns, clip):
+            if not _seat(rows, track, gap_ns, clip, off_screen):
                 waiting[rid] = track
         if waiting and any(not row or row[-1].phase in TERMINAL for row in rows):  # a row has come free
             for rid, track in list(waiting.items())[:MAX_RETRY]:
                 if inflight.get(rid) is not track:
                     del waiting[rid]  # finished
-                elif _seat(rows, track, gap_ns, clip):
+                elif _seat(rows, track, gap_ns, clip, off_screen):
                     del waiting[rid]
         if now_ns - self._swept_at > 1_000_000_000:
             self._swept_at = now_ns
@@ -243,11 +246,14 @@ class RequestRows:
         return done
 
 
-def _seat(rows: list[deque[RequestTrack]], track: RequestTrack, gap_ns: int, clip: dict[int, int]) -> bool:
+def _seat(
+    rows: list[deque[RequestTrack]], track: RequestTrack, gap_ns: int, clip: dict[int, int], off_screen: int
+) -> bool:
     """Seat ``track`` in the first row free a column before it started, else in the first free
-    at all, else (it began while every row was busy) in the row that came free first, drawn from
-    a column after that row's last request ended (``clip[rid]``: the time it is drawn from).
-    False when every row is in flight."""
+    at all. Else, when it began left of the window (before ``off_screen``: it can never be drawn
+    whole), in the row that came free first, drawn from a blank column after that row's last
+    request ended (``clip[rid]``: the time it is drawn from). False when it waits: every row is in
+    flight, or its start is on screen and a row free since then will come (the last has left)."""
     start, seat, first_free = track.start_ns, None, None
     for row in rows:
         if not row or (row[-1].phase in TERMINAL and row[-1].since + gap_ns <= start):
@@ -260,10 +266,10 @@ def _seat(rows: list[deque[RequestTrack]], track: RequestTrack, gap_ns: int, cli
         if first_free is None or row[-1].since < first_free[-1].since:
             first_free = row
     if seat is None:
-        if first_free is None:
+        if first_free is None or start >= off_screen:
             return False
         seat = first_free
-        clip[track.rid] = first_free[-1].since + gap_ns
+        clip[track.rid] = first_free[-1].since + 2 * gap_ns  # a blank column between the two
     seat.append(track)
     return True
 

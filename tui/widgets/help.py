@@ -97,7 +97,7 @@ def help_text(scenario: str, keys: tuple[tuple[str, str], ...] = KEYS) -> Table:
     grid.add_row(
         "request rows",
         "recent and in-flight requests, each a run of its measured phases; a row hosts one request after another; "
-        "…#n: drawn from where its row came free (it began earlier: the server learned of it late)",
+        "…#n: begun left of the window while every row was busy, drawn from where its row came free",
     )
     grid.add_row("time axis", "shared by the three panels; now is the right edge")
     grid.add_row("bound", "Little's law: concurrency / time per request (and one core for CPU work)")

@@ -64,8 +64,12 @@ class Line:
         """Write ``#rid`` at the start of a run over window columns c0..c1 when it fits;
         ``…#rid`` when the run is drawn from after the request began (see :mod:`~syncviz.tui.rows`)."""
         text = CLIPPED + rid_label(rid) if clipped else rid_label(rid)
-        if c0 < 0 or c1 - c0 + 1 < len(text) + LABEL_MARGIN:
+        if c0 < 0:
             return
+        if c1 - c0 + 1 < len(text) + LABEL_MARGIN:
+            if not clipped or c1 == c0:
+                return
+            text = CLIPPED  # no room for its number: still not taken for the start of a request
         at = GUTTER + c0
         if at + len(text) > len(self.chars):
             return
