@@ -22,7 +22,10 @@ from syncviz.engines.events import DEFAULT_ENGINES, ENGINE_IDS, ENGINES, Phase, 
 from syncviz.engines.placement import plan
 from syncviz.engines.registry import EngineError, require
 from syncviz.engines.settings import Settings, bound_rps, offered_rps
+from syncviz.engines.stats import Counters
+from syncviz.tui.board import Board
 from syncviz.tui.cli import main
+from syncviz.tui.widgets.counters import CounterView, counter_text
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\nX-Req-Id: %d\r\nX-Sent-Ns: %d\r\n\r\n"
 
@@ -136,6 +139,21 @@ def test_an_open_loop_with_spikes_is_bound_by_what_the_window_can_hold() -> None
     assert bound_rps("threaded", "native", burst, window_s=2.0) == pytest.approx(160)  # 8 threads / 50 ms first
     assert bound_rps("asyncio", "native", burst.with_changes(burst=1)) == pytest.approx(60)
     assert offered_rps(Settings()) is None  # a closed loop: its clients, not a rate
+
+
+def test_a_panel_bound_by_its_arrivals_says_offered() -> None:
+    """burst's asyncio read `req/s 281 of bound 270`: the 270 is the arrivals' Poisson mean over a
+    window holding a spike, which a window's real arrivals pass. Where the arrivals bind, the
+    panel says `of offered 270`; where the server binds (threaded's 8 threads), `of bound 160`."""
+    burst = Settings(clients=400, pool=8, io_ms=50, rate=60, burst=8)
+    board = Board({"scenario": "burst", "settings": burst.as_dict()})
+    texts = {}
+    for name in ("asyncio", "threaded"):
+        info = board.engine_info(name)
+        view = CounterView(Counters(name, rps=281.0), info.bound, 1, "loop", True, [], [], 0, offered=info.offered)
+        texts[name] = counter_text(view, 64, stacked=False).plain
+    assert "of offered 270" in texts["asyncio"] and "of bound" not in texts["asyncio"], texts
+    assert "of bound 160" in texts["threaded"], texts
 
 
 def test_a_missing_package_is_one_line_naming_the_extra(

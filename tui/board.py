@@ -14,7 +14,7 @@ from typing import Any
 from syncviz.engines.events import DEFAULT_ENGINES, Batch
 from syncviz.engines.registry import engine_spec
 from syncviz.engines.scenarios import DEFAULT_SCENARIO, SCENARIOS, io_line
-from syncviz.engines.settings import Settings, bound_rps
+from syncviz.engines.settings import Settings, bound_rps, offered_rps
 from syncviz.engines.source import SourceStatus
 from syncviz.engines.stats import Counters, StreamStats
 from syncviz.tui.history import History
@@ -37,6 +37,7 @@ class EngineInfo:
     lanes: list[tuple[int, str]]  # (lane, name) of every worker lane, in order
     worker_word: str
     has_lag: bool
+    offered: bool = False  # the bound is an open loop's arrivals (a Poisson mean: a window can hold more)
 
 
 class Board:
@@ -90,12 +91,15 @@ class Board:
         share = float((self.info.get("cpu_share") or {}).get(name, 1.0))
         cpus = (self.info.get("cpus") or {}).get(name)  # its placement: prefork starts a worker per CPU of it
         cpus = tuple(cpus) if cpus else None
+        window_s = self.stats[name].rate_window_s  # req/s's window
+        bound = bound_rps(name, mode, settings, share, cpus, window_s)
         return EngineInfo(
             name=name,
             model=spec.model,
             mode=mode,
             io_line=io_line(name, mode, settings),
-            bound=bound_rps(name, mode, settings, share, cpus, self.stats[name].rate_window_s),  # req/s's window
+            bound=bound,
+            offered=bound is not None and bound == offered_rps(settings, window_s),
             lanes=spec.lanes(mode, settings, cpus),
             worker_word=spec.worker_word(mode),
             has_lag=spec.has_loop,

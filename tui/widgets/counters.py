@@ -44,6 +44,7 @@ class CounterView:
     served_rps: float | None = None  # responses the server wrote per second (from ``server``)
     client_bound: bool = False  # the load process's CPU is full before the server's share is
     lane_labels: dict[int, str] = field(default_factory=dict)  # lane -> its name ("loop", "hub", "w3")
+    offered: bool = False  # the bound is the open loop's offered rate: "of offered", a mean a window can pass
 
 
 def fmt_n(x: float | None) -> str:
@@ -156,7 +157,7 @@ def counter_text(v: CounterView, width: int, stacked: bool) -> Text:
     if v.client_bound:  # the load generator, not the server, is the limit: the figure is not the server's
         t.append("client-bound ", "bold #1b1e28 on #f0e442")
     bound = "∞" if v.bound is None else fmt_rate(v.bound)
-    kv("of bound", bound, KEY, "  ")
+    kv("of offered" if v.offered else "of bound", bound, KEY, "  ")
     if stacked:
         t.append("\n")
     kv("done", fmt_n(c.completed))

@@ -100,7 +100,11 @@ def help_text(scenario: str, keys: tuple[tuple[str, str], ...] = KEYS) -> Table:
         "…#n: begun left of the window while every row was busy, drawn from where its row came free",
     )
     grid.add_row("time axis", "shared by the three panels; now is the right edge")
-    grid.add_row("bound", "Little's law: concurrency / time per request (and one core for CPU work)")
+    grid.add_row(
+        "bound",
+        "Little's law: concurrency / time per request (and one core for CPU work); offered: an open loop's "
+        "arrival rate binds (a Poisson mean: a window's arrivals can pass it)",
+    )
     grid.add_row(
         "counters",
         "req/s, done, latency: what the load generator's clients saw; served/s, srv failed: the servers' own "

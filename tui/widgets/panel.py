@@ -98,6 +98,7 @@ class EnginePanel(Vertical):
         view = CounterView(
             counters=counters,
             bound=info.bound,
+            offered=info.offered,
             workers=len(info.lanes),
             worker_word=info.worker_word,
             has_lag=info.has_lag,
