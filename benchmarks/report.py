@@ -174,7 +174,7 @@ def _rss(res: dict[str, Any]) -> list[str]:
         f"## RSS per {n:,} connections",
         "",
         f"One engine alone in a process, {n:,} connections each mid-request (a long wait), the growth of the "
-        "process's VmRSS (`syncviz.engines.claims_memory`, the `memory` claim's probe).",
+        "process's VmRSS (`syncviz.engines.claims.rss`, the `memory` claim's probe).",
         "",
         *_table(["engine", "KB per connection", f"MB per {n:,}", "error"], rows),
     ]

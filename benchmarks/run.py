@@ -10,7 +10,7 @@ back to back, syncviz against its bare server back to back) before the median is
 - zero-latency ceilings seen by wrk against ``syncviz serve`` and the bare servers
   (:mod:`ceilings`);
 - the app's cost to the engines (``benchmarks/bench_app.py``'s bench-then-app comparison, on these engines);
-- RSS per 1,000 connections (:func:`syncviz.engines.claims_memory.rss_per_connection`);
+- RSS per 1,000 connections (:func:`syncviz.engines.claims.rss.rss_per_connection`);
 - ``syncviz --help`` and first-frame times, and the test suite's time (:mod:`startup`).
 
 The whole run holds the bench lock (``/tmp/syncviz-bench.lock``, reused when started under
@@ -37,7 +37,7 @@ from figures import Lock, Spread, machine, ratio, restore_cpus
 from report import render
 from startup import first_frames, help_times, suite_time
 from syncviz.engines.bench import run_scenario
-from syncviz.engines.claims_memory import rss_per_connection
+from syncviz.engines.claims.rss import rss_per_connection
 from syncviz.engines.events import DEFAULT_ENGINES, ENGINES
 
 ROOT = Path(__file__).resolve().parent.parent
