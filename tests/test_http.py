@@ -31,6 +31,23 @@ def test_pipelined_requests_are_answered_in_order(engine: Engine) -> None:
         assert read_response(sock)[0] == 404
 
 
+def test_a_client_that_half_closes_after_its_requests_gets_every_answer(engine: Engine) -> None:
+    """``nc -N`` and scripts send their requests, then shut their side: asyncio and uvloop closed
+    at the end of input, answering nothing (the others answered). Answered, then closed."""
+    with connect(engine.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET /nope HTTP/1.1\r\nHost: t\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        assert read_response(sock)[0] == 200
+        assert read_response(sock)[0] == 404
+        assert sock.recv(10) == b""
+    with connect(engine.port) as sock:  # half a request, then the end: nothing to answer, closed
+        sock.sendall(b"GET / HTTP/1.1\r\nHo")
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(10) == b""
+    assert wait_for(lambda: engine.server_snapshot(0).reading == 0, 5.0)
+    assert get(engine.port)[0] == 200
+
+
 def test_head_gets_the_head_alone_and_the_connection_stays_usable(engine: Engine) -> None:
     with connect(engine.port) as sock:
         sock.sendall(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")

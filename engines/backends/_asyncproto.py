@@ -92,6 +92,7 @@ class _Conn(asyncio.Protocol):
         self.track = ReadingTracker(engine.new_id, engine.native.emit_at, engine.counts)
         self.requests: deque[Request | int] = deque()
         self.closed = False
+        self.eof = False  # the client half-closed: no more requests will come
         self.idle_since = now_ns()  # nonzero: no request in progress nor started since then
         self._waiter: asyncio.Future | None = None
         self._drain: asyncio.Future | None = None
@@ -168,6 +169,16 @@ class _Conn(asyncio.Protocol):
             self._deadline.cancel()
             self._deadline = None
 
+    def eof_received(self) -> bool | None:
+        """The client sends no more (a half-close: ``nc -N``, scripts) but still reads: its requests
+        are answered, then the connection closes. A request still arriving can never complete,
+        and nothing under way has nothing to answer: closed at once, as before."""
+        if self.reader.partial or (not self.requests and self.idle_since > 0):
+            return None
+        self.eof = True
+        self._wake()
+        return True  # keep the transport open for the answers
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_deadline()
@@ -191,7 +202,7 @@ class _Conn(asyncio.Protocol):
 
     async def next_request(self) -> Request | int | None:
         while not self.requests:
-            if self.closed:
+            if self.closed or self.eof:
                 return None
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
