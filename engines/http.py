@@ -27,6 +27,7 @@ from .request import (
 __all__ = [  # what this module holds, and what it re-exports from request and reading
     "BAD_REQUEST",
     "BOOM_PATH",
+    "CONTINUE",
     "EXTERNAL_IDS_START",
     "HANDLER_METHODS",
     "HANDLER_PATHS",
@@ -53,6 +54,10 @@ __all__ = [  # what this module holds, and what it re-exports from request and r
 ]
 
 RECV_SIZE = 65536  # the most a blocking engine reads at once
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+"""Sent when a request's head asks ``Expect: 100-continue`` and its body has not come
+(:attr:`~syncviz.engines.request.RequestReader.continue_due`): curl waited 1 s for it before
+sending a large body, a second the picture showed as the server's ``reading``."""
 
 HANDLER_PATHS = ("/", "/work")  # run the scenario's handler
 HANDLER_METHODS = ("GET", "POST", "HEAD")  # the methods it answers (others: 405)

@@ -79,6 +79,7 @@ class RequestReader:
         "_t",
         "_url",
         "_version",
+        "continue_due",
         "partial",
         "started_ns",
     )
@@ -101,6 +102,7 @@ class RequestReader:
         self._t = 0
         self.partial = False
         self.started_ns = 0  # when the first bytes of the unfinished request were fed
+        self.continue_due = False  # an ``Expect: 100-continue`` request awaits ``100 Continue`` for its body
 
     def feed(self, data: bytes, t_ns: int = 0) -> list[Request]:
         """Parse ``data`` (received at ``t_ns``); return the requests it completes.
@@ -165,6 +167,7 @@ class RequestReader:
         self._req_id = None
         self._sent_ns = 0
         self._head = self._head_fed = self._body = 0
+        self.continue_due = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -174,10 +177,12 @@ class RequestReader:
         self._head += len(name) + len(value) + 4
         if self._head > MAX_HEAD:
             raise self._refuse(431, "request header fields too large")
-        if len(name) not in (8, 9, 14, 17):  # the lengths of the four names looked at
+        if len(name) not in (6, 8, 9, 14, 17):  # the lengths of the five names looked at
             return
         lname = name.lower()
-        if lname == b"x-req-id":
+        if lname == b"expect":
+            self.continue_due = value.lower() == b"100-continue"  # the client waits to send its body
+        elif lname == b"x-req-id":
             self._req_id = parse_id(value)
         elif lname == b"x-sent-ns":
             self._sent_ns = int(value) if value.isdigit() and len(value) <= 19 else 0
@@ -196,6 +201,8 @@ class RequestReader:
         version = self._version = self._parser.get_http_version()
         if version not in _VERSIONS:
             raise self._refuse(400, "unsupported HTTP version")
+        if version != "1.1":
+            self.continue_due = False  # HTTP/1.0 clients never wait for it
 
     def on_body(self, body: bytes) -> None:
         self._body += len(body)
@@ -223,6 +230,7 @@ class RequestReader:
             )
         )
         self.partial = False
+        self.continue_due = False  # its body came without it
 
 
 def parse_id(value: bytes) -> int | None:

@@ -8,6 +8,7 @@ from support import connect, get, read_response, wait_for
 from syncviz.engines.base import Engine
 from syncviz.engines.events import Phase
 from syncviz.engines.http import EXTERNAL_IDS_START
+from syncviz.engines.request import RequestReader
 
 
 def test_get_root(engine: Engine) -> None:
@@ -46,6 +47,26 @@ def test_a_client_that_half_closes_after_its_requests_gets_every_answer(engine: 
         assert sock.recv(10) == b""
     assert wait_for(lambda: engine.server_snapshot(0).reading == 0, 5.0)
     assert get(engine.port)[0] == 200
+
+
+def test_expect_100_continue_gets_its_interim_answer_then_the_response(engine: Engine) -> None:
+    """curl sends ``Expect: 100-continue`` before a large body and waited a second for the
+    ``100 Continue`` no engine sent, a second the panel showed as reading. Sent now, once, and
+    only while the body has not come; the connection stays usable."""
+    head = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    with connect(engine.port, timeout=2.0) as sock:
+        sock.sendall(head)
+        got = b""
+        while not got.endswith(b"\r\n\r\n") and (more := sock.recv(100)):
+            got += more
+        assert got == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"hello")
+        assert read_response(sock)[0] == 200
+        sock.sendall(head + b"hello")  # the body with the head: no interim answer
+        status, _, _ = read_response(sock)
+        assert status == 200
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(sock)[0] == 200
 
 
 def test_head_gets_the_head_alone_and_the_connection_stays_usable(engine: Engine) -> None:
@@ -170,3 +191,15 @@ def test_requests_carry_the_clients_id_into_the_stream(engine: Engine, recorder)
 
     assert wait_for(finished)
     assert steps[0][0] in (Phase.RUNNING, Phase.READY)
+
+
+def test_the_reader_asks_for_100_continue_only_while_a_1_1_body_is_awaited() -> None:
+    head = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-Continue\r\n\r\n"
+    r = RequestReader()
+    assert r.feed(head) == [] and r.continue_due  # its case does not matter
+    r.continue_due = False  # sent
+    assert len(r.feed(b"abc")) == 1 and not r.continue_due
+    for whole in (head + b"abc", head.replace(b"HTTP/1.1", b"HTTP/1.0"), head.replace(b": 3", b": 0")):
+        r = RequestReader()
+        r.feed(whole)
+        assert not r.continue_due, whole  # the body came, 1.0 never waits, or there is none

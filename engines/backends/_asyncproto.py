@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..counts import has_bytes
 from ..events import Phase, now_ns
+from ..http import CONTINUE
 from ..reading import ReadingTracker
 from ..request import HttpError, Request, RequestReader
 from ..work import UPSTREAM_REQUEST, UpstreamError, Work, parse_sent_ns
@@ -123,6 +124,9 @@ class _Conn(asyncio.Protocol):
                 return
             if reqs:
                 self._queue(reqs, t)
+            if reader.continue_due:
+                reader.continue_due = False
+                self.transport.write(CONTINUE)
             if reader.partial:
                 was_reading = track.reading
                 track.begin(reader.started_ns, -1, reader.partial_req_id)  # no lane: the loop is free meanwhile

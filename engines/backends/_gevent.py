@@ -25,7 +25,7 @@ import gevent.socket
 
 from ..counts import ServerSnapshot, has_bytes
 from ..events import Phase, now_ns
-from ..http import RECV_SIZE, error_page, send_final
+from ..http import CONTINUE, RECV_SIZE, error_page, send_final
 from ..reading import ReadingTracker
 from ..registry import GEVENT_POOL
 from ..request import HttpError, Request, RequestReader
@@ -161,6 +161,9 @@ class GeventEngine(LoopEngine):
                 if not exc.requests or self._serve_reqs(send, track, exc.requests, t, polls):
                     self._refuse(sock, track, exc.status)
                 return
+            if reader.continue_due:
+                reader.continue_due = False
+                send(CONTINUE)
             if reqs and not self._serve_reqs(send, track, reqs, t, polls):
                 return
 

@@ -26,7 +26,7 @@ from typing import ClassVar
 from ..base import STOP_TIMEOUT_S, Engine, join_threads, listen
 from ..counts import KEEPALIVE_IDLE_S, ServerSnapshot, has_bytes
 from ..events import Phase, now_ns
-from ..http import RECV_SIZE, error_page, send_final
+from ..http import CONTINUE, RECV_SIZE, error_page, send_final
 from ..reading import ReadingTracker
 from ..request import HttpError, Request, RequestReader
 from ..settings import Settings
@@ -201,6 +201,13 @@ class ThreadedEngine(Engine):
                 if exc.requests and not self._run(conn, exc.requests, lane, t, t if served else t_taken):
                     return False
                 return self._refuse(conn, exc.status)
+            if reader.continue_due:
+                reader.continue_due = False
+                try:
+                    conn.send(CONTINUE)
+                except OSError:
+                    track.close(now_ns())
+                    return False
             if reqs:
                 if not self._run(conn, reqs, lane, t, t if served else t_taken):
                     return False

@@ -24,7 +24,7 @@ import trio
 from anyio.abc import SocketAttribute, SocketListener, SocketStream
 
 from ..events import Phase, now_ns
-from ..http import RECV_SIZE, error_page
+from ..http import CONTINUE, RECV_SIZE, error_page
 from ..reading import ReadingTracker
 from ..request import HttpError, Request, RequestReader
 from ..work import (
@@ -182,6 +182,9 @@ class TrioEngine(LoopEngine):
                 if not exc.requests or await self._serve_reqs(stream, track, exc.requests, t, polls):
                     await self._refuse(stream, track, exc.status)
                 return
+            if reader.continue_due:
+                reader.continue_due = False
+                await stream.send(CONTINUE)
             if reqs and not await self._serve_reqs(stream, track, reqs, t, polls):
                 return
 
