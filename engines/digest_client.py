@@ -159,6 +159,7 @@ class ClientDigest:
         self.failed = 0
         self.latency = HdrWindow(self.window_ns)
         self.rate = CountWindow(int(rate_window_s * 1e9))
+        self.sends = CountWindow(int(rate_window_s * 1e9))  # requests sent (an open loop's arrivals)
         self._out: dict[int, int] = {}  # rid -> send time of requests sent and not answered
         self.connecting = 0  # clients whose connection is not open yet (told by the load generator)
         self.last_t = 0
@@ -181,6 +182,7 @@ class ClientDigest:
         if rid in self._out:
             return
         self._out[rid] = t
+        self.sends.add(t)
         c = t // self.ns
         self.out_cols[c] = self.out_cols.get(c, 0) + 1
         if t > self.last_t:
@@ -210,6 +212,7 @@ class ClientDigest:
             "completed": self.completed,
             "failed": self.failed,
             "rps": self.rate.rate(now),
+            "sent_rps": self.sends.rate(now),
             "latency_ms": [lat["p50"], lat["p95"], lat["p99"], lat["max"]],
             "samples": lat["n"],
             "outstanding": len(self._out),

@@ -44,6 +44,7 @@ class Counters:
     completed: int = 0  # since start (ok responses the load generator received)
     failed: int = 0  # since start (errors, 5xx, dropped connections)
     rps: float = 0.0  # ok responses per second over the rate window
+    sent_rps: float = 0.0  # requests the load generator's clients sent per second, same window (0: not known)
     in_flight: int = 0  # requests sent and not finished (load generator's and outside clients')
     queued: int = 0
     reading: int = 0  # connections whose request has not fully arrived (slow, stalled or outside clients)
@@ -233,7 +234,7 @@ class EngineStats(BlockedCalls):
         """The load process died: nothing its clients sent waits any more (the servers saw their
         connections close), and they complete nothing; what they measured before stays."""
         if self.client.get("outstanding") or self.client.get("rps") or self.client.get("connecting"):
-            self.client = self.client | {"outstanding": 0, "rps": 0.0, "connecting": 0}
+            self.client = self.client | {"outstanding": 0, "rps": 0.0, "sent_rps": 0.0, "connecting": 0}
         self._ticked[1].clear()
         if self._local_client is not None:
             self._local_client.gone()
@@ -276,6 +277,7 @@ class EngineStats(BlockedCalls):
         c.reading = by_phase["reading"]
         c.outside = int(s.get("outside", 0))
         c.connecting = int(cl.get("connecting", 0))
+        c.sent_rps = float(cl.get("sent_rps", 0.0))  # absent in recordings made before it
         c.busy = int(s.get("busy", 0))
         c.p50_ms, c.p95_ms, c.p99_ms, c.max_ms = cl.get("latency_ms") or (None, None, None, None)
         c.samples = int(cl.get("samples", 0))

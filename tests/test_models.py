@@ -18,6 +18,7 @@ import psutil
 import pytest
 from support import wait_for
 from syncviz.engines.base import Engine, engine_class
+from syncviz.engines.digest_client import ClientDigest
 from syncviz.engines.events import DEFAULT_ENGINES, ENGINE_IDS, ENGINES, Phase, Recorder
 from syncviz.engines.placement import plan
 from syncviz.engines.registry import EngineError, require
@@ -141,20 +142,25 @@ def test_an_open_loop_with_spikes_is_bound_by_what_the_window_can_hold() -> None
     assert offered_rps(Settings()) is None  # a closed loop: its clients, not a rate
 
 
-def test_a_panel_bound_by_its_arrivals_says_offered() -> None:
-    """burst's asyncio read `req/s 281 of bound 270`: the 270 is the arrivals' Poisson mean over a
-    window holding a spike, which a window's real arrivals pass. Where the arrivals bind, the
-    panel says `of offered 270`; where the server binds (threaded's 8 threads), `of bound 160`."""
+def test_a_panel_bound_by_its_arrivals_says_offered_and_what_was_sent() -> None:
+    """burst's asyncio read `req/s 281 of bound 270` in a spike and `req/s 55 of bound 270` between
+    them: 270 is what a window holding a spike takes on average, not what was sent. Where the
+    arrivals bind, the panel says `of offered` and the clients' measured send rate over the same
+    window; where the server binds (threaded's 8 threads), `of bound 160`."""
     burst = Settings(clients=400, pool=8, io_ms=50, rate=60, burst=8)
     board = Board({"scenario": "burst", "settings": burst.as_dict()})
     texts = {}
     for name in ("asyncio", "threaded"):
         info = board.engine_info(name)
-        view = CounterView(Counters(name, rps=281.0), info.bound, 1, "loop", True, [], [], 0, offered=info.offered)
+        counters = Counters(name, rps=55.0, sent_rps=58.4)
+        view = CounterView(counters, info.bound, 1, "loop", True, [], [], 0, offered=info.offered)
         texts[name] = counter_text(view, 64, stacked=False).plain
-    assert "of offered 270" in texts["asyncio"] and "of bound" not in texts["asyncio"], texts
+    assert "req/s 55 of offered 58" in texts["asyncio"] and "bound" not in texts["asyncio"], texts
     assert "of bound 160" in texts["threaded"], texts
-
+    digest = ClientDigest(1_000_000, rate_window_s=2.0)
+    for i in range(120):  # 60 a second for 2 s
+        digest.sent(i * 16_666_667, i + 1)
+    assert digest.counters(2_000_000_000)["sent_rps"] == pytest.approx(60, rel=0.05)
 
 def test_a_missing_package_is_one_line_naming_the_extra(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

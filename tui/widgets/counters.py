@@ -44,7 +44,7 @@ class CounterView:
     served_rps: float | None = None  # responses the server wrote per second (from ``server``)
     client_bound: bool = False  # the load process's CPU is full before the server's share is
     lane_labels: dict[int, str] = field(default_factory=dict)  # lane -> its name ("loop", "hub", "w3")
-    offered: bool = False  # the bound is the open loop's offered rate: "of offered", a mean a window can pass
+    offered: bool = False  # the open loop's arrivals bind: "of offered", the clients' measured send rate
 
 
 def fmt_n(x: float | None) -> str:
@@ -156,8 +156,10 @@ def counter_text(v: CounterView, width: int, stacked: bool) -> Text:
     kv("req/s", fmt_n(c.rps), f"bold {RPS}", " ")
     if v.client_bound:  # the load generator, not the server, is the limit: the figure is not the server's
         t.append("client-bound ", "bold #1b1e28 on #f0e442")
-    bound = "∞" if v.bound is None else fmt_rate(v.bound)
-    kv("of offered" if v.offered else "of bound", bound, KEY, "  ")
+    if v.offered and c.sent_rps > 0:  # an open loop's arrivals bind: what the clients sent, measured
+        kv("of offered", fmt_rate(c.sent_rps), KEY, "  ")
+    else:
+        kv("of offered" if v.offered else "of bound", "∞" if v.bound is None else fmt_rate(v.bound), KEY, "  ")
     if stacked:
         t.append("\n")
     kv("done", fmt_n(c.completed))

@@ -103,7 +103,7 @@ def help_text(scenario: str, keys: tuple[tuple[str, str], ...] = KEYS) -> Table:
     grid.add_row(
         "bound",
         "Little's law: concurrency / time per request (and one core for CPU work); offered: an open loop's "
-        "arrival rate binds (a Poisson mean: a window's arrivals can pass it)",
+        "arrivals bind, and this is what its clients sent a second, measured over the same window as req/s",
     )
     grid.add_row(
         "counters",
