@@ -162,6 +162,7 @@ def test_a_panel_bound_by_its_arrivals_says_offered_and_what_was_sent() -> None:
         digest.sent(i * 16_666_667, i + 1)
     assert digest.counters(2_000_000_000)["sent_rps"] == pytest.approx(60, rel=0.05)
 
+
 def test_a_missing_package_is_one_line_naming_the_extra(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
