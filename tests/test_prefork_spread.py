@@ -79,3 +79,27 @@ def test_prefork_connections_waiting_in_a_busy_worker_are_counted(prefork: Engin
     finally:
         for s in socks:
             s.close()
+
+
+def test_prefork_connections_that_become_readable_during_one_long_request_are_counted(recorder: Recorder) -> None:
+    """The count was taken before each request: a worker held by one long request showed the
+    count from before it (0) while connections queued behind it. Counted during it now."""
+    eng = engine_class("prefork")(recorder, Settings(io_ms=1500, workers=1), "native")
+    eng.start()
+    socks = [socket.create_connection(("127.0.0.1", eng.port), timeout=5) for _ in range(3)]
+    try:
+        for sock in socks:  # parked in the one worker, between requests (/health: no handler wait)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        socks[0].sendall(GET % (1, time.monotonic_ns()))  # holds the worker for 1.5 s
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        for sock in socks[1:]:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert wait_for(lambda: eng.server_snapshot(0).waiting == 2, 5.0), eng.server_snapshot(0)
+        assert time.monotonic() - t0 < 1.2  # while the long request was still being served
+        assert all(s.recv(4096).startswith(b"HTTP/1.1 200") for s in socks)
+    finally:
+        for s in socks:
+            s.close()
+        eng.stop()

@@ -21,6 +21,8 @@ import signal
 import socket
 import struct
 import sys
+import threading
+import time
 from typing import Any
 
 from ..counts import has_bytes
@@ -36,6 +38,10 @@ RECORD = struct.Struct("<5q")  # (kind, a, b, c, d): a transition (t, rid, lane,
 TRANSITION, COUNTS, READY, SIZE = 0, 1, 2, 3  # SIZE: (t, rid, bytes_in, bytes_out) of a finished request
 WAITING = 4  # (n, 0, 0, 0): its connections readable behind the one it serves (the engine's ``waiting``)
 WAITING_EVERY_NS = 50_000_000  # how often a busy worker counts them (a poll of its selector; counters go at 5 Hz)
+WATCH_S = 0.1
+"""How often a thread of the worker counts them again while one request holds it for longer than
+:data:`WAITING_EVERY_NS`: counted only before each request, a worker held 1.5 s showed the count
+from before it (0) while two connections waited. A read-only poll of the selector, GIL held ~20 us."""
 PR_SET_PDEATHSIG = 1
 HANDOFF = struct.Struct("<q")  # a handed-over connection's datagram: when its giver saw it readable
 
@@ -108,6 +114,7 @@ class _Worker(ThreadedEngine):
         self._free = free
         self._waiting_sent = 0  # the last WAITING it sent
         self._waiting_at = 0  # when it last counted them
+        self._serving_since = 0  # when the request it serves began (0: none)
         # Server-given ids of its own, interleaved with the other workers' (never the same twice).
         self._external_ids = itertools.count(EXTERNAL_IDS_START + lane, MAX_WORKERS)
 
@@ -130,6 +137,7 @@ class _Worker(ThreadedEngine):
         self._take.setblocking(False)
         self.counts.put(READY, os.getpid(), 0, 0, 0)  # type: ignore[attr-defined]
         idle_ns = int(self._idle_s * 1e9)
+        threading.Thread(target=self._watch_waiting, args=(sel,), name="waiting", daemon=True).start()
         try:
             while not self._stopping:
                 pending = self._turn(sel, parked, control, pending, idle_ns)
@@ -178,11 +186,14 @@ class _Worker(ThreadedEngine):
                 sel.unregister(conn.sock)
             self._give_away(readable, i + 1, sel, parked)
             self._count_waiting(sel)
+            self._serving_since = now_ns()
             try:
-                keep = self._serve(conn, self.lane, now_ns())
+                keep = self._serve(conn, self.lane, self._serving_since)
             except Exception:  # never let a request end the worker: drop its connection, go on
                 conn.track.fail(now_ns())
                 keep = False
+            finally:
+                self._serving_since = 0
             if keep and not self._stopping:
                 sel.register(conn.sock, selectors.EVENT_READ, conn)
                 parked[conn] = now_ns()
@@ -206,6 +217,16 @@ class _Worker(ThreadedEngine):
         if t - self._waiting_at >= WAITING_EVERY_NS:
             self._waiting_at = t
             self._waiting(sum(isinstance(key.data, _Conn) for key, _ in sel.select(0)))
+
+    def _watch_waiting(self, sel: selectors.BaseSelector) -> None:
+        """Count again, every :data:`WATCH_S`, while one request holds the worker (its thread is in
+        the request, not in the selector: the poll only reads which connections are readable)."""
+        while not self._stopping:
+            time.sleep(WATCH_S)
+            since = self._serving_since
+            if since and now_ns() - since >= WAITING_EVERY_NS:
+                with contextlib.suppress(OSError, ValueError, KeyError, RuntimeError):
+                    self._count_waiting(sel)
 
     def _waiting(self, n: int) -> None:
         """Say how many connections wait for this worker now (only when it changed: one record)."""
