@@ -188,7 +188,7 @@ def table(results: list[dict[str, Any]]) -> Table:
             r["scenario"],
             engine,
             fmt_rate(r["throughput_rps"]),
-            fmt_rate(bound) if bound else "-",
+            (fmt_rate(bound) + (" offered" if bound == r.get("offered_rps") else "")) if bound else "-",
             share,
             _fmt(lat["p50"]),
             _fmt(lat["p99"]),

@@ -24,6 +24,7 @@ from syncviz.engines.placement import plan
 from syncviz.engines.registry import EngineError, require
 from syncviz.engines.settings import Settings, bound_rps, offered_rps
 from syncviz.engines.stats import Counters
+from syncviz.engines.window import bench_bound
 from syncviz.tui.board import Board
 from syncviz.tui.cli import main
 from syncviz.tui.widgets.counters import CounterView, counter_text
@@ -140,6 +141,17 @@ def test_an_open_loop_with_spikes_is_bound_by_what_the_window_can_hold() -> None
     assert bound_rps("threaded", "native", burst, window_s=2.0) == pytest.approx(160)  # 8 threads / 50 ms first
     assert bound_rps("asyncio", "native", burst.with_changes(burst=1)) == pytest.approx(60)
     assert offered_rps(Settings()) is None  # a closed loop: its clients, not a rate
+
+
+def test_bench_bounds_an_open_loop_by_what_was_sent_where_the_arrivals_bind() -> None:
+    """A 2 s bench of burst read `63 of bound 270, 23%`: the window held no spike and the engines
+    answered every request. Where arrivals bind, the bound is what the clients sent in the window."""
+    burst = Settings(clients=400, pool=8, io_ms=50, rate=60, burst=8)
+    assert bench_bound("asyncio", "native", burst, 2.0, 58.5) == (58.5, 58.5)
+    assert bench_bound("threaded", "native", burst, 2.0, 58.5) == (pytest.approx(160), 58.5)  # its pool binds
+    assert bench_bound("asyncio", "native", burst, 2.0, 0.0) == (pytest.approx(270), None)  # nothing measured
+    closed = Settings(clients=100, io_ms=50)
+    assert bench_bound("asyncio", "native", closed, 2.0, 1900.0) == (pytest.approx(2000), None)
 
 
 def test_a_panel_bound_by_its_arrivals_says_offered_and_what_was_sent() -> None:
