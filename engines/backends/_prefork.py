@@ -1,9 +1,9 @@
-"""The prefork engine: N single-threaded sync worker processes on one listening socket.
+"""The prefork engine: N sync worker processes, each serving on one thread, on one listening socket.
 
 gunicorn's sync worker (``gunicorn -w N``), the oldest answer to the GIL: the engine process
 binds the socket and starts N workers (:mod:`~syncviz.engines.backends._prefork_worker`, run
-with ``python -m``, the socket passed down), each with a GIL of its own. Each worker is one
-thread: it waits in a selector for the shared socket or one of its own keep-alive connections,
+with ``python -m``, the socket passed down), each with a GIL of its own. Each worker serves on
+one thread: it waits in a selector for the shared socket or one of its own keep-alive connections,
 takes one, and serves its request blocking, exactly as a threaded pool thread does (the same
 code, :class:`~._threaded.ThreadedEngine`'s ``_serve``, on its own lane: lane = worker index). A
 request waits QUEUED (from the load generator's ``X-Sent-Ns``) in the shared accept backlog or

@@ -2,10 +2,11 @@
 
 Run as ``python -m syncviz.engines.backends._prefork_worker lane fds...`` (:func:`worker_main`) by
 :class:`~syncviz.engines.backends._prefork.PreforkEngine`, which says how the engine works. A
-worker (:class:`_Worker`) is a threaded engine with no threads, serving one request at a time
-on its own lane. What crosses between the processes is here too: the fixed-size binary records
-a worker writes over its pipe (:data:`RECORD`: no pickle), the shared page of free flags
-(:class:`_Free`) and the datagram a handed-over connection travels with (:data:`HANDOFF`).
+worker (:class:`_Worker`) is a threaded engine with no pool, serving one request at a time on
+its own lane (one more thread only counts what waits behind a long request). What crosses
+between the processes is here too: the fixed-size binary records a worker writes over its pipe
+(:data:`RECORD`: no pickle), the shared page of free flags (:class:`_Free`) and the datagram a
+handed-over connection travels with (:data:`HANDOFF`).
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ class _Pipe:
 
 
 class _Worker(ThreadedEngine):
-    """One worker process: a threaded engine with no threads, its one thread serving one request at a time."""
+    """One worker process: a threaded engine with no pool, its one thread serving one request at a time
+    (a second only counts the connections waiting behind a long request: :data:`WATCH_S`)."""
 
     name = "prefork"
 
