@@ -160,3 +160,11 @@ def bound_rps(
     if offered is not None:
         bound = min(bound, offered)
     return bound
+
+
+def arrivals_bind(bound: float | None, settings: Settings, window_s: float | None) -> bool:
+    """Whether :func:`bound_rps`'s ``bound`` is an open loop's arrivals (:func:`offered_rps`), not
+    the server: then what the clients sent, measured, is the figure to hold req/s against (the
+    panel's ``of offered``, bench's ``offered``); the model's rate is only what a window holds on
+    average (burst between spikes read ``req/s 55 of bound 270``)."""
+    return bound is not None and bound == offered_rps(settings, window_s)

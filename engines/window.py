@@ -29,7 +29,7 @@ from .loadgen_conn import connect_errors, is_connect_error
 from .registry import engine_spec, prefork_workers
 from .request import EXTERNAL_IDS_START
 from .scenarios import get_scenario
-from .settings import bound_rps, offered_rps
+from .settings import arrivals_bind, bound_rps
 from .source import EventSource, SourceStatus
 from .stats import Counters, StreamStats, fill_latency
 
@@ -303,7 +303,7 @@ def bench_bound(
     model = bound_rps(engine, mode, settings, cpu_share, cpus, span_s)  # type: ignore[arg-type]
     if settings.rate is None or sent_rps <= 0:
         return model, None
-    if model is not None and model == offered_rps(settings, span_s):
+    if arrivals_bind(model, settings, span_s):
         return sent_rps, sent_rps
     return model, sent_rps
 

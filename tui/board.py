@@ -14,7 +14,7 @@ from typing import Any
 from syncviz.engines.events import DEFAULT_ENGINES, Batch
 from syncviz.engines.registry import engine_spec
 from syncviz.engines.scenarios import DEFAULT_SCENARIO, SCENARIOS, io_line
-from syncviz.engines.settings import Settings, bound_rps, offered_rps
+from syncviz.engines.settings import Settings, arrivals_bind, bound_rps
 from syncviz.engines.source import SourceStatus
 from syncviz.engines.stats import Counters, StreamStats
 from syncviz.tui.history import History
@@ -37,7 +37,7 @@ class EngineInfo:
     lanes: list[tuple[int, str]]  # (lane, name) of every worker lane, in order
     worker_word: str
     has_lag: bool
-    offered: bool = False  # the bound is an open loop's arrivals (a Poisson mean: a window can hold more)
+    offered: bool = False  # an open loop's arrivals bind (settings.arrivals_bind): 'of offered', measured
 
 
 class Board:
@@ -99,7 +99,7 @@ class Board:
             mode=mode,
             io_line=io_line(name, mode, settings),
             bound=bound,
-            offered=bound is not None and bound == offered_rps(settings, window_s),
+            offered=arrivals_bind(bound, settings, window_s),
             lanes=spec.lanes(mode, settings, cpus),
             worker_word=spec.worker_word(mode),
             has_lag=spec.has_loop,

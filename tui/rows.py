@@ -217,8 +217,8 @@ class RequestRows:
                 phases[a - first_col : b - first_col] = array("b", cells[a - start : b - start])
             c0 = max(steps[0][0] // ns, from_col)
             labels.append((max(0, c0 - first_col), min(cols - 1, now_ns // ns - first_col), track.rid))
-        shown = {rid for _, _, rid in labels}
-        return RowCells(phases, labels, failed, {rid for rid in clip if rid in shown} if clip else frozenset())
+        clipped = {rid for _, _, rid in labels if rid in clip} if clip else frozenset()  # a row's few labels
+        return RowCells(phases, labels, failed, clipped)
 
     def _done_row(self, index: int, ns: int, floor: int) -> _DoneRow:
         """Row ``index``'s finished requests by absolute column (brought up to date), and those in flight."""

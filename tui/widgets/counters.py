@@ -156,10 +156,10 @@ def counter_text(v: CounterView, width: int, stacked: bool) -> Text:
     kv("req/s", fmt_n(c.rps), f"bold {RPS}", " ")
     if v.client_bound:  # the load generator, not the server, is the limit: the figure is not the server's
         t.append("client-bound ", "bold #1b1e28 on #f0e442")
-    if v.offered and c.sent_rps > 0:  # an open loop's arrivals bind: what the clients sent, measured
-        kv("of offered", fmt_rate(c.sent_rps), KEY, "  ")
-    else:
-        kv("of offered" if v.offered else "of bound", "∞" if v.bound is None else fmt_rate(v.bound), KEY, "  ")
+    # an open loop's arrivals bind: what the clients sent, measured (the model's in older recordings)
+    measured = v.offered and c.sent_rps > 0
+    bound = fmt_rate(c.sent_rps) if measured else "∞" if v.bound is None else fmt_rate(v.bound)
+    kv("of offered" if v.offered else "of bound", bound, KEY, "  ")
     if stacked:
         t.append("\n")
     kv("done", fmt_n(c.completed))
