@@ -135,6 +135,7 @@ class ChildHost(EventSource):
             "port": port,
             "upstream_port": self.upstream_port,
             "cpus": list(self.placement.engines[name]),
+            "digest_cpus": list(self.placement.ui),  # its digest process keeps to the UI's CPUs
             **self._view(),
         }
 

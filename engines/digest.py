@@ -1,6 +1,7 @@
 """Counters and picture layers kept where the events happen: O(1) per event, bounded output.
 
-A server's process digests its own transitions with a :class:`ServerDigest`; the load
+An engine's digest process (:mod:`~syncviz.engines.digester`) digests the engine's transitions
+with a :class:`ServerDigest` (or the engine's own process, where none can start); the load
 process digests what its clients saw with a
 :class:`~syncviz.engines.digest_client.ClientDigest`. Each turns an unbounded stream (every
 transition of every request) into what the counters and the picture need:
@@ -78,7 +79,7 @@ class ServerDigest(DigestPicture):
 
     def feed(self, transitions: Iterable[Transition]) -> None:
         """Digest transitions ``(t, engine, rid, lane, phase)`` in order (the hot path: every
-        transition of every request, in the engine's process).
+        transition of every request, in the engine's digest process).
 
         Each closes its request's segment and opens the next. Everything common is inline here,
         with the state in locals, written back at the end (a request of three transitions, its

@@ -9,8 +9,9 @@ A process plays one role, told by its first frame on stdin:
 
 It pins itself to the CPUs it is given, reads commands on stdin, and writes its recorded
 batches on stdout ~30 times a second as :mod:`~syncviz.engines.wire` frames tagged with the
-run they belong to (an engine's also carry its server's source counters, ``srv``). It exits
-when told to or as soon as stdin closes (the parent died).
+run they belong to (an engine's also carry its server's source counters, ``srv``; an engine
+that digests writes them through its digest process, :mod:`~syncviz.engines.digester`). It
+exits when told to or as soon as stdin closes (the parent died).
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ from typing import Any, BinaryIO
 
 from .base import Engine, EngineError, engine_class
 from .digest import ServerDigest
-from .events import ENGINE_IDS, Recorder
+from .digester import DigestPipe, View, pack_batch
+from .events import ENGINE_IDS, Batch, Recorder
 from .host import raise_fd_limit, sample_stalls
 from .placement import set_cpus, short_slices
 from .registry import engine_spec
 from .scenarios import get_scenario
 from .settings import Settings, SettingsError
-from .stats import DEFAULT_NS_PER_COL, counters_tick
 from .wire import WireError, batch_to_wire, read_frame, write_frame
 
 SEND_INTERVAL_S = 1 / 30
@@ -71,14 +72,25 @@ class _Role:
     def close(self) -> None:
         raise NotImplementedError
 
+    def finish(self) -> None:
+        """After the last frame: nothing more is sent."""
+
+    def broken(self) -> str | None:
+        """Why a write failed when the parent is not the one gone (one line), else None."""
+        return None
+
 
 def _settings(payload: dict[str, Any]) -> Settings:
     return Settings(**payload["settings"]).validate()
 
 
 class EngineRole(_Role):
-    """One engine server. With ``stream: digest`` its events are digested here, where they happen
-    (:class:`~syncviz.engines.digest.ServerDigest`), and only the digest crosses the pipe."""
+    """One engine server. With ``stream: digest`` its events are digested
+    (:class:`~syncviz.engines.digest.ServerDigest`) and only the digest crosses the pipe: by its
+    digest process (:mod:`~syncviz.engines.digester`, on ``digest_cpus``), which every frame then
+    goes through, or here, in a thread of the engine's own process, where that process cannot
+    start (said on stderr) or ``digest_here`` asks for it (the benchmark's comparison).
+    """
 
     def __init__(self, out: BinaryIO, start: dict[str, Any]) -> None:
         super().__init__(out, bool(start.get("record", True)))
@@ -88,7 +100,16 @@ class EngineRole(_Role):
         self.port: int = int(start.get("port", 0))
         self.engine: Engine | None = None
         self.digest: ServerDigest | None = None
-        self.view = _View(start)
+        self.view = View(start)
+        self.pipe: DigestPipe | None = None
+        if self.view.digest and not start.get("digest_here"):
+            try:
+                self.pipe = DigestPipe(out, list(start.get("digest_cpus") or []))
+            except OSError as exc:  # no process to be had (a process or descriptor limit): digest here
+                print(
+                    f"syncviz: {self.name}: no digest process ({exc}); digesting in the engine's process",
+                    file=sys.stderr,
+                )
         self._start(start)
 
     def _start(self, p: dict[str, Any]) -> None:
@@ -99,17 +120,39 @@ class EngineRole(_Role):
         )
         self.port = engine.start()  # a restart binds the same port again: curl keeps working
         self.engine = engine
-        if self.view.digest:
-            self.digest = ServerDigest(engine_spec(self.name).has_loop, self.view.ns, self.view.window_s)
-        self.send("started", {"port": self.port, "pid": os.getpid(), "run": self.run})
+        has_loop = engine_spec(self.name).has_loop
+        started = {"port": self.port, "pid": os.getpid(), "run": self.run}
+        if self.pipe is not None:  # its digest starts afresh for the run, before the run's first batch
+            config = {
+                "engine": self.engine_id,
+                "has_loop": has_loop,
+                "ns": self.view.ns,
+                "window_s": self.view.window_s,
+            }
+            self.pipe.send("digest", config)
+            started["digest_pid"] = self.pipe.pid
+        elif self.view.digest:
+            self.digest = ServerDigest(has_loop, self.view.ns, self.view.window_s)
+        self.send("started", started)
+
+    def send(self, kind: str, payload: object = None) -> None:
+        if self.pipe is not None:
+            self.pipe.send(kind, payload)
+        else:
+            write_frame(self.out, kind, payload)
+
+    def flush(self) -> None:
+        if self.pipe is None:
+            super().flush()
+            return
+        batch = self.recorder.drain()
+        transitions, sizes = batch.transitions, batch.sizes
+        batch.transitions, batch.sizes = [], []
+        self.pipe.write(pack_batch(transitions, sizes, self._record(batch)))
 
     def drain(self) -> dict[str, Any]:
-        """The recorded batch, with the server's source counters (``srv``), its loop's stall and the
-        calls its watchdog found holding the loop or a worker (``bk``)."""
+        """The recorded batch, digested here when there is a digest to make."""
         batch = self.recorder.drain()
-        engine = self.engine
-        stall = sample_stalls(batch, [engine] if engine is not None else []) if self.recorder.enabled else 0
-        server = engine.server_snapshot(batch.t_ns) if engine is not None else None
         digest = self.digest
         if digest is not None:
             transitions = batch.transitions
@@ -122,6 +165,14 @@ class EngineRole(_Role):
             digest.feed_sizes(batch.sizes)  # after the transitions: the rows' requests only
             batch.transitions, batch.lags, batch.sizes = [], [], []
             batch.digests = [(self.engine_id, {"server": digest.take(batch.t_ns, self.view.counters_due(batch.t_ns))})]
+        return self._record(batch)
+
+    def _record(self, batch: Batch) -> dict[str, Any]:
+        """``batch`` as a wire record, with the server's source counters (``srv``), its loop's stall
+        and the calls its watchdog found holding the loop or a worker (``bk``)."""
+        engine = self.engine
+        stall = sample_stalls(batch, [engine] if engine is not None else []) if self.recorder.enabled else 0
+        server = engine.server_snapshot(batch.t_ns) if engine is not None else None
         batch.blocks = engine.take_blocks(batch.t_ns) if engine is not None else []  # what held its loop
         wire = batch_to_wire(batch, self.run, server)
         wire["stall_ns"] = stall
@@ -130,7 +181,9 @@ class EngineRole(_Role):
     def command(self, kind: str, payload: Any) -> None:
         if kind == "view":
             self.view.zoom(payload)
-            if self.digest is not None:
+            if self.pipe is not None:
+                self.pipe.send("view", {"ns": self.view.ns})
+            elif self.digest is not None:
                 self.digest.set_zoom(self.view.ns)
         elif kind == "apply" and self.engine is not None:
             self.engine.apply(_settings(payload))
@@ -148,32 +201,14 @@ class EngineRole(_Role):
     def close(self) -> None:
         self._stop_engine()
 
+    def finish(self) -> None:
+        if self.pipe is not None:
+            self.pipe.close()
 
-class _View:
-    """How the parent wants the stream: raw events (``full``) or digests, at which zoom and window.
-    ``servers``: the engine processes digest (as for ``digest``) and the load sends raw samples."""
-
-    def __init__(self, start: dict[str, Any]) -> None:
-        stream = start.get("stream", "full")
-        self.digest = stream == "digest" or (stream == "servers" and start.get("role") == "engine")
-        self.window_s = float(start.get("window_s", 5.0))
-        self.ns = DEFAULT_NS_PER_COL
-        self.zoom(start)
-        self._counters_tick = -1
-
-    def zoom(self, payload: Any) -> None:
-        ns = payload.get("ns") if isinstance(payload, dict) else None
-        if type(ns) is int and ns > 0:
-            self.ns = ns
-
-    def counters_due(self, now: int) -> bool:
-        """Counters go out a few times a second, on the ticks every process shares
-        (:func:`~syncviz.engines.stats.counters_tick`); the picture with every batch."""
-        tick = counters_tick(now)
-        if tick != self._counters_tick:
-            self._counters_tick = tick
-            return True
-        return False
+    def broken(self) -> str | None:
+        if self.pipe is not None and self.pipe.proc.poll() is not None:
+            return f"syncviz: {self.name}'s digest process {self.pipe.exit_detail()}"
+        return None
 
 
 GC_YOUNG = 20_000
@@ -237,6 +272,7 @@ def _serve(role: _Role, inp: BinaryIO, out: BinaryIO) -> int:
                 return
 
     threading.Thread(target=read_commands, name="commands", daemon=True).start()
+    broken: str | None = None
     try:
         while not done.is_set() or commands:
             while commands:
@@ -250,12 +286,17 @@ def _serve(role: _Role, inp: BinaryIO, out: BinaryIO) -> int:
                     role.send("error", f"{kind} failed: {exc}")
             role.flush()
             done.wait(SEND_INTERVAL_S)
-    except OSError:  # the parent is gone (broken pipe)
-        pass
+    except OSError:  # the parent is gone (broken pipe), or the digest process
+        broken = role.broken()
     finally:
         role.close()
+    if broken is not None:
+        print(broken, file=sys.stderr, flush=True)  # the parent shows the last line: why this engine exited
+        role.finish()
+        os._exit(1)  # at once: the commands thread is still reading the parent's pipe, which stays open
     with contextlib.suppress(OSError):
-        write_frame(out, "stopped")
+        role.send("stopped")
+    role.finish()
     return 0
 
 

@@ -23,7 +23,7 @@ import psutil
 from .base import EngineError
 from .counts import ServerSnapshot
 from .events import Batch
-from .registry import ENGINE_SPECS
+from .registry import ENGINE_SPECS, exit_words
 from .source import ProcessInfo, Progress, State
 from .wire import WireError, decode_batch, read_frame_bytes, write_frame
 
@@ -110,6 +110,7 @@ class ProcHandle:
         self._forks = spec is not None and spec.processes  # prefork: its workers count as the engine
         self._kids: dict[int, psutil.Process] = {}
         self._kids_at = 0.0  # when _kids was last looked up
+        self.digest_pid: int | None = None  # its digest process (the instrument's, not the engine's)
         self._kids_since: float | None = None  # the first look (workers start then: looked for every sample)
         self.last_frame = time.monotonic()
         self.progress = Progress(self.last_frame)  # its server's last answer: a late loop that serves is not stalled
@@ -168,6 +169,8 @@ class ProcHandle:
                     self.progress.see(got.server.served, self.last_frame)
                 self._keep(got.batch, got.run)
             elif kind == "started" and isinstance(payload, dict):
+                digest_pid = payload.get("digest_pid")
+                self.digest_pid = digest_pid if type(digest_pid) is int else None
                 self._reply = payload
                 self._replied.set()
             elif kind == "error":
@@ -242,10 +245,9 @@ class ProcHandle:
         if code is None:
             return ""
         if code < 0:
-            with contextlib.suppress(ValueError):
-                return f"killed by {signal.Signals(-code).name}"
+            return exit_words(code)
         last = next((line for line in reversed(self.stderr_tail) if line.strip()), "")
-        return f"exited with status {code}" + (f": {last.strip()}" if last else "")
+        return exit_words(code) + (f": {last.strip()}" if last else "")
 
     def heard_from_now(self) -> None:
         """Call no silence "no answer" for a while from now: the app was suspended, so its reader could
@@ -301,7 +303,7 @@ class ProcHandle:
             return list(self._kids.values())  # each had its first sample when it was found
         self._kids_at = at
         try:
-            now = {c.pid: c for c in self._ps.children(recursive=True)} if self._ps is not None else {}
+            now = {c.pid: c for c in self._descendants()}
         except psutil.Error:
             return []
         known = self._kids
@@ -312,10 +314,16 @@ class ProcHandle:
                     child.cpu_percent(None)  # its first sample starts its interval
         return [c for pid, c in self._kids.items() if pid in known]
 
+    def _descendants(self) -> list[psutil.Process]:
+        """Its child processes but its digest process (psutil.Error when it is gone)."""
+        if self._ps is None:
+            return []
+        return [c for c in self._ps.children(recursive=True) if c.pid != self.digest_pid]
+
     def cpu_seconds(self) -> float | None:
         """User + system CPU time so far, its child processes' included (for a window's CPU %)."""
         try:
-            procs = [self._ps, *self._ps.children(recursive=True)] if self._ps is not None else []
+            procs = [self._ps, *self._descendants()] if self._ps is not None else []
         except psutil.Error:
             return None
         total = None

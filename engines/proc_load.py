@@ -12,10 +12,11 @@ import os
 from typing import Any, BinaryIO
 
 from .digest_client import ClientDigest
+from .digester import View
 from .events import ENGINE_IDS, Phase
 from .host import Clients
 from .loadgen import LoadGen
-from .proc import _Role, _settings, _View
+from .proc import _Role, _settings
 from .request import EXTERNAL_IDS_START
 from .slowclients import SlowClients
 from .upstream import Upstream
@@ -28,7 +29,7 @@ class LoadRole(Clients, _Role):
 
     def __init__(self, out: BinaryIO, start: dict[str, Any]) -> None:
         super().__init__(out, bool(start.get("record", True)))
-        self.view = _View(start)
+        self.view = View(start)
         self.digests: dict[int, ClientDigest] = {}
         self.upstream = Upstream()
         port = self.upstream.start()

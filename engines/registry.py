@@ -13,8 +13,10 @@ its process may use (:func:`prefork_workers`), and each worker has a GIL of its 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, NamedTuple
@@ -37,6 +39,15 @@ Lanes = list[tuple[int, str]]
 
 class EngineError(RuntimeError):
     """Starting an engine failed (e.g. the port is in use, an unknown name); the message is one line."""
+
+
+def exit_words(code: int) -> str:
+    """How a process ended, from its exit status (``Popen.returncode``): ``killed by SIGKILL``,
+    ``exited with status 1``."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exited with status {code}"
 
 
 class IoLines(NamedTuple):

@@ -215,7 +215,7 @@ def test_headless_json_lines_then_sigint_exits_within_2_s_and_frees_the_ports() 
     try:
         doc = json.loads(serve.line())
         kids = _children(serve.proc.pid)
-        assert len(kids) == 4  # three engines and the load process (its upstream), nothing else
+        assert len(kids) == 7  # three engines, their digest processes and the load process (its upstream)
         assert set(doc) == {"t", "engines"} and isinstance(doc["t"], float) and 0.5 < doc["t"] < 3
         assert list(doc["engines"]) == list(ENGINES)
         for e in doc["engines"].values():

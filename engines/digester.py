@@ -1,0 +1,223 @@
+"""An engine's digest process: its events digested on the UI's core, not on the engine's own.
+
+An engine process that digests its stream (``stream: digest``) starts this process
+(``python -m syncviz.engines.digester``) beside it and hands it its own stdout, the pipe to the
+parent. From then on every frame the engine sends goes through it: control frames (``started``,
+``error``, ``stopped``) as they came, and the recorded batches packed (:func:`pack_batch`:
+transitions and sizes as native int64 arrays, the rest as the batch's JSON record), which it
+digests with a :class:`~syncviz.engines.digest.ServerDigest` and sends on as the very batch
+record the engine would have sent (``dg`` filled, no raw events). ``digest`` frames (re)start its
+digest for an engine's run, ``view`` frames change its zoom.
+
+Why a process: a digest thread in the engine's process shares the engine's GIL and core. At zero
+latency it took ~4 us a request of the asyncio engine's ~20 (wrk: 46k -> 56k req/s with it
+apart); here the engine only packs its records (~1 us a request) and the digesting runs on the
+CPUs the UI keeps to (``digest_cpus``). It ends when its input ends: the engine stopped or died.
+Nothing read from its pipe is unpickled: packed arrays are checked for size and every field's range
+(:func:`~syncviz.engines.wire.check_ranges`), like any batch.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import gc
+import itertools
+import json
+import os
+import struct
+import subprocess
+import sys
+from typing import Any, BinaryIO
+
+from .digest import ServerDigest
+from .placement import set_cpus
+from .registry import exit_words
+from .stats import DEFAULT_NS_PER_COL, counters_tick
+from .wire import FRAME, MAX_FRAME, VERSION, WireError, check_ranges, write_frame
+
+MODULE = "syncviz.engines.digester"
+PACKED = b"P"  # a packed batch frame's first byte (a JSON frame's is "[")
+PACKED_HEAD = struct.Struct("<BII")  # version, int64s of transitions, int64s of sizes; then the JSON record
+WIDTH = 5  # ints a transition and a size record take (t, engine, request, ...)
+GC_YOUNG = 20_000  # as an engine process's (proc.GC_YOUNG): the digest allocates a few objects an event
+NICE = 5
+"""Its niceness: on a CPU the load generator or the UI needs whole, it takes its share (~25% against
+two busy neighbours) rather than an equal one. wrk at zero latency (2-core machine, pinned beside it,
+asyncio): 54k req/s at nice 0, 56-57k at 5 and 10; 5 leaves it enough to keep up with three
+engines' digests when the load's core is full."""
+STOP_WAIT_S = 2.0  # the engine waits this long for its digest process to send its last frames
+
+
+class View:
+    """How the parent wants the stream: raw events (``full``) or digests, at which zoom and window.
+    ``servers``: the engine processes digest (as for ``digest``) and the load sends raw samples."""
+
+    def __init__(self, start: dict[str, Any]) -> None:
+        stream = start.get("stream", "full")
+        self.digest = stream == "digest" or (stream == "servers" and start.get("role") == "engine")
+        self.window_s = float(start.get("window_s", 5.0))
+        self.ns = DEFAULT_NS_PER_COL
+        self.zoom(start)
+        self._counters_tick = -1
+
+    def zoom(self, payload: Any) -> None:
+        ns = payload.get("ns") if isinstance(payload, dict) else None
+        if type(ns) is int and ns > 0:
+            self.ns = ns
+
+    def counters_due(self, now: int) -> bool:
+        """Counters go out a few times a second, on the ticks every process shares
+        (:func:`~syncviz.engines.stats.counters_tick`); the picture with every batch."""
+        tick = counters_tick(now)
+        if tick != self._counters_tick:
+            self._counters_tick = tick
+            return True
+        return False
+
+
+# -- the engine's end ------------------------------------------------------------------------
+def pack_batch(transitions: list, sizes: list, record: dict[str, Any]) -> bytes:
+    """One packed batch frame (length included): ``record`` is the batch's wire record without
+    ``tr`` and ``sz``, which travel as int64 arrays in front of it."""
+    tr = array.array("q", itertools.chain.from_iterable(transitions))
+    sz = array.array("q", itertools.chain.from_iterable(sizes))
+    body = PACKED + PACKED_HEAD.pack(VERSION, len(tr), len(sz)) + tr.tobytes() + sz.tobytes()
+    body += json.dumps(record, separators=(",", ":")).encode()
+    return FRAME.pack(len(body)) + body
+
+
+class DigestPipe:
+    """The engine's end of its digest process: started with the engine's stdout as its own."""
+
+    def __init__(self, out: BinaryIO, cpus: list[int]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", MODULE, ",".join(map(str, cpus))],
+            stdin=subprocess.PIPE,
+            stdout=out.fileno(),
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+        self.pid = self.proc.pid
+        self._fd = self.proc.stdin.fileno()  # type: ignore[union-attr]
+
+    def write(self, data: bytes) -> None:
+        """Write a whole frame (BrokenPipeError: the digest process is gone)."""
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    def send(self, kind: str, payload: object = None) -> None:
+        data = json.dumps([kind, payload], separators=(",", ":")).encode()
+        self.write(FRAME.pack(len(data)) + data)
+
+    def exit_detail(self) -> str:
+        code = self.proc.poll()
+        return "is still running" if code is None else exit_words(code)
+
+    def close(self) -> None:
+        """End its input; it sends what it has and exits (killed if it has not within a while)."""
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        try:
+            self.proc.wait(STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# -- the digest process ----------------------------------------------------------------------
+class Digester:
+    """Digests packed batches for one engine and passes every other frame on as it came."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.engine_id = 0
+        self.digest: ServerDigest | None = None
+        self.view = View({"stream": "digest"})
+
+    def frame(self, data: bytes) -> None:
+        if data[:1] == PACKED:
+            self.batch(data)
+            return
+        try:
+            kind, payload = json.loads(data)
+        except (ValueError, TypeError):
+            raise WireError("frame is neither JSON [kind, payload] nor a packed batch") from None
+        if kind == "digest" and isinstance(payload, dict):
+            self.engine_id = int(payload["engine"])
+            self.view = View({"stream": "digest", **payload})
+            self.digest = ServerDigest(bool(payload["has_loop"]), self.view.ns, self.view.window_s)
+        elif kind == "view":
+            self.view.zoom(payload)
+            if self.digest is not None:
+                self.digest.set_zoom(self.view.ns)
+        else:
+            self.out.write(FRAME.pack(len(data)) + data)
+            self.out.flush()
+
+    def batch(self, data: bytes) -> None:
+        if len(data) < 1 + PACKED_HEAD.size:
+            raise WireError("packed batch shorter than its header")
+        version, n_tr, n_sz = PACKED_HEAD.unpack_from(data, 1)
+        at = 1 + PACKED_HEAD.size
+        end = at + 8 * (n_tr + n_sz)
+        if version != VERSION or n_tr % WIDTH or n_sz % WIDTH or end > len(data):
+            raise WireError("packed batch header does not match its body")
+        tr, sz = array.array("q"), array.array("q")
+        tr.frombytes(data[at : at + 8 * n_tr])
+        sz.frombytes(data[at + 8 * n_tr : end])
+        try:
+            record = json.loads(data[end:])
+            lags = record.get("lag") if isinstance(record, dict) else None
+            if type(record.get("t")) is not int or not isinstance(lags, list) or not {int}.issuperset(map(type, lags)):
+                raise ValueError("packed batch record is not a batch")
+            check_ranges({"t": record["t"], "tr": tr, "sz": sz, "lag": lags})
+        except (ValueError, TypeError) as exc:
+            raise WireError(str(exc)) from None
+        digest = self.digest
+        if digest is not None:
+            it = iter(tr)
+            digest.feed(list(zip(*([it] * WIDTH), strict=True)))
+            for t, lag in zip(lags[0::3], lags[2::3], strict=True):
+                digest.lag_sample(t, lag)
+            it = iter(sz)
+            digest.feed_sizes(zip(*([it] * WIDTH), strict=True))
+            now = record["t"]
+            record["lag"] = []
+            record["dg"] = [[self.engine_id, {"server": digest.take(now, self.view.counters_due(now))}]]
+        record["tr"] = []
+        write_frame(self.out, "batch", record)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m syncviz.engines.digester [CPUS]``: digest frames from stdin until it ends."""
+    if argv and argv[0]:
+        set_cpus([int(c) for c in argv[0].split(",") if c.isdigit()])
+    with contextlib.suppress(OSError):
+        os.nice(NICE)  # the load and the UI on these CPUs come first; it catches up between them
+    out, inp = sys.stdout.buffer, sys.stdin.buffer
+    sys.stdout = sys.stderr  # nothing else may write into the frame stream
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
+    digester = Digester(out)
+    try:
+        while True:
+            head = inp.read(FRAME.size)
+            if len(head) < FRAME.size:
+                return 0  # the engine stopped or died
+            (size,) = FRAME.unpack(head)
+            if size > MAX_FRAME:
+                raise WireError(f"frame of {size} bytes is over the {MAX_FRAME} limit")
+            data = inp.read(size)
+            if len(data) < size:
+                return 0
+            digester.frame(data)
+    except WireError as exc:
+        print(f"syncviz: digest process: {exc}", file=sys.stderr)
+        return 2
+    except (BrokenPipeError, KeyboardInterrupt):
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

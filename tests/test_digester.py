@@ -1,0 +1,177 @@
+"""The engine's digest process: the records a digest in the engine would make, checked input, tied to the engine."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+
+import psutil
+import pytest
+from support import wait_for
+from syncviz.engines import proc
+from syncviz.engines.child import ChildHost
+from syncviz.engines.digest import ServerDigest
+from syncviz.engines.digester import PACKED, PACKED_HEAD, Digester, View, pack_batch
+from syncviz.engines.events import Batch, Phase
+from syncviz.engines.settings import Settings
+from syncviz.engines.wire import FRAME, VERSION, WireError, batch_to_wire, read_frame
+
+NS = 10_000_000
+T0 = 5_000_000_000
+
+
+def _events() -> tuple[list, list, list]:
+    """Three requests on a loop (engine 1): ready, running, done; their sizes; two lag samples."""
+    transitions, sizes = [], []
+    for i in range(3):
+        t, rid = T0 + i * 3_000_000, 10 + i
+        transitions += [(t, 1, rid, 0, int(Phase.READY)), (t + 1_000_000, 1, rid, 0, int(Phase.RUNNING))]
+        transitions.append((t + 2_500_000, 1, rid, 0, int(Phase.DONE)))
+        sizes.append((t + 2_500_000, 1, rid, 40, 120))
+    return transitions, sizes, [(T0, 1, 200_000), (T0 + 9_000_000, 1, 300_000)]
+
+
+def _config() -> dict:
+    return {"engine": 1, "has_loop": True, "ns": NS, "window_s": 5.0}
+
+
+def _digester() -> tuple[Digester, io.BytesIO]:
+    out = io.BytesIO()
+    digester = Digester(out)
+    digester.frame(json.dumps(["digest", _config()]).encode())
+    return digester, out
+
+
+def test_a_packed_batch_becomes_the_record_a_digest_in_the_engine_would_send() -> None:
+    transitions, sizes, lags = _events()
+    now = T0 + 20_000_000
+    here = ServerDigest(True, NS, 5.0)  # as EngineRole digests in its own process
+    here.feed(transitions)
+    for t, _e, lag in lags:
+        here.lag_sample(t, lag)
+    here.feed_sizes(sizes)
+    batch = Batch(t_ns=now, digests=[(1, {"server": here.take(now, View({"stream": "digest"}).counters_due(now))})])
+    expected = batch_to_wire(batch, 3)
+
+    digester, out = _digester()
+    record = batch_to_wire(Batch(t_ns=now, lags=lags), 3)
+    del record["tr"]
+    digester.frame(pack_batch(transitions, sizes, record)[FRAME.size :])
+    out.seek(0)
+    kind, payload = read_frame(out)  # type: ignore[misc]
+    assert kind == "batch"
+    assert payload == expected
+    assert payload["dg"][0][1]["server"]["counters"]["in_flight"] == 0  # the three were digested: done
+
+
+def test_control_frames_pass_through_as_they_came_and_view_changes_the_zoom() -> None:
+    digester, out = _digester()
+    digester.frame(b'["started",{"port":1,"pid":2,"run":0}]')
+    digester.frame(b'["view",{"ns":50000000}]')
+    out.seek(0)
+    assert read_frame(out) == ("started", {"port": 1, "pid": 2, "run": 0})
+    assert read_frame(out) is None  # "view" and "digest" are the digest process's own
+    assert digester.digest is not None and digester.digest.ns == 50_000_000
+
+
+def _packed(n_tr: int, n_sz: int, body: bytes, record: bytes = b'{"t":1,"lag":[]}') -> bytes:
+    return PACKED + PACKED_HEAD.pack(VERSION, n_tr, n_sz) + body + record
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        PACKED + b"\x01",  # shorter than its header
+        _packed(4, 0, b"\x00" * 32),  # four ints: not whole transitions
+        _packed(10, 0, b"\x00" * 40),  # says ten ints, holds five
+        _packed(5, 0, b"".join(x.to_bytes(8, "little", signed=True) for x in (1, 1, 1, 0, 99))),  # phase 99
+        _packed(0, 0, b"", b'{"t":1,"lag":[1,1,0.5]}'),  # a lag that is not an integer
+        _packed(0, 0, b"", b"not json"),
+        b"neither",
+    ],
+)
+def test_what_is_not_a_packed_batch_or_a_frame_is_a_wire_error(data: bytes) -> None:
+    digester, out = _digester()
+    with pytest.raises(WireError):
+        digester.frame(data)
+    assert out.getvalue() == b""  # nothing half-digested passed on
+
+
+def _digest_pid(child: ChildHost, name: str) -> int:
+    pid = child.procs[name].digest_pid
+    assert pid is not None
+    return pid
+
+
+def test_each_engine_digests_in_a_process_of_its_own_on_the_ui_s_cpus_and_it_goes_with_the_engine() -> None:
+    child = ChildHost(stream="digest", engines=("threaded", "asyncio"), clients=4, io_ms=10).start()
+    try:
+        handle = child.procs["asyncio"]
+        pid = _digest_pid(child, "asyncio")
+        digest = psutil.Process(pid)
+        assert digest.ppid() == handle.pid and pid != _digest_pid(child, "threaded")
+        if hasattr(os, "sched_getaffinity"):
+            assert tuple(sorted(digest.cpu_affinity())) == tuple(child.placement.ui)
+        assert pid not in [p.pid for p in handle._descendants()]  # its CPU is not the engine's
+        assert wait_for(lambda: child.status().engines["asyncio"].state == "live")
+        os.kill(handle.pid, signal.SIGKILL)
+        assert wait_for(lambda: not psutil.pid_exists(pid) or digest.status() == psutil.STATUS_ZOMBIE, timeout=3)
+    finally:
+        child.close()
+
+
+def test_a_killed_digest_process_ends_its_engine_with_one_line_saying_so() -> None:
+    child = ChildHost(stream="digest", engines=("threaded", "asyncio"), clients=4, io_ms=10).start()
+    try:
+        os.kill(_digest_pid(child, "asyncio"), signal.SIGKILL)
+        assert wait_for(lambda: child.status().engines["asyncio"].state == "exited", timeout=3)
+        detail = child.status().engines["asyncio"].detail
+        assert detail == "exited with status 1: syncviz: asyncio's digest process killed by SIGKILL"
+        assert child.status().engines["threaded"].state == "live"
+    finally:
+        child.close()
+
+
+def _engine_start(**extra: object) -> dict:
+    return {
+        "role": "engine",
+        "engine": "asyncio",
+        "scenario": "io-bound",
+        "settings": Settings().as_dict(),
+        "run": 0,
+        "stream": "digest",
+        **extra,
+    }
+
+
+def _frames(out: io.BytesIO) -> list[tuple[str, object]]:
+    out.seek(0)
+    frames = []
+    while (frame := read_frame(out)) is not None:
+        frames.append(frame)
+    return frames
+
+
+@pytest.mark.parametrize("why", ["asked", "no process"])
+def test_without_a_digest_process_the_engine_digests_in_its_own(
+    why: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if why == "no process":
+
+        def refuse(*_args: object) -> None:
+            raise OSError(11, "Resource temporarily unavailable")
+
+        monkeypatch.setattr(proc, "DigestPipe", refuse)
+    out = io.BytesIO()
+    role = proc.EngineRole(out, _engine_start(digest_here=why == "asked"))
+    try:
+        role.flush()
+    finally:
+        role.close()
+    frames = _frames(out)
+    assert frames[0][0] == "started" and "digest_pid" not in frames[0][1]  # type: ignore[operator]
+    assert frames[1][0] == "batch" and frames[1][1]["dg"][0][0] == 1  # type: ignore[index]
+    said = capsys.readouterr().err
+    assert ("no digest process (" in said) == (why == "no process")
