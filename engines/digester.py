@@ -31,6 +31,7 @@ import sys
 from typing import Any, BinaryIO
 
 from .digest import ServerDigest
+from .placement import die_with_parent
 from .registry import exit_words
 from .stats import DEFAULT_NS_PER_COL, counters_tick
 from .wire import FRAME, MAX_FRAME, VERSION, WireError, check_ranges, write_frame
@@ -195,6 +196,7 @@ class Digester:
 def main() -> int:
     """``python -m syncviz.engines.digester``: digest frames from stdin until it ends (placed on
     its CPUs by :class:`DigestPipe`)."""
+    die_with_parent()  # the engine: even stopped (SIGSTOP), it never outlives it
     with contextlib.suppress(OSError):
         os.nice(NICE)  # the load and the UI on these CPUs come first; it catches up between them
     out, inp = sys.stdout.buffer, sys.stdin.buffer

@@ -13,10 +13,12 @@ on two cores it has both), or shares the others' core(s) when they share.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
 import platform
+import signal
 import struct
 from dataclasses import dataclass
 from fractions import Fraction
@@ -65,6 +67,16 @@ def set_cpus(cpus: list[int] | tuple[int, ...]) -> bool:
 
 SHORT_SLICE_NS = 100_000  # an engine thread's scheduler slice on a shared core (Linux default ~0.75-3 ms)
 _SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}  # the syscall's number where it has one
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Linux: this process is killed (SIGKILL) when the thread that started it ends, stopped or not
+    (a helper process frozen by SIGSTOP never reads the end of its input). Nothing elsewhere."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def short_slices(slice_ns: int = SHORT_SLICE_NS) -> bool:

@@ -58,6 +58,14 @@ def _kill_unowned_children(before: set[int] | None) -> None:
             os.waitpid(pid, 0)
 
 
+def _is_stopped(proc: psutil.Process | None) -> bool:
+    """Whether ``proc`` is frozen by a signal (SIGSTOP, ctrl+z)."""
+    try:
+        return proc is not None and proc.status() == psutil.STATUS_STOPPED
+    except psutil.Error:
+        return False
+
+
 class ProcHandle:
     """Starts ``python -m syncviz.engines.proc`` with ``start`` as its first frame."""
 
@@ -116,6 +124,8 @@ class ProcHandle:
         self.progress = Progress(self.last_frame)  # its server's last answer: a late loop that serves is not stalled
         self._grace_until = 0.0  # see heard_from_now
         self._stopped, self._stopped_at = False, -STOPPED_EVERY_S
+        self._digest_stopped = False  # its digest process frozen, as read with _stopped
+        self._digest_ps: psutil.Process | None = None
         try:
             self._ps: psutil.Process | None = psutil.Process(self.pid)
             self._ps.cpu_percent(None)
@@ -234,10 +244,12 @@ class ProcHandle:
         if now - self._stopped_at < max_age_s:
             return self._stopped
         self._stopped_at = now
-        try:
-            self._stopped = self._ps is not None and self._ps.status() == psutil.STATUS_STOPPED
-        except psutil.Error:
-            self._stopped = False
+        self._stopped = _is_stopped(self._ps)
+        if self.digest_pid is not None:
+            if self._digest_ps is None or self._digest_ps.pid != self.digest_pid:
+                with contextlib.suppress(psutil.Error):
+                    self._digest_ps = psutil.Process(self.digest_pid)
+            self._digest_stopped = _is_stopped(self._digest_ps)
         return self._stopped
 
     def exit_detail(self) -> str:
@@ -260,6 +272,8 @@ class ProcHandle:
             return "exited", self.exit_detail()
         if self.stopped():
             return "stalled", "stopped (SIGSTOP)"
+        if self._digest_stopped:  # the server may serve on: what it does is not seen
+            return "stalled", "its digest process is stopped (SIGSTOP): nothing it does is shown"
         now = time.monotonic()
         silent = now - self.last_frame
         if silent > stall_s and now >= self._grace_until:

@@ -126,9 +126,10 @@ def test_a_killed_digest_process_ends_its_engine_with_one_line_saying_so() -> No
     child = ChildHost(stream="digest", engines=("threaded", "asyncio"), clients=4, io_ms=10).start()
     try:
         os.kill(_digest_pid(child, "asyncio"), signal.SIGKILL)
-        assert wait_for(lambda: child.status().engines["asyncio"].state == "exited", timeout=3)
-        detail = child.status().engines["asyncio"].detail
-        assert detail == "exited with status 1: syncviz: asyncio's digest process killed by SIGKILL"
+        said = "exited with status 1: syncviz: asyncio's digest process killed by SIGKILL"
+        # the exit can be seen a moment before the stderr reader has its last line
+        assert wait_for(lambda: child.status().engines["asyncio"].detail == said, timeout=3)
+        assert child.status().engines["asyncio"].state == "exited"
         assert child.status().engines["threaded"].state == "live"
     finally:
         child.close()
@@ -175,3 +176,18 @@ def test_without_a_digest_process_the_engine_digests_in_its_own(
     assert frames[1][0] == "batch" and frames[1][1]["dg"][0][0] == 1  # type: ignore[index]
     said = capsys.readouterr().err
     assert ("no digest process (" in said) == (why == "no process")
+
+
+def test_a_stopped_digest_process_is_said_not_the_engine_and_dies_with_the_engine() -> None:
+    child = ChildHost(stream="digest", engines=("threaded", "asyncio"), clients=4, io_ms=10).start()
+    pid = _digest_pid(child, "asyncio")
+    try:
+        assert wait_for(lambda: child.status().engines["asyncio"].state == "live")
+        os.kill(pid, signal.SIGSTOP)
+        assert wait_for(lambda: child.status().engines["asyncio"].state == "stalled", timeout=3)
+        assert "digest process is stopped (SIGSTOP)" in child.status().engines["asyncio"].detail
+        os.kill(child.procs["asyncio"].pid, signal.SIGKILL)  # the frozen digest process reads no end of input
+    finally:
+        child.close()
+    gone = psutil.Process(pid) if psutil.pid_exists(pid) else None
+    assert gone is None or wait_for(lambda: not gone.is_running() or gone.status() == psutil.STATUS_ZOMBIE, timeout=3)

@@ -12,7 +12,6 @@ handed-over connection travels with (:data:`HANDOFF`).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import itertools
 import json
 import mmap
@@ -28,6 +27,7 @@ from typing import Any
 
 from ..counts import has_bytes
 from ..events import now_ns
+from ..placement import die_with_parent
 from ..reading import ReadingTracker
 from ..registry import MAX_WORKERS
 from ..request import EXTERNAL_IDS_START
@@ -43,7 +43,6 @@ WATCH_S = 0.1
 """How often a thread of the worker counts them again while one request holds it for longer than
 :data:`WAITING_EVERY_NS`: counted only before each request, a worker held 1.5 s showed the count
 from before it (0) while two connections waited. A read-only poll of the selector, GIL held ~20 us."""
-PR_SET_PDEATHSIG = 1
 HANDOFF = struct.Struct("<q")  # a handed-over connection's datagram: when its giver saw it readable
 
 
@@ -314,8 +313,7 @@ def worker_main(argv: list[str]) -> int:
     """A worker process: ``lane listen_fd pipe_fd give_fd take_fd free_fd``; its config (a JSON line)
     and settings on stdin."""
     lane, lfd, pfd, gfd, tfd, ffd = (int(a) for a in argv)
-    with contextlib.suppress(OSError, AttributeError):  # Linux: die with the engine process
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    die_with_parent()  # the engine process
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine process decides when we end
     control = sys.stdin.fileno()
     line = b""
