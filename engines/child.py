@@ -177,7 +177,7 @@ class ChildHost(EventSource):
             proc.send("stop")
         deadline = time.monotonic() + timeout
         for proc in procs:  # one deadline for all: they stop in parallel
-            frozen = proc.stopped(max_age_s=0)  # a frozen one never reads stop
+            frozen = proc.frozen(max_age_s=0)  # a frozen one never reads stop
             proc.close(max(0.05, deadline - time.monotonic()), kill=frozen)
         if self._monitor is not None:
             self._monitor.join(2)
@@ -251,7 +251,7 @@ class ChildHost(EventSource):
     def _restart_engine(self, name: str) -> None:
         proc = self.procs.get(name)
         start = self._engine_start(name)
-        if proc is not None and proc.alive and not proc.stopped(max_age_s=0):
+        if proc is not None and proc.alive and not proc.frozen(max_age_s=0):
             reply = proc.request("scenario", start, START_TIMEOUT_S)
         else:  # gone or frozen: a new process in its place
             if proc is not None:

@@ -252,6 +252,11 @@ class ProcHandle:
             self._digest_stopped = _is_stopped(self._digest_ps)
         return self._stopped
 
+    def frozen(self, max_age_s: float = STOPPED_EVERY_S) -> bool:
+        """It or its digest process is stopped: it will not answer (its writes wait), so it is killed
+        rather than asked to stop or restart."""
+        return self.stopped(max_age_s) or self._digest_stopped
+
     def exit_detail(self) -> str:
         code = self._popen.poll()
         if code is None:

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import time
 
 import psutil
 import pytest
@@ -191,3 +192,20 @@ def test_a_stopped_digest_process_is_said_not_the_engine_and_dies_with_the_engin
         child.close()
     gone = psutil.Process(pid) if psutil.pid_exists(pid) else None
     assert gone is None or wait_for(lambda: not gone.is_running() or gone.status() == psutil.STATUS_ZOMBIE, timeout=3)
+
+
+def test_restarting_an_engine_whose_digest_process_is_stopped_replaces_both_at_once() -> None:
+    child = ChildHost(stream="digest", engines=("threaded", "asyncio"), clients=4, io_ms=10).start()
+    pid = _digest_pid(child, "asyncio")
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        assert wait_for(lambda: child.status().engines["asyncio"].state == "stalled", timeout=3)
+        took = time.monotonic()
+        child._restart_engine("asyncio")  # what `1` does: asked, its writes would wait behind the frozen one
+        assert time.monotonic() - took < 5
+        assert wait_for(lambda: child.status().engines["asyncio"].state == "live", timeout=5)
+        assert _digest_pid(child, "asyncio") != pid
+        gone = psutil.Process(pid) if psutil.pid_exists(pid) else None
+        assert gone is None or wait_for(lambda: gone.status() == psutil.STATUS_ZOMBIE, timeout=3)
+    finally:
+        child.close()
