@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import fcntl
 import gc
 import itertools
 import json
@@ -46,6 +47,7 @@ NICE = 5
 two busy neighbours) rather than an equal one. wrk at zero latency (2-core machine, pinned beside it,
 asyncio): 54k req/s at nice 0, 56-57k at 5 and 10; 5 leaves it enough to keep up with three
 engines' digests when the load's core is full."""
+PIPE_BYTES = 1 << 20
 STOP_WAIT_S = 2.0  # the engine waits this long for its digest process to send its last frames
 
 
@@ -103,6 +105,9 @@ class DigestPipe:
         with contextlib.suppress(OSError, ValueError):  # its interpreter starts on its CPUs, not the engine's
             os.sched_setaffinity(self.pid, cpus)  # (the app's engines start ~0.1 s sooner)
         self._fd = self.proc.stdin.fileno()  # type: ignore[union-attr]
+        with contextlib.suppress(OSError, AttributeError):  # a flush in one write, not 64 KB at a time (the
+            # engine thread that writes: 2.3 -> 1.7 us a request, asyncio at ~48k req/s)
+            fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
     def write(self, data: bytes) -> None:
         """Write a whole frame (BrokenPipeError: the digest process is gone)."""
