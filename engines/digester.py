@@ -35,13 +35,12 @@ from .digest import ServerDigest
 from .placement import die_with_parent
 from .registry import exit_words
 from .stats import DEFAULT_NS_PER_COL, counters_tick
-from .wire import FRAME, MAX_FRAME, VERSION, WireError, check_ranges, write_frame
+from .wire import FRAME, MAX_FRAME, VERSION, WireError, check_ranges, frame_bytes, write_frame
 
 MODULE = "syncviz.engines.digester"
 PACKED = b"P"  # a packed batch frame's first byte (a JSON frame's is "[")
 PACKED_HEAD = struct.Struct("<BII")  # version, int64s of transitions, int64s of sizes; then the JSON record
 WIDTH = 5  # ints a transition and a size record take (t, engine, request, ...)
-GC_YOUNG = 20_000  # as an engine process's (proc.GC_YOUNG): the digest allocates a few objects an event
 NICE = 5
 """Its niceness: on a CPU the load generator or the UI needs whole, it takes its share (~25% against
 two busy neighbours) rather than an equal one. wrk at zero latency (2-core machine, pinned beside it,
@@ -76,6 +75,21 @@ class View:
             self._counters_tick = tick
             return True
         return False
+
+
+GC_YOUNG = 20_000
+"""An engine process's young-generation threshold (Python's default is 700): at zero latency the
+engine allocates ~5 tracked objects a request (transition tuples, the digest's request lists,
+futures), so the default ran a collection every ~150 requests (~5% of the engine's CPU, perf), and
+the digest's survivors were walked again in every older one. Set after the role starts, with what
+startup made frozen out of the collector's way (``gc.freeze``)."""
+
+
+def collect_rarely() -> None:
+    """The collector for a process that allocates per request or per event (:data:`GC_YOUNG`):
+    what startup made is frozen out of its way, and young collections run ~30x less often."""
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
 
 
 # -- the engine's end ------------------------------------------------------------------------
@@ -116,8 +130,7 @@ class DigestPipe:
             view = view[os.write(self._fd, view) :]
 
     def send(self, kind: str, payload: object = None) -> None:
-        data = json.dumps([kind, payload], separators=(",", ":")).encode()
-        self.write(FRAME.pack(len(data)) + data)
+        self.write(frame_bytes(kind, payload))
 
     def exit_detail(self) -> str:
         code = self.proc.poll()
@@ -206,8 +219,7 @@ def main() -> int:
         os.nice(NICE)  # the load and the UI on these CPUs come first; it catches up between them
     out, inp = sys.stdout.buffer, sys.stdin.buffer
     sys.stdout = sys.stderr  # nothing else may write into the frame stream
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
+    collect_rarely()  # the digest allocates a few objects an event, as an engine does a request
     digester = Digester(out)
     try:
         while True:

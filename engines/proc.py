@@ -17,7 +17,6 @@ exits when told to or as soon as stdin closes (the parent died).
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import signal
 import sys
@@ -28,7 +27,7 @@ from typing import Any, BinaryIO
 
 from .base import Engine, EngineError, engine_class
 from .digest import ServerDigest
-from .digester import DigestPipe, View, pack_batch
+from .digester import DigestPipe, View, collect_rarely, pack_batch
 from .events import ENGINE_IDS, Batch, Recorder
 from .host import raise_fd_limit, sample_stalls
 from .placement import set_cpus, short_slices
@@ -89,7 +88,7 @@ class EngineRole(_Role):
     (:class:`~syncviz.engines.digest.ServerDigest`) and only the digest crosses the pipe: by its
     digest process (:mod:`~syncviz.engines.digester`, on ``digest_cpus``), which every frame then
     goes through, or here, in a thread of the engine's own process, where that process cannot
-    start (said on stderr) or ``digest_here`` asks for it (the benchmark's comparison).
+    start (said on stderr) or ``digest_here`` asks for it.
     """
 
     def __init__(self, out: BinaryIO, start: dict[str, Any]) -> None:
@@ -211,13 +210,6 @@ class EngineRole(_Role):
         return None
 
 
-GC_YOUNG = 20_000
-"""An engine process's young-generation threshold (Python's default is 700): at zero latency the
-engine allocates ~5 tracked objects a request (transition tuples, the digest's request lists,
-futures), so the default ran a collection every ~150 requests (~5% of the engine's CPU, perf), and
-the digest's survivors were walked again in every older one. Set after the role starts, with what
-startup made frozen out of the collector's way (``gc.freeze``)."""
-
 SWITCH_INTERVAL_S = 0.001  # an engine's loop waits at most this for the GIL behind its own sender
 # thread (Python's default is 5 ms); with short_slices, io-bound loop lag p99 together vs alone went
 # from 1.5-2.9x to 0.9-1.9x (2-core machine); cpu-bound stayed fair (63/63/63 req/s)
@@ -251,8 +243,7 @@ def child_main() -> int:
         write_frame(out, "error", str(exc))
         return 2
     if isinstance(role, EngineRole):
-        gc.freeze()
-        gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
+        collect_rarely()
     return _serve(role, inp, out)
 
 

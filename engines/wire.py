@@ -42,9 +42,14 @@ class WireError(ValueError):
     """A frame that is not a valid syncviz record; the message is one line."""
 
 
-def write_frame(stream: BinaryIO, kind: str, payload: object = None) -> None:
+def frame_bytes(kind: str, payload: object = None) -> bytes:
+    """One frame as written: its length, then ``[kind, payload]`` as JSON."""
     data = json.dumps([kind, payload], separators=(",", ":")).encode()
-    stream.write(FRAME.pack(len(data)) + data)
+    return FRAME.pack(len(data)) + data
+
+
+def write_frame(stream: BinaryIO, kind: str, payload: object = None) -> None:
+    stream.write(frame_bytes(kind, payload))
     stream.flush()
 
 
