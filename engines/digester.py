@@ -14,28 +14,28 @@ latency it took ~4 us a request of the asyncio engine's ~20 (wrk: 46k -> 56k req
 apart); here the engine only packs its records (~1 us a request) and the digesting runs on the
 CPUs the UI keeps to (``digest_cpus``). It ends when its input ends: the engine stopped or died.
 Nothing read from its pipe is unpickled: packed arrays are checked for size and every field's range
-(:func:`~syncviz.engines.wire.check_ranges`), like any batch.
+(:func:`~syncviz.engines.wire.check_packed`), like any batch's.
 """
 
 from __future__ import annotations
 
-import array
 import contextlib
 import fcntl
 import gc
-import itertools
 import json
 import os
 import struct
 import subprocess
 import sys
+from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 from .digest import ServerDigest
+from .events import RECORD
 from .placement import die_with_parent
 from .registry import exit_words
 from .stats import DEFAULT_NS_PER_COL, counters_tick
-from .wire import FRAME, MAX_FRAME, VERSION, WireError, check_ranges, frame_bytes, write_frame
+from .wire import FRAME, MAX_FRAME, VERSION, WireError, check_packed, check_ranges, frame_bytes, write_frame
 
 MODULE = "syncviz.engines.digester"
 PACKED = b"P"  # a packed batch frame's first byte (a JSON frame's is "[")
@@ -93,16 +93,18 @@ def collect_rarely() -> None:
 
 
 # -- the engine's end ------------------------------------------------------------------------
-def pack_batch(transitions: list, sizes: list, record: dict[str, Any]) -> bytes:
+def pack_batch(transitions: bytes, sizes: bytes, record: dict[str, Any]) -> bytes:
     """One packed batch frame (length included): ``record`` is the batch's wire record without
-    ``tr`` and ``sz``, which travel as int64 arrays (native order, as :mod:`array` reads them) in
-    front of it. Flattened to a list and packed by one ``struct`` call: ~0.4 us a request of three
-    transitions, where ``array`` from an iterator took ~0.8 and JSON ~1.4."""
-    tr = list(itertools.chain.from_iterable(transitions))
-    sz = list(itertools.chain.from_iterable(sizes))
-    body = PACKED + PACKED_HEAD.pack(VERSION, len(tr), len(sz)) + struct.pack(f"={len(tr) + len(sz)}q", *tr, *sz)
+    ``tr`` and ``sz``, which travel in front of it as the packed recorder keeps them
+    (:data:`~syncviz.engines.events.RECORD` each, native int64s: :attr:`Batch.packed`)."""
+    body = PACKED + PACKED_HEAD.pack(VERSION, len(transitions) // 8, len(sizes) // 8) + transitions + sizes
     body += json.dumps(record, separators=(",", ":")).encode()
     return FRAME.pack(len(body)) + body
+
+
+def pack_records(records: Iterable[tuple[int, ...]]) -> bytes:
+    """Records (transitions or sizes) as a packed recorder keeps them."""
+    return b"".join(RECORD.pack(*rec) for rec in records)
 
 
 class DigestPipe:
@@ -185,25 +187,23 @@ class Digester:
         end = at + 8 * (n_tr + n_sz)
         if version != VERSION or n_tr % WIDTH or n_sz % WIDTH or end > len(data):
             raise WireError("packed batch header does not match its body")
-        tr, sz = array.array("q"), array.array("q")
-        tr.frombytes(data[at : at + 8 * n_tr])
-        sz.frombytes(data[at + 8 * n_tr : end])
+        tr, sz = data[at : at + 8 * n_tr], data[at + 8 * n_tr : end]
         try:
             record = json.loads(data[end:])
             lags = record.get("lag") if isinstance(record, dict) else None
-            if type(record.get("t")) is not int or not isinstance(lags, list) or not {int}.issuperset(map(type, lags)):
+            if not isinstance(lags, list) or type(record.get("t")) is not int or not {int}.issuperset(map(type, lags)):
                 raise ValueError("packed batch record is not a batch")
-            check_ranges({"t": record["t"], "tr": tr, "sz": sz, "lag": lags})
+            check_ranges({"t": record["t"], "lag": lags})
+            check_packed("tr", tr)
+            check_packed("sz", sz)
         except (ValueError, TypeError) as exc:
             raise WireError(str(exc)) from None
         digest = self.digest
         if digest is not None:
-            it = iter(tr)
-            digest.feed(list(zip(*([it] * WIDTH), strict=True)))
+            digest.feed(RECORD.iter_unpack(tr))
             for t, lag in zip(lags[0::3], lags[2::3], strict=True):
                 digest.lag_sample(t, lag)
-            it = iter(sz)
-            digest.feed_sizes(zip(*([it] * WIDTH), strict=True))
+            digest.feed_sizes(RECORD.iter_unpack(sz))
             now = record["t"]
             record["lag"] = []
             record["dg"] = [[self.engine_id, {"server": digest.take(now, self.view.counters_due(now))}]]

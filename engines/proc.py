@@ -109,6 +109,8 @@ class EngineRole(_Role):
                     f"syncviz: {self.name}: no digest process ({exc}); digesting in the engine's process",
                     file=sys.stderr,
                 )
+        if self.pipe is not None:  # records packed as they are made: the batch crosses as those bytes
+            self.recorder = Recorder(enabled=self.recorder.enabled, packed=True)
         self._start(start)
 
     def _start(self, p: dict[str, Any]) -> None:
@@ -145,8 +147,7 @@ class EngineRole(_Role):
             super().flush()
             return
         batch = self.recorder.drain()
-        transitions, sizes = batch.transitions, batch.sizes
-        batch.transitions, batch.sizes = [], []
+        transitions, sizes = batch.packed or (b"", b"")
         self.pipe.write(pack_batch(transitions, sizes, self._record(batch)))
 
     def drain(self) -> dict[str, Any]:

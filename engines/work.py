@@ -22,7 +22,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from .events import Phase, Recorder, now_ns
+from .events import RECORD, Phase, Recorder, now_ns
 from .http import (
     BOOM_PATH,
     HANDLER_METHODS,
@@ -57,6 +57,16 @@ def emitters(recorder: Recorder, engine: int) -> tuple[Emit, EmitAt]:
             return None
 
         return off, off
+    if recorder.packed:
+        extend, pack = recorder.packed_transitions, RECORD.pack
+
+        def emit_packed(rid: int, lane: int, phase: int) -> None:
+            extend(pack(now_ns(), engine, rid, lane, phase))
+
+        def emit_at_packed(t: int, rid: int, lane: int, phase: int) -> None:
+            extend(pack(t, engine, rid, lane, phase))
+
+        return emit_packed, emit_at_packed
     append = recorder.transition
 
     def emit(rid: int, lane: int, phase: int) -> None:
@@ -76,6 +86,13 @@ def size_emitter(recorder: Recorder, engine: int) -> SizeAt:
             return None
 
         return off
+    if recorder.packed:
+        extend, pack = recorder.packed_sizes, RECORD.pack
+
+        def size_packed(rid: int, bytes_in: int, bytes_out: int) -> None:
+            extend(pack(now_ns(), engine, rid, bytes_in, bytes_out))
+
+        return size_packed
     append = recorder.size
 
     def size(rid: int, bytes_in: int, bytes_out: int) -> None:

@@ -14,7 +14,7 @@ from support import wait_for
 from syncviz.engines import proc
 from syncviz.engines.child import ChildHost
 from syncviz.engines.digest import ServerDigest
-from syncviz.engines.digester import PACKED, PACKED_HEAD, Digester, View, pack_batch
+from syncviz.engines.digester import PACKED, PACKED_HEAD, Digester, View, pack_batch, pack_records
 from syncviz.engines.events import Batch, Phase
 from syncviz.engines.settings import Settings
 from syncviz.engines.wire import FRAME, VERSION, WireError, batch_to_wire, read_frame
@@ -59,7 +59,7 @@ def test_a_packed_batch_becomes_the_record_a_digest_in_the_engine_would_send() -
     digester, out = _digester()
     record = batch_to_wire(Batch(t_ns=now, lags=lags), 3)
     del record["tr"]
-    digester.frame(pack_batch(transitions, sizes, record)[FRAME.size :])
+    digester.frame(pack_batch(pack_records(transitions), pack_records(sizes), record)[FRAME.size :])
     out.seek(0)
     kind, payload = read_frame(out)  # type: ignore[misc]
     assert kind == "batch"
@@ -209,3 +209,51 @@ def test_restarting_an_engine_whose_digest_process_is_stopped_replaces_both_at_o
         assert gone is None or wait_for(lambda: gone.status() == psutil.STATUS_ZOMBIE, timeout=3)
     finally:
         child.close()
+
+
+def test_a_packed_recorder_keeps_every_record_its_threads_add_while_it_is_drained() -> None:
+    """Four threads record through emitters and size_emitter while another drains: every record arrives
+    once, whole and in each thread's order; past the bound the oldest go and the batch says so."""
+    import threading
+
+    from syncviz.engines.events import MAX_TRANSITIONS, RECORD, Recorder
+    from syncviz.engines.work import emitters, size_emitter
+
+    recorder = Recorder(packed=True)
+    emit, emit_at = emitters(recorder, 1)
+    size = size_emitter(recorder, 1)
+    per_thread = 20_000
+
+    def produce(lane: int) -> None:
+        for i in range(per_thread):
+            emit_at(i + 1, lane * per_thread + i, lane, 1)
+            size(lane * per_thread + i, 7, 9)
+
+    threads = [threading.Thread(target=produce, args=(lane,)) for lane in range(4)]
+    got_tr, got_sz = [], []
+    for th in threads:
+        th.start()
+    while any(th.is_alive() for th in threads):
+        batch = recorder.drain()
+        assert batch.packed is not None and batch.dropped == 0
+        got_tr += RECORD.iter_unpack(batch.packed[0])
+        got_sz += RECORD.iter_unpack(batch.packed[1])
+    batch = recorder.drain()
+    got_tr += RECORD.iter_unpack(batch.packed[0])  # type: ignore[index]
+    got_sz += RECORD.iter_unpack(batch.packed[1])  # type: ignore[index]
+    assert len(got_tr) == len(got_sz) == 4 * per_thread
+    for lane in range(4):
+        mine = [rec for rec in got_tr if rec[3] == lane]
+        assert [rec[0] for rec in mine] == list(range(1, per_thread + 1))  # all, in order
+        assert {rec[1] for rec in mine} == {1} and {rec[4] for rec in mine} == {1}
+    assert {(rec[1], rec[3], rec[4]) for rec in got_sz} == {(1, 7, 9)}
+    emit(1, 0, 1)  # the plain tuple path packs too (prefork's host thread uses it)
+    recorder.transition((5, 1, 2, 0, 1))
+    assert list(RECORD.iter_unpack(recorder.drain().packed[0]))[1] == (5, 1, 2, 0, 1)  # type: ignore[index]
+
+    for i in range(MAX_TRANSITIONS + 10):
+        emit_at(i, i, 0, 1)
+    over = recorder.drain()
+    assert over.dropped == 1
+    kept = list(RECORD.iter_unpack(over.packed[0]))  # type: ignore[index]
+    assert len(kept) == MAX_TRANSITIONS and kept[0][0] == 10  # the newest kept

@@ -138,3 +138,41 @@ def test_a_digests_rows_come_as_tuples_the_collector_leaves_alone() -> None:
     assert rows and all(type(r) is tuple for r in rows)
     gc.collect()
     assert not any(gc.is_tracked(r) for r in rows)
+
+
+_INT64 = st.integers(-(1 << 63), (1 << 63) - 1)
+_NEAR_BOUNDS = st.sampled_from(
+    [-(1 << 63), -3, -2, -1, 0, 1, 5, 6, 8, 9, 255, 256, (1 << 31) - 1, 1 << 31, (1 << 63) - 1]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    key=st.sampled_from(["tr", "sz"]),
+    rows=st.lists(st.tuples(*[st.one_of(_NEAR_BOUNDS, _INT64)] * 5), min_size=1, max_size=6),
+)
+def test_packed_records_are_judged_as_the_json_ones_are(key: str, rows: list[tuple[int, ...]]) -> None:
+    """check_packed (bytes, in the digest process) and check_ranges (a decoded record) agree on every value."""
+    from syncviz.engines.events import RECORD
+    from syncviz.engines.wire import check_packed, check_ranges
+
+    flat = [x for row in rows for x in row]
+    verdicts = []
+    for check in (
+        lambda: check_ranges({"t": 0, key: flat}),
+        lambda: check_packed(key, b"".join(RECORD.pack(*r) for r in rows)),
+    ):
+        try:
+            check()
+            verdicts.append(True)
+        except ValueError:
+            verdicts.append(False)
+    assert verdicts[0] == verdicts[1], (rows, verdicts)
+
+
+def test_a_packed_field_that_is_not_whole_records_is_refused() -> None:
+    from syncviz.engines.wire import check_packed
+
+    with pytest.raises(ValueError, match="whole number of records"):
+        check_packed("tr", b"\0" * 41)
+    check_packed("tr", b"")  # nothing recorded: nothing to refuse

@@ -71,6 +71,7 @@ class _Pipe:
     def __init__(self, fd: int, enabled: bool) -> None:
         self.fd = fd
         self.enabled = enabled
+        self.packed = False  # records go out one by one, as tuples (emitters' plain path)
 
     def put(self, *record: int) -> None:
         os.write(self.fd, RECORD.pack(*record))
