@@ -88,7 +88,7 @@ class RequestReader:
         self._parser = httptools.HttpRequestParser(self)
         self._out: list[Request] = []
         self._url = b""
-        self._version = ""  # the current request's HTTP version ("1.1"), once its head is complete
+        self._version = "HTTP/1.1"  # the current request's HTTP version, once its head is complete
         self._req_id: int | None = None
         self._sent_ns = 0
         self._head = 0  # bytes of the current request line and headers seen by the callbacks
@@ -198,11 +198,12 @@ class RequestReader:
         self._in_head = False
         if self._head > MAX_HEAD:
             raise self._refuse(431, "request header fields too large")
-        version = self._version = self._parser.get_http_version()
-        if version not in _VERSIONS:
-            raise self._refuse(400, "unsupported HTTP version")
+        version = self._parser.get_http_version()
         if version != "1.1":
+            if version not in _VERSIONS:
+                raise self._refuse(400, "unsupported HTTP version")
             self.continue_due = False  # HTTP/1.0 clients never wait for it
+        self._version = _VERSIONS[version]
 
     def on_body(self, body: bytes) -> None:
         self._body += len(body)
@@ -218,15 +219,16 @@ class RequestReader:
             if len(url) <= TARGET_CACHE_LEN and len(_targets) < TARGET_CACHE:
                 _targets[url] = target
         method = parser.get_method()
-        self._out.append(
+        self._out.append(  # positional: ~0.1 us less than by keyword, on every request
             Request(
                 _METHODS.get(method) or method.decode("ascii", "replace"),
                 target[0],
-                _VERSIONS.get(self._version, "HTTP/1.1"),
+                self._version,
                 parser.should_keep_alive(),
                 self._req_id,
                 target[1],
-                sent_ns=self._sent_ns,
+                0,
+                self._sent_ns,
             )
         )
         self.partial = False
