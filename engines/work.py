@@ -41,6 +41,7 @@ Emit = Callable[[int, int, int], None]  # (rid, lane, phase)
 EmitAt = Callable[[int, int, int, int], None]  # (t_ns, rid, lane, phase)
 Send = Callable[[bytes], object]
 SizeAt = Callable[[int, int, int], None]  # (rid, bytes_in, bytes_out)
+End = Callable[[int, int, int, int, int], None]  # (rid, lane, phase, bytes_in, bytes_out)
 
 SLEEP_SLICE_S = 0.1
 GIL_GAP_NS = 500_000  # a CPU step that lost the CPU for longer than this shows it as READY
@@ -101,6 +102,35 @@ def size_emitter(recorder: Recorder, engine: int) -> SizeAt:
     return size
 
 
+def ender(recorder: Recorder, engine: int) -> End:
+    """Bind the record of a request's end: its last transition and its bytes, at one instant, in one
+    call (a no-op when off). The same two records :func:`emitters` and :func:`size_emitter` make,
+    for one call a request fewer on every server's commonest path."""
+    if not recorder.enabled:
+
+        def off(*_args: int) -> None:
+            return None
+
+        return off
+    if recorder.packed:
+        tr_extend, sz_extend, pack = recorder.packed_transitions, recorder.packed_sizes, RECORD.pack
+
+        def end_packed(rid: int, lane: int, phase: int, bytes_in: int, bytes_out: int) -> None:
+            t = now_ns()
+            tr_extend(pack(t, engine, rid, lane, phase))
+            sz_extend(pack(t, engine, rid, bytes_in, bytes_out))
+
+        return end_packed
+    tr_append, sz_append = recorder.transition, recorder.size
+
+    def end(rid: int, lane: int, phase: int, bytes_in: int, bytes_out: int) -> None:
+        t = now_ns()
+        tr_append((t, engine, rid, lane, phase))
+        sz_append((t, engine, rid, bytes_in, bytes_out))
+
+    return end
+
+
 def burn_cpu(seconds: float, rid: int, lane: int, work: Work) -> None:
     """Spend ``seconds`` of this thread's CPU time in pure Python, recording through ``work``.
 
@@ -137,6 +167,7 @@ class Work:
     def __init__(self, recorder: Recorder, engine: int, upstream_port: int | None) -> None:
         self.emit, self.emit_at = emitters(recorder, engine)
         self.size = size_emitter(recorder, engine)
+        self.end = ender(recorder, engine)
         self.upstream_port = upstream_port
         self.stopping = False  # set by the engine's stop(): waits and CPU steps end early so threads can go
 
@@ -360,14 +391,12 @@ def serve_sync(req: Request, rid: int, lane: int, work: Work, settings: Settings
     early = early_response(req)
     if early is not None:
         send(early[0])
-        work.emit(rid, lane, early[1])
-        work.size(rid, req.bytes_in, len(early[0]))
+        work.end(rid, lane, early[1], req.bytes_in, len(early[0]))
         return early[1] == Phase.DONE
     try:
         sent = run_plan(handler_plan(req, settings), rid, lane, work, settings.io == "upstream", send)
     except OSError:
-        work.emit(rid, lane, _FAILED)
-        work.size(rid, req.bytes_in, -1)
+        work.end(rid, lane, _FAILED, req.bytes_in, -1)
         raise
     except Exception:
         work.emit(rid, lane, _FAILED)
@@ -375,8 +404,7 @@ def serve_sync(req: Request, rid: int, lane: int, work: Work, settings: Settings
         send(page)
         work.size(rid, req.bytes_in, len(page))
         return False
-    work.emit(rid, lane, _DONE)
-    work.size(rid, req.bytes_in, sent)
+    work.end(rid, lane, _DONE, req.bytes_in, sent)
     return True
 
 

@@ -161,9 +161,7 @@ class AsyncioEngine(LoopEngine):
             return False
         data: bytes = plan[0][1]  # type: ignore[assignment]
         conn.transport.write(data)
-        work = self.native
-        work.emit(req.rid, LOOP, DONE)
-        work.size(req.rid, req.bytes_in, len(data))
+        self.native.end(req.rid, LOOP, DONE, req.bytes_in, len(data))
         return True
 
     async def _serve(self, req: Request, rid: int, conn: _Conn) -> bool:
@@ -172,8 +170,7 @@ class AsyncioEngine(LoopEngine):
         early = early_response(req)
         if early is not None:
             await conn.write(early[0], rid, work)
-            work.emit(rid, LOOP, early[1])
-            work.size(rid, req.bytes_in, len(early[0]))
+            work.end(rid, LOOP, early[1], req.bytes_in, len(early[0]))
             return early[1] == Phase.DONE
         settings = self.settings
         upstream = settings.io == "upstream"
@@ -197,8 +194,7 @@ class AsyncioEngine(LoopEngine):
                     elif op == CPU:
                         work.cpu(rid, LOOP, arg)  # type: ignore[arg-type]
         except (OSError, asyncio.CancelledError):
-            work.emit(rid, LOOP, FAILED)
-            work.size(rid, req.bytes_in, -1)  # how much of it left is unknown
+            work.end(rid, LOOP, FAILED, req.bytes_in, -1)  # how much of it left is unknown
             raise
         except Exception:
             page = error_response(req, settings)
@@ -208,8 +204,7 @@ class AsyncioEngine(LoopEngine):
                 work.emit(rid, LOOP, Phase.FAILED)
             work.size(rid, req.bytes_in, sent + len(page))
             return False
-        work.emit(rid, LOOP, DONE)
-        work.size(rid, req.bytes_in, sent)
+        work.end(rid, LOOP, DONE, req.bytes_in, sent)
         return True
 
     async def _offload(self, plan: Plan, rid: int, upstream: bool, conn: _Conn) -> int:

@@ -214,8 +214,7 @@ class TrioEngine(LoopEngine):
         early = early_response(req)
         if early is not None:
             await self._send(stream, early[0], rid)
-            work.emit(rid, LOOP, early[1])
-            work.size(rid, req.bytes_in, len(early[0]))
+            work.end(rid, LOOP, early[1], req.bytes_in, len(early[0]))
             return early[1] == Phase.DONE
         settings = self.settings
         upstream = settings.io == "upstream"
@@ -232,8 +231,7 @@ class TrioEngine(LoopEngine):
                 elif op == CPU:
                     work.cpu(rid, LOOP, arg)  # type: ignore[arg-type]
         except (*GONE, anyio.get_cancelled_exc_class()):
-            work.emit(rid, LOOP, Phase.FAILED)
-            work.size(rid, req.bytes_in, -1)  # how much of it left is unknown
+            work.end(rid, LOOP, Phase.FAILED, req.bytes_in, -1)  # how much of it left is unknown
             raise
         except Exception:
             page = error_response(req, settings)
@@ -243,8 +241,7 @@ class TrioEngine(LoopEngine):
                 work.emit(rid, LOOP, Phase.FAILED)
             work.size(rid, req.bytes_in, sent + len(page))
             return False
-        work.emit(rid, LOOP, Phase.DONE)
-        work.size(rid, req.bytes_in, sent)
+        work.end(rid, LOOP, Phase.DONE, req.bytes_in, sent)
         return True
 
     async def _send(self, stream: SocketStream, data: bytes, rid: int) -> None:
