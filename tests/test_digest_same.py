@@ -38,8 +38,7 @@ class Reference(ServerDigest):
         get = inflight.get
         by_phase, holders, open_wait = self.by_phase, self.holders, self.open_wait
         hold, dirty_hold, wait, dirty_wait = self.hold, self.dirty_hold, self.wait, self.dirty_wait
-        rows, ended, done = self.rows, self._ended_rows, self._done
-        done_new = self._done_new
+        rows, ended, done_new = self.rows, self._ended_rows, self._done_new
         no_lane, on_loop, on_lane = self._codes
         rw_add, rw_rate = self._row_window.add, self._row_window.rate
         ns, last_t, outside = self.ns, self.last_t, self.outside
@@ -145,10 +144,8 @@ class Reference(ServerDigest):
                         del ended[next(iter(ended))]
                 if r[_SENT] is not None:
                     self._unsent(r[_SENT])
-                if phase == DONE:  # its phase times join the window's means (ints only: never GC-tracked)
-                    totals = tuple(r[_TOT:])
-                    done.append((t, totals))
-                    done_new.append(totals)
+                if phase == DONE:  # its phase times join the window's means at the next fold
+                    done_new.append(r)
                 continue
             # -- open the next one
             r[0], r[1], r[2] = phase, lane, t  # _PHASE, _LANE, _SINCE
