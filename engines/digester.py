@@ -24,10 +24,11 @@ import fcntl
 import gc
 import json
 import os
+import select
 import struct
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO
 
 from .digest import ServerDigest
@@ -47,6 +48,9 @@ two busy neighbours) rather than an equal one. wrk at zero latency (2-core machi
 asyncio): 54k req/s at nice 0, 56-57k at 5 and 10; 5 leaves it enough to keep up with three
 engines' digests when the load's core is full."""
 PIPE_BYTES = 1 << 20
+WAIT_S = 0.05
+"""While its input pipe is full (the digest process stopped, or behind), the engine's writer waits this
+long at a time, and between waits keeps the engine's records within their bounds (``waiting``)."""
 STOP_WAIT_S = 2.0  # the engine waits this long for its digest process to send its last frames
 
 
@@ -124,12 +128,21 @@ class DigestPipe:
         with contextlib.suppress(OSError, AttributeError):  # a flush in one write, not 64 KB at a time (the
             # engine thread that writes: 2.3 -> 1.7 us a request, asyncio at ~48k req/s)
             fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        os.set_blocking(self._fd, False)
+        self._full = select.poll()
+        self._full.register(self._fd, select.POLLOUT)
 
-    def write(self, data: bytes) -> None:
-        """Write a whole frame (BrokenPipeError: the digest process is gone)."""
+    def write(self, data: bytes, waiting: Callable[[], None] | None = None) -> None:
+        """Write a whole frame (BrokenPipeError: the digest process is gone). While the pipe is full,
+        ``waiting`` runs every :data:`WAIT_S`: no drain runs meanwhile (the writer is the one that
+        drains), and the engine's packed records would otherwise grow without bound."""
         view = memoryview(data)
         while view:
-            view = view[os.write(self._fd, view) :]
+            try:
+                view = view[os.write(self._fd, view) :]
+            except BlockingIOError:
+                if not self._full.poll(WAIT_S * 1000) and waiting is not None:
+                    waiting()
 
     def send(self, kind: str, payload: object = None) -> None:
         self.write(frame_bytes(kind, payload))

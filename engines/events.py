@@ -176,6 +176,7 @@ class Recorder:
         self.lag = self._lags.append
         self.size = self._sizes.append
         self._packed_tr, self._packed_sz = bytearray(), bytearray()
+        self._trimmed = 0  # 1: packed records were dropped by trim() since the last drain
         if packed:
             pack, tr_extend, sz_extend = RECORD.pack, self._packed_tr.extend, self._packed_sz.extend
             self.packed_transitions = tr_extend
@@ -197,8 +198,19 @@ class Recorder:
             tr, tr_over = _take(self._packed_tr, MAX_TRANSITIONS)
             sz, sz_over = _take(self._packed_sz, MAX_SAMPLES)
             batch.packed = (tr, sz)
-            batch.dropped += tr_over + sz_over
+            batch.dropped += max(tr_over + sz_over, self._trimmed)
+            self._trimmed = 0
         return batch
+
+    def trim(self) -> None:
+        """Drop the oldest packed records past the bounds: called while no drain can run (the engine's
+        writer waits on a full pipe); the next drain's ``dropped`` says so. Records are whole and
+        only added at the end, so deleting a multiple of their size from the front is safe."""
+        for buf, most in ((self._packed_tr, MAX_TRANSITIONS), (self._packed_sz, MAX_SAMPLES)):
+            excess = len(buf) - most * RECORD.size
+            if excess > 0:
+                del buf[:excess]
+                self._trimmed = 1
 
     def clear(self) -> None:
         self._transitions.clear()

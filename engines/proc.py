@@ -148,7 +148,7 @@ class EngineRole(_Role):
             return
         batch = self.recorder.drain()
         transitions, sizes = batch.packed or (b"", b"")
-        self.pipe.write(pack_batch(transitions, sizes, self._record(batch)))
+        self.pipe.write(pack_batch(transitions, sizes, self._record(batch)), self.recorder.trim)
 
     def drain(self) -> dict[str, Any]:
         """The recorded batch, digested here when there is a digest to make."""

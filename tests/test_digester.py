@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -17,7 +18,7 @@ from syncviz.engines.digest import ServerDigest
 from syncviz.engines.digester import PACKED, PACKED_HEAD, Digester, View, pack_batch, pack_records
 from syncviz.engines.events import Batch, Phase
 from syncviz.engines.settings import Settings
-from syncviz.engines.wire import FRAME, VERSION, WireError, batch_to_wire, read_frame
+from syncviz.engines.wire import FRAME, VERSION, WireError, batch_to_wire, frame_bytes, read_frame
 
 NS = 10_000_000
 T0 = 5_000_000_000
@@ -257,3 +258,50 @@ def test_a_packed_recorder_keeps_every_record_its_threads_add_while_it_is_draine
     assert over.dropped == 1
     kept = list(RECORD.iter_unpack(over.packed[0]))  # type: ignore[index]
     assert len(kept) == MAX_TRANSITIONS and kept[0][0] == 10  # the newest kept
+
+
+def test_while_a_stopped_digest_process_leaves_the_pipe_full_the_engine_s_records_stay_bounded() -> None:
+    """The writer waits on the full pipe without blocking for good: every WAIT_S it trims the recorder,
+    whose packed records then hold at most their bound, and the next drain says some were dropped."""
+    import threading
+
+    from syncviz.engines.digester import DigestPipe
+    from syncviz.engines.events import MAX_TRANSITIONS, RECORD, Recorder
+    from syncviz.engines.work import emitters
+
+    recorder = Recorder(packed=True)
+    _emit, emit_at = emitters(recorder, 1)
+    with open(os.devnull, "wb") as sink:
+        pipe = DigestPipe(sink, [])
+        os.kill(pipe.pid, signal.SIGSTOP)
+        try:
+            waits: list[int] = []
+
+            def waiting() -> None:
+                for i in range(MAX_TRANSITIONS // 4):  # an engine recording meanwhile
+                    emit_at(i, i, 0, 1)
+                recorder.trim()
+                waits.append(len(recorder._packed_tr))
+
+            frame = frame_bytes("started", {"pad": "x" * 200_000})
+
+            def write() -> None:
+                with contextlib.suppress(BrokenPipeError):  # the process is killed at the end
+                    for _ in range(40):
+                        pipe.write(frame, waiting)
+
+            writer = threading.Thread(target=write, daemon=True)
+            writer.start()
+            deadline = time.monotonic() + 20
+            while len(waits) < 8 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(waits) >= 8, "the writer never waited on the full pipe"
+            assert max(waits) <= MAX_TRANSITIONS * RECORD.size  # bounded, however long the stall
+            assert writer.is_alive()  # still waiting to write: nothing was lost from the frame stream
+        finally:
+            os.kill(pipe.pid, signal.SIGKILL)
+            pipe.proc.wait(5)
+            writer.join(5)
+            pipe.proc.stdin.close()  # type: ignore[union-attr]
+    batch = recorder.drain()
+    assert batch.dropped >= 1 and len(batch.packed[0]) <= MAX_TRANSITIONS * RECORD.size  # type: ignore[index]
