@@ -22,7 +22,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from .events import RECORD, Phase, Recorder, now_ns
+from .events import RECORD, RECORDS_2, Phase, Recorder, now_ns
 from .http import (
     BOOM_PATH,
     HANDLER_METHODS,
@@ -42,6 +42,7 @@ EmitAt = Callable[[int, int, int, int], None]  # (t_ns, rid, lane, phase)
 Send = Callable[[bytes], object]
 SizeAt = Callable[[int, int, int], None]  # (rid, bytes_in, bytes_out)
 End = Callable[[int, int, int, int, int], None]  # (rid, lane, phase, bytes_in, bytes_out)
+Ran = Callable[[int, int, int, int, int], None]  # (rid, lane, t_run, bytes_in, bytes_out)
 
 SLEEP_SLICE_S = 0.1
 GIL_GAP_NS = 500_000  # a CPU step that lost the CPU for longer than this shows it as READY
@@ -131,6 +132,39 @@ def ender(recorder: Recorder, engine: int) -> End:
     return end
 
 
+def runner(recorder: Recorder, engine: int) -> Ran:
+    """Bind the record of a request run and ended in one go: RUNNING from ``t_run``, then DONE and its
+    bytes now, in one call (a no-op when off). Only for a run nothing can interrupt, so nothing is
+    missing from the picture meanwhile: a write that cannot wait (asyncio's transport, a
+    non-blocking send that took it all), the handler's one step at zero latency."""
+    if not recorder.enabled:
+
+        def off(*_args: int) -> None:
+            return None
+
+        return off
+    running, done = int(Phase.RUNNING), int(Phase.DONE)
+    if recorder.packed:
+        tr_extend, sz_extend = recorder.packed_transitions, recorder.packed_sizes
+        pack, pack2 = RECORD.pack, RECORDS_2.pack
+
+        def ran_packed(rid: int, lane: int, t_run: int, bytes_in: int, bytes_out: int) -> None:
+            t = now_ns()
+            tr_extend(pack2(t_run, engine, rid, lane, running, t, engine, rid, lane, done))
+            sz_extend(pack(t, engine, rid, bytes_in, bytes_out))
+
+        return ran_packed
+    tr_append, sz_append = recorder.transition, recorder.size
+
+    def ran(rid: int, lane: int, t_run: int, bytes_in: int, bytes_out: int) -> None:
+        t = now_ns()
+        tr_append((t_run, engine, rid, lane, running))
+        tr_append((t, engine, rid, lane, done))
+        sz_append((t, engine, rid, bytes_in, bytes_out))
+
+    return ran
+
+
 def burn_cpu(seconds: float, rid: int, lane: int, work: Work) -> None:
     """Spend ``seconds`` of this thread's CPU time in pure Python, recording through ``work``.
 
@@ -168,6 +202,7 @@ class Work:
         self.emit, self.emit_at = emitters(recorder, engine)
         self.size = size_emitter(recorder, engine)
         self.end = ender(recorder, engine)
+        self.ran = runner(recorder, engine)
         self.upstream_port = upstream_port
         self.stopping = False  # set by the engine's stop(): waits and CPU steps end early so threads can go
 

@@ -1,7 +1,9 @@
 """The engines' fast paths serve and record exactly what their general paths do.
 
 The asyncio engine serves its commonest request (the handler's own path, a plan of one write)
-without a coroutine (``AsyncioEngine._served_at_once``); the asyncio and gevent engines count the
+without a coroutine (``AsyncioEngine._served_at_once``), the gevent engine without the general
+plan runner when one non-blocking send takes the answer whole (``GeventEngine._sent_at_once``),
+each recording RUNNING and DONE in one call; the asyncio and gevent engines count the
 requests they serve DONE without the counts' lock (``LoopEngine.server_snapshot`` adds them in), and
 so does threaded, per lane (``ThreadedEngine._tally_ok``), which prefork's workers, built on it,
 send through their pipe instead.
@@ -17,7 +19,7 @@ import pytest
 from support import connect, wait_for
 from syncviz.engines.backends._asyncio import AsyncioEngine
 from syncviz.engines.base import engine_class
-from syncviz.engines.events import Recorder
+from syncviz.engines.events import Phase, Recorder
 from syncviz.engines.http import EXTERNAL_IDS_START
 from syncviz.engines.settings import Settings
 
@@ -88,6 +90,30 @@ def test_asyncio_serves_and_records_the_same_at_once_as_through_its_coroutine(mo
     assert sum(taken) == 6 and len(taken) == len(SCRIPT)  # GET /, HEAD, POST /work, /?q=1, /work, the 1.0 GET
     assert fast == slow
     assert fast[3] == (len(SCRIPT), 3)  # failed: the 404, the 405 and /boom's 500
+
+
+def test_gevent_serves_and_records_the_same_at_once_as_through_serve_sync(monkeypatch: pytest.MonkeyPatch) -> None:
+    from syncviz.engines.backends._gevent import GeventEngine
+
+    taken = []
+    at_once = GeventEngine._sent_at_once
+
+    def counting(self: GeventEngine, req: object, sock: object, send: object) -> bool | None:
+        done = at_once(self, req, sock, send)  # type: ignore[arg-type]
+        taken.append(done)
+        return done
+
+    monkeypatch.setattr(GeventEngine, "_sent_at_once", counting)
+    fast = _converse("gevent")
+    monkeypatch.setattr(GeventEngine, "_sent_at_once", lambda *_: None)
+    slow = _converse("gevent")
+    assert taken.count(True) == 6 and len(taken) == len(SCRIPT)  # as asyncio's: the handler's one write
+
+    def path(run: tuple) -> tuple:  # READY (it waited for the hub's poll) is the scheduler's, not the path's
+        return run[0], [tr for tr in run[1] if tr[2] != Phase.READY], run[2], run[3]
+
+    assert path(fast) == path(slow)
+    assert fast[3] == (len(SCRIPT), 3)
 
 
 @pytest.mark.parametrize("name", ["asyncio", "gevent", "threaded", "prefork"])

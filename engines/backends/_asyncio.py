@@ -127,10 +127,10 @@ class AsyncioEngine(LoopEngine):
                         counts.add(served=1)
                     break
                 req: Request = item  # type: ignore[assignment]
-                emit(req.rid, LOOP, RUNNING)
                 if self._served_at_once(req, conn):
                     self._served_ok += 1  # counts.add(served=1) without its lock: the loop alone counts here
                 else:
+                    emit(req.rid, LOOP, RUNNING)
                     try:
                         ok = await self._serve(req, req.rid, conn)
                     except OSError:
@@ -150,8 +150,10 @@ class AsyncioEngine(LoopEngine):
 
     def _served_at_once(self, req: Request, conn: _Conn) -> bool:
         """Serve the commonest request without a coroutine, as :meth:`_serve` would, the same records
-        and bytes: the handler's own path, natively, a plan of one write (zero latency), the client
-        reading. False when it is not that request (nothing done: :meth:`_serve` serves it)."""
+        and bytes (RUNNING from its start, then DONE, recorded in one call): the handler's own path,
+        natively, a plan of one write (zero latency), the client reading. False when it is not that
+        request (nothing done or recorded: it runs through :meth:`_serve`)."""
+        t_run = now_ns()
         if self.mode != "native" or conn.paused or conn.closed:
             return False
         if req.path not in HANDLER_PATHS or req.method not in HANDLER_METHODS:
@@ -160,8 +162,8 @@ class AsyncioEngine(LoopEngine):
         if len(plan) != 1 or plan[0][0] != SEND:
             return False
         data: bytes = plan[0][1]  # type: ignore[assignment]
-        conn.transport.write(data)
-        self.native.end(req.rid, LOOP, DONE, req.bytes_in, len(data))
+        conn.transport.write(data)  # buffered: it never waits, so RUNNING is recorded with DONE
+        self.native.ran(req.rid, LOOP, t_run, req.bytes_in, len(data))
         return True
 
     async def _serve(self, req: Request, rid: int, conn: _Conn) -> bool:

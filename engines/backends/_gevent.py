@@ -25,16 +25,16 @@ import gevent.socket
 
 from ..counts import ServerSnapshot, has_bytes
 from ..events import Phase, now_ns
-from ..http import CONTINUE, RECV_SIZE, error_page, send_final
+from ..http import CONTINUE, HANDLER_METHODS, HANDLER_PATHS, RECV_SIZE, error_page, send_final
 from ..reading import ReadingTracker
 from ..registry import GEVENT_POOL
 from ..request import HttpError, Request, RequestReader
-from ..work import BlockingWork, Send, serve_sync
+from ..work import SEND, BlockingWork, Send, handler_plan, run_plan, serve_sync
 from ._loop import LoopEngine
 
 HUB = 0  # the lane of the hub's thread
 IDLE_SWEEP_S = 0.5  # how often idle keep-alive connections are looked for
-RUNNING, READY = int(Phase.RUNNING), int(Phase.READY)  # plain ints on the hot path: no enum lookup
+RUNNING, READY, DONE, FAILED = (int(p) for p in (Phase.RUNNING, Phase.READY, Phase.DONE, Phase.FAILED))  # plain ints
 
 
 class GeventWork(BlockingWork):
@@ -158,16 +158,18 @@ class GeventEngine(LoopEngine):
             try:
                 reqs = reader.feed(data, t)
             except HttpError as exc:
-                if not exc.requests or self._serve_reqs(send, track, exc.requests, t, polls):
+                if not exc.requests or self._serve_reqs(sock, send, track, exc.requests, t, polls):
                     self._refuse(sock, track, exc.status)
                 return
             if reader.continue_due:
                 reader.continue_due = False
                 send(CONTINUE)
-            if reqs and not self._serve_reqs(send, track, reqs, t, polls):
+            if reqs and not self._serve_reqs(sock, send, track, reqs, t, polls):
                 return
 
-    def _serve_reqs(self, send: Send, track: ReadingTracker, reqs: list[Request], t: int, polls: int) -> bool:
+    def _serve_reqs(
+        self, sock: gevent.socket.socket, send: Send, track: ReadingTracker, reqs: list[Request], t: int, polls: int
+    ) -> bool:
         """Serve complete requests in order; false once the connection must close."""
         track.assign(reqs, t)
         work = self.native if self.mode == "native" else self.blocking
@@ -175,9 +177,11 @@ class GeventEngine(LoopEngine):
         if polls != self._polls:  # it waited for the hub: READY since the poll that woke it
             work.emit_at(self._t_poll, reqs[0].rid, HUB, READY)
         for req in reqs:  # pipelined ones run right after the one before
-            work.emit(req.rid, HUB, RUNNING)
             try:
-                ok = serve_sync(req, req.rid, HUB, work, settings, send)
+                ok = self._sent_at_once(req, sock, send)
+                if ok is None:
+                    work.emit(req.rid, HUB, RUNNING)
+                    ok = serve_sync(req, req.rid, HUB, work, settings, send)
             except OSError:
                 counts.add(failed=1)  # the client went away mid-response
                 return False
@@ -187,6 +191,41 @@ class GeventEngine(LoopEngine):
                 counts.add(served=1, failed=1)
             if not req.keep_alive:
                 return False
+        return True
+
+    def _sent_at_once(self, req: Request, sock: gevent.socket.socket, send: Send) -> bool | None:
+        """Serve the commonest request as :func:`~syncviz.engines.work.serve_sync` would, the same
+        records and bytes: the handler's own path, natively, a plan of one write (zero latency).
+        When one non-blocking send takes the answer whole, nothing could hold the hub meanwhile:
+        RUNNING and DONE are recorded in one call; otherwise RUNNING is recorded before the rest is
+        sent as ``serve_sync`` sends it (waiting for a slow reader). True (DONE); None when it is
+        not that request (nothing done or recorded). OSError: the client went away (FAILED)."""
+        t_run = now_ns()
+        if self.mode != "native" or req.path not in HANDLER_PATHS or req.method not in HANDLER_METHODS:
+            return None  # early_response's answers and /boom's 500
+        plan = handler_plan(req, self.settings)
+        if len(plan) != 1 or plan[0][0] != SEND:
+            return None
+        data: bytes = plan[0][1]  # type: ignore[assignment]
+        work, rid = self.native, req.rid
+        try:
+            n = sock.send(data, 0, 0.0)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            work.emit_at(t_run, rid, HUB, RUNNING)
+            work.end(rid, HUB, FAILED, req.bytes_in, -1)
+            raise
+        if n == len(data):
+            work.ran(rid, HUB, t_run, req.bytes_in, n)
+            return True
+        work.emit_at(t_run, rid, HUB, RUNNING)  # the rest waits for the client to read
+        try:
+            run_plan(((SEND, data[n:]),), rid, HUB, work, False, send)
+        except OSError:
+            work.end(rid, HUB, FAILED, req.bytes_in, -1)
+            raise
+        work.end(rid, HUB, DONE, req.bytes_in, len(data))
         return True
 
     def _refuse(self, sock: gevent.socket.socket, track: ReadingTracker, status: int, timeout: bool = False) -> None:
