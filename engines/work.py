@@ -51,14 +51,14 @@ UPSTREAM_REQUEST = b"GET /delay?us=%d HTTP/1.1\r\nHost: upstream\r\n\r\n"
 SENT_HEADER = b"x-sent-ns: "
 
 
+def _off(*_args: int) -> None:
+    """What every recording call is when recording is off."""
+
+
 def emitters(recorder: Recorder, engine: int) -> tuple[Emit, EmitAt]:
     """Bind the recording calls for one engine; no-ops when recording is off."""
     if not recorder.enabled:
-
-        def off(*_args: int) -> None:
-            return None
-
-        return off, off
+        return _off, _off
     if recorder.packed:
         extend, pack = recorder.packed_transitions, RECORD.pack
 
@@ -83,11 +83,7 @@ def emitters(recorder: Recorder, engine: int) -> tuple[Emit, EmitAt]:
 def size_emitter(recorder: Recorder, engine: int) -> SizeAt:
     """Bind the record of a finished request's bytes (:data:`~syncviz.engines.events.Size`); a no-op when off."""
     if not recorder.enabled:
-
-        def off(*_args: int) -> None:
-            return None
-
-        return off
+        return _off
     if recorder.packed:
         extend, pack = recorder.packed_sizes, RECORD.pack
 
@@ -108,11 +104,7 @@ def ender(recorder: Recorder, engine: int) -> End:
     call (a no-op when off). The same two records :func:`emitters` and :func:`size_emitter` make,
     for one call a request fewer on every server's commonest path."""
     if not recorder.enabled:
-
-        def off(*_args: int) -> None:
-            return None
-
-        return off
+        return _off
     if recorder.packed:
         tr_extend, sz_extend, pack = recorder.packed_transitions, recorder.packed_sizes, RECORD.pack
 
@@ -138,11 +130,7 @@ def runner(recorder: Recorder, engine: int) -> Ran:
     missing from the picture meanwhile: a write that cannot wait (asyncio's transport, a
     non-blocking send that took it all), the handler's one step at zero latency."""
     if not recorder.enabled:
-
-        def off(*_args: int) -> None:
-            return None
-
-        return off
+        return _off
     running, done = int(Phase.RUNNING), int(Phase.DONE)
     if recorder.packed:
         tr_extend, sz_extend = recorder.packed_transitions, recorder.packed_sizes

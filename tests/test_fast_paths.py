@@ -74,20 +74,29 @@ def _converse(name: str) -> tuple[list[bytes], list[tuple], list[tuple], tuple[i
     return answers, transitions, sizes, (snap.served, snap.failed)
 
 
-def test_asyncio_serves_and_records_the_same_at_once_as_through_its_coroutine(monkeypatch: pytest.MonkeyPatch) -> None:
-    taken = []
-    at_once = AsyncioEngine._served_at_once
+def _fast_and_slow(
+    monkeypatch: pytest.MonkeyPatch, name: str, cls: type, method: str, declined: object
+) -> tuple[list[object], tuple, tuple]:
+    """What ``cls.method`` (a fast path) answered each request, then the conversation with it and
+    without it (the method made to decline every request: ``declined``)."""
+    taken: list[object] = []
+    at_once = getattr(cls, method)
 
-    def counting(self: AsyncioEngine, req: object, conn: object) -> bool:
-        done = at_once(self, req, conn)  # type: ignore[arg-type]
+    def counting(self: object, *args: object) -> object:
+        done = at_once(self, *args)
         taken.append(done)
         return done
 
-    monkeypatch.setattr(AsyncioEngine, "_served_at_once", counting)
-    fast = _converse("asyncio")
-    monkeypatch.setattr(AsyncioEngine, "_served_at_once", lambda *_: False)
-    slow = _converse("asyncio")
-    assert sum(taken) == 6 and len(taken) == len(SCRIPT)  # GET /, HEAD, POST /work, /?q=1, /work, the 1.0 GET
+    monkeypatch.setattr(cls, method, counting)
+    fast = _converse(name)
+    monkeypatch.setattr(cls, method, lambda *_: declined)
+    slow = _converse(name)
+    return taken, fast, slow
+
+
+def test_asyncio_serves_and_records_the_same_at_once_as_through_its_coroutine(monkeypatch: pytest.MonkeyPatch) -> None:
+    taken, fast, slow = _fast_and_slow(monkeypatch, "asyncio", AsyncioEngine, "_served_at_once", False)
+    assert taken.count(True) == 6 and len(taken) == len(SCRIPT)  # GET /, HEAD, POST /work, /?q=1, /work, 1.0 GET
     assert fast == slow
     assert fast[3] == (len(SCRIPT), 3)  # failed: the 404, the 405 and /boom's 500
 
@@ -95,18 +104,7 @@ def test_asyncio_serves_and_records_the_same_at_once_as_through_its_coroutine(mo
 def test_gevent_serves_and_records_the_same_at_once_as_through_serve_sync(monkeypatch: pytest.MonkeyPatch) -> None:
     from syncviz.engines.backends._gevent import GeventEngine
 
-    taken = []
-    at_once = GeventEngine._sent_at_once
-
-    def counting(self: GeventEngine, req: object, sock: object, send: object) -> bool | None:
-        done = at_once(self, req, sock, send)  # type: ignore[arg-type]
-        taken.append(done)
-        return done
-
-    monkeypatch.setattr(GeventEngine, "_sent_at_once", counting)
-    fast = _converse("gevent")
-    monkeypatch.setattr(GeventEngine, "_sent_at_once", lambda *_: None)
-    slow = _converse("gevent")
+    taken, fast, slow = _fast_and_slow(monkeypatch, "gevent", GeventEngine, "_sent_at_once", None)
     assert taken.count(True) == 6 and len(taken) == len(SCRIPT)  # as asyncio's: the handler's one write
 
     def path(run: tuple) -> tuple:  # READY (it waited for the hub's poll) is the scheduler's, not the path's
