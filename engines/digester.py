@@ -28,6 +28,7 @@ import select
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO
 
@@ -97,13 +98,14 @@ def collect_rarely() -> None:
 
 
 # -- the engine's end ------------------------------------------------------------------------
-def pack_batch(transitions: bytes, sizes: bytes, record: dict[str, Any]) -> bytes:
+def pack_batch(transitions: bytes | bytearray, sizes: bytes | bytearray, record: dict[str, Any]) -> bytes:
     """One packed batch frame (length included): ``record`` is the batch's wire record without
     ``tr`` and ``sz``, which travel in front of it as the packed recorder keeps them
     (:data:`~syncviz.engines.events.RECORD` each, native int64s: :attr:`Batch.packed`)."""
-    body = PACKED + PACKED_HEAD.pack(VERSION, len(transitions) // 8, len(sizes) // 8) + transitions + sizes
-    body += json.dumps(record, separators=(",", ":")).encode()
-    return FRAME.pack(len(body)) + body
+    head = PACKED_HEAD.pack(VERSION, len(transitions) // 8, len(sizes) // 8)
+    tail = json.dumps(record, separators=(",", ":")).encode()
+    size = len(PACKED) + len(head) + len(transitions) + len(sizes) + len(tail)
+    return b"".join((FRAME.pack(size), PACKED, head, transitions, sizes, tail))  # one copy of the records
 
 
 def pack_records(records: Iterable[tuple[int, ...]]) -> bytes:
@@ -133,15 +135,23 @@ class DigestPipe:
         self._full.register(self._fd, select.POLLOUT)
 
     def write(self, data: bytes, waiting: Callable[[], None] | None = None) -> None:
-        """Write a whole frame (BrokenPipeError: the digest process is gone). While the pipe is full,
-        ``waiting`` runs every :data:`WAIT_S`: no drain runs meanwhile (the writer is the one that
-        drains), and the engine's packed records would otherwise grow without bound."""
+        """Write a whole frame (BrokenPipeError: the digest process is gone). While the pipe is full
+        (or takes a little at a time), ``waiting`` runs every :data:`WAIT_S`: no drain runs meanwhile
+        (the writer is the one that drains), and the engine's packed records would otherwise grow
+        without bound (a digest process at 10% of a core, reading as it went, let threaded's grow
+        to 180 MB when this waited for poll to time out)."""
         view = memoryview(data)
+        waited_since = 0.0
         while view:
             try:
                 view = view[os.write(self._fd, view) :]
             except BlockingIOError:
-                if not self._full.poll(WAIT_S * 1000) and waiting is not None:
+                self._full.poll(WAIT_S * 1000)
+                now = time.monotonic()  # the pipe may take a little at a time: trimmed by the clock, not by poll
+                if not waited_since:
+                    waited_since = now
+                elif now - waited_since >= WAIT_S and waiting is not None:
+                    waited_since = now
                     waiting()
 
     def send(self, kind: str, payload: object = None) -> None:

@@ -108,6 +108,11 @@ now_ns = time.monotonic_ns
 # 200k leaves two orders of magnitude of slack before the oldest records are dropped.
 MAX_TRANSITIONS = 200_000
 MAX_SAMPLES = 100_000
+MAX_PACKED = 50_000
+"""Packed transitions, and packed sizes, an engine process keeps between two drains (2 MB each): ~20x a
+drain's at ~25k req/s. Only a digest process that is behind reaches it (the oldest are dropped, and
+said); with the deques' bounds the threaded engine's process, its digest process behind at zero
+latency in the app, grew to ~150 MB (12 MB buffers and frames, reallocated) against ~50 MB before."""
 RECORD = struct.Struct("=5q")
 """A packed transition or size record: five native int64s (``Recorder(packed=True)``). Packing it
 as it is recorded costs ~0.07 us more than a tuple appended to a deque; packing a batch of tuples
@@ -130,7 +135,7 @@ class Batch:
     sizes: list[Size] = field(default_factory=list)  # finished requests' bytes in and out
     frames: list[bytes] | None = None  # the pipe frames it holds all of, as read (the tape keeps them as they came)
     servers: dict[str, dict[str, int]] | None = None  # engine -> its source counters at the drain (recordings)
-    packed: tuple[bytes, bytes] | None = None  # a packed recorder's transitions and sizes (:data:`RECORD` each)
+    packed: tuple[bytearray, bytearray] | None = None  # a packed recorder's transitions and sizes (RECORD each)
 
     def __len__(self) -> int:
         return len(self.transitions) + len(self.latencies) + len(self.lags)
@@ -196,8 +201,8 @@ class Recorder:
         batch.lags = _drain(self._lags)
         batch.sizes = _drain(self._sizes)
         if self.packed:
-            tr, tr_over = _take(self._packed_tr, MAX_TRANSITIONS)
-            sz, sz_over = _take(self._packed_sz, MAX_SAMPLES)
+            tr, tr_over = _take(self._packed_tr, MAX_PACKED)
+            sz, sz_over = _take(self._packed_sz, MAX_PACKED)
             batch.packed = (tr, sz)
             batch.dropped += max(tr_over + sz_over, self._trimmed)
             self._trimmed = 0
@@ -207,8 +212,8 @@ class Recorder:
         """Drop the oldest packed records past the bounds: called while no drain can run (the engine's
         writer waits on a full pipe); the next drain's ``dropped`` says so. Records are whole and
         only added at the end, so deleting a multiple of their size from the front is safe."""
-        for buf, most in ((self._packed_tr, MAX_TRANSITIONS), (self._packed_sz, MAX_SAMPLES)):
-            excess = len(buf) - most * RECORD.size
+        for buf in (self._packed_tr, self._packed_sz):
+            excess = len(buf) - MAX_PACKED * RECORD.size
             if excess > 0:
                 del buf[:excess]
                 self._trimmed = 1
@@ -221,17 +226,15 @@ class Recorder:
         del self._packed_tr[:], self._packed_sz[:]
 
 
-def _take(buf: bytearray, most: int) -> tuple[bytes, int]:
+def _take(buf: bytearray, most: int) -> tuple[bytearray, int]:
     """The packed records in ``buf`` now, taken out of it, the newest ``most`` of them; and 1 if
     older ones were dropped. Producers only add whole records at the end, each in one C call:
     the prefix copied is the prefix deleted, whatever they add meanwhile."""
     n = len(buf)
-    data = bytes(buf[:n])
-    del buf[:n]
     keep = most * RECORD.size
-    if len(data) > keep:
-        return data[-keep:], 1
-    return data, 0
+    data = buf[max(0, n - keep) : n]  # one copy, of the newest only
+    del buf[:n]
+    return data, int(n > keep)
 
 
 def _drain(buf: deque) -> list:

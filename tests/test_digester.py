@@ -217,13 +217,13 @@ def test_a_packed_recorder_keeps_every_record_its_threads_add_while_it_is_draine
     once, whole and in each thread's order; past the bound the oldest go and the batch says so."""
     import threading
 
-    from syncviz.engines.events import MAX_TRANSITIONS, RECORD, Recorder
+    from syncviz.engines.events import MAX_PACKED, RECORD, Recorder
     from syncviz.engines.work import emitters, size_emitter
 
     recorder = Recorder(packed=True)
     emit, emit_at = emitters(recorder, 1)
     size = size_emitter(recorder, 1)
-    per_thread = 20_000
+    per_thread = 10_000  # 40,000 in all: under MAX_PACKED, however the drains fall
 
     def produce(lane: int) -> None:
         for i in range(per_thread):
@@ -252,12 +252,12 @@ def test_a_packed_recorder_keeps_every_record_its_threads_add_while_it_is_draine
     recorder.transition((5, 1, 2, 0, 1))
     assert list(RECORD.iter_unpack(recorder.drain().packed[0]))[1] == (5, 1, 2, 0, 1)  # type: ignore[index]
 
-    for i in range(MAX_TRANSITIONS + 10):
+    for i in range(MAX_PACKED + 10):
         emit_at(i, i, 0, 1)
     over = recorder.drain()
     assert over.dropped == 1
     kept = list(RECORD.iter_unpack(over.packed[0]))  # type: ignore[index]
-    assert len(kept) == MAX_TRANSITIONS and kept[0][0] == 10  # the newest kept
+    assert len(kept) == MAX_PACKED and kept[0][0] == 10  # the newest kept
 
 
 def test_while_a_stopped_digest_process_leaves_the_pipe_full_the_engine_s_records_stay_bounded() -> None:
@@ -266,7 +266,7 @@ def test_while_a_stopped_digest_process_leaves_the_pipe_full_the_engine_s_record
     import threading
 
     from syncviz.engines.digester import DigestPipe
-    from syncviz.engines.events import MAX_TRANSITIONS, RECORD, Recorder
+    from syncviz.engines.events import MAX_PACKED, RECORD, Recorder
     from syncviz.engines.work import emitters
 
     recorder = Recorder(packed=True)
@@ -278,7 +278,7 @@ def test_while_a_stopped_digest_process_leaves_the_pipe_full_the_engine_s_record
             waits: list[int] = []
 
             def waiting() -> None:
-                for i in range(MAX_TRANSITIONS // 4):  # an engine recording meanwhile
+                for i in range(MAX_PACKED // 4):  # an engine recording meanwhile
                     emit_at(i, i, 0, 1)
                 recorder.trim()
                 waits.append(len(recorder._packed_tr))
@@ -296,7 +296,7 @@ def test_while_a_stopped_digest_process_leaves_the_pipe_full_the_engine_s_record
             while len(waits) < 8 and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert len(waits) >= 8, "the writer never waited on the full pipe"
-            assert max(waits) <= MAX_TRANSITIONS * RECORD.size  # bounded, however long the stall
+            assert max(waits) <= MAX_PACKED * RECORD.size  # bounded, however long the stall
             assert writer.is_alive()  # still waiting to write: nothing was lost from the frame stream
         finally:
             os.kill(pipe.pid, signal.SIGKILL)
@@ -304,4 +304,47 @@ def test_while_a_stopped_digest_process_leaves_the_pipe_full_the_engine_s_record
             writer.join(5)
             pipe.proc.stdin.close()  # type: ignore[union-attr]
     batch = recorder.drain()
-    assert batch.dropped >= 1 and len(batch.packed[0]) <= MAX_TRANSITIONS * RECORD.size  # type: ignore[index]
+    assert batch.dropped >= 1 and len(batch.packed[0]) <= MAX_PACKED * RECORD.size  # type: ignore[index]
+
+
+def test_a_digest_process_busy_while_no_frame_comes_is_said_to_be_behind_not_silent() -> None:
+    """The silent engine's panel names what is late: a digest process that keeps using CPU is behind
+    (its engine serves on), one that does not is 'no answer' as before. Its share is measured from
+    /proc, here on a real busy process and a real idle one."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from syncviz.engines.proc_handle import BEHIND_CPU, ProcHandle
+
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code]) for code in ("while True: pass", "import time; time.sleep(30)")
+    ]
+    try:
+        shares = []
+        for p in procs:
+            look = SimpleNamespace(_digest_ps=psutil.Process(p.pid), _digest_cpu=None, _digest_share=0.0)
+            ProcHandle._look_at_digest(look, time.monotonic())  # type: ignore[arg-type]
+            time.sleep(0.5)
+            ProcHandle._look_at_digest(look, time.monotonic())  # type: ignore[arg-type]
+            shares.append(look._digest_share)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(5)
+    assert shares[0] > 0.5 and shares[1] < BEHIND_CPU, shares
+
+    def handle(share: float) -> SimpleNamespace:
+        return SimpleNamespace(
+            alive=True,
+            stopped=lambda: False,
+            _digest_stopped=False,
+            last_frame=time.monotonic() - 3.0,
+            _grace_until=0.0,
+            _digest_share=share,
+        )
+
+    state, detail = ProcHandle.state(handle(shares[0]), 1.0)  # type: ignore[arg-type]
+    assert state == "stalled" and detail.startswith("its digest process is behind (3.") and "serves on" in detail
+    state, detail = ProcHandle.state(handle(shares[1]), 1.0)  # type: ignore[arg-type]
+    assert state == "stalled" and detail.startswith("no answer for 3.")
