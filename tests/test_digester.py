@@ -325,14 +325,14 @@ def test_a_digest_process_busy_while_no_frame_comes_is_said_to_be_behind_not_sil
         for p in procs:
             look = SimpleNamespace(_digest_ps=psutil.Process(p.pid), _digest_cpu=None, _digest_share=0.0)
             ProcHandle._look_at_digest(look, time.monotonic())  # type: ignore[arg-type]
-            time.sleep(0.5)
+            time.sleep(1.0)
             ProcHandle._look_at_digest(look, time.monotonic())  # type: ignore[arg-type]
             shares.append(look._digest_share)
     finally:
         for p in procs:
             p.kill()
             p.wait(5)
-    assert shares[0] > 0.5 and shares[1] < BEHIND_CPU, shares
+    assert shares[0] >= BEHIND_CPU > shares[1], shares  # (the busy one shares the cores with the suite's workers)
 
     def handle(share: float) -> SimpleNamespace:
         return SimpleNamespace(
