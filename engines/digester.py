@@ -11,8 +11,9 @@ digest for an engine's run, ``view`` frames change its zoom.
 
 Why a process: a digest thread in the engine's process shares the engine's GIL and core. At zero
 latency it took ~4 us a request of the asyncio engine's ~20 (wrk: 46k -> 56k req/s with it
-apart); here the engine only packs its records (~1 us a request) and the digesting runs on the
-CPUs the UI keeps to (``digest_cpus``). It ends when its input ends: the engine stopped or died.
+apart); here the engine records packed (``Recorder(packed=True)``: its writing thread ~0.5 us a
+request) and the digesting runs on the CPUs the UI keeps to (``digest_cpus``). It ends when its
+input ends: the engine stopped or died.
 Nothing read from its pipe is unpickled: packed arrays are checked for size and every field's range
 (:func:`~syncviz.engines.wire.check_packed`), like any batch's.
 """
