@@ -167,7 +167,7 @@ class Recorder:
     ``packed``: transitions and sizes are kept as :data:`RECORD` bytes (an engine process whose
     digest process reads them as they are); ``transition`` and ``size`` still take tuples, and
     :func:`~syncviz.engines.work.emitters` packs directly into :attr:`packed_transitions`. A drain
-    puts them in :attr:`Batch.packed`, bounded as the deques are (the oldest dropped first).
+    puts them in :attr:`Batch.packed`, the newest :data:`MAX_PACKED` of a kind (the oldest dropped first).
     """
 
     def __init__(self, enabled: bool = True, packed: bool = False) -> None:

@@ -256,8 +256,12 @@ class ProcHandle:
             if self._digest_ps is None or self._digest_ps.pid != self.digest_pid:
                 with contextlib.suppress(psutil.Error):
                     self._digest_ps = psutil.Process(self.digest_pid)
-            self._digest_stopped = _is_stopped(self._digest_ps)
-            self._look_at_digest(now)
+            if self._digest_ps is None:
+                self._digest_stopped = False
+            else:
+                with self._digest_ps.oneshot():  # one read of /proc/PID/stat for its state and its CPU
+                    self._digest_stopped = _is_stopped(self._digest_ps)
+                    self._look_at_digest(now)
         return self._stopped
 
     def _look_at_digest(self, now: float) -> None:
