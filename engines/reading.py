@@ -59,6 +59,16 @@ class ReadingTracker:
 
     def assign(self, reqs: list[Request], t: int) -> None:
         """Give each completed request its id (``req.rid``); the first ends the reading, if any."""
+        if not self.cid:  # the commonest: nothing was being read, each request came whole
+            for req in reqs:
+                rid = req.req_id
+                if rid is None:
+                    req.rid = self._new_id()
+                else:
+                    req.rid = rid
+                    if req.sent_ns and req.sent_ns <= t:  # the load generator's: queued since it was sent
+                        self._emit_at(req.sent_ns, rid, -1, Phase.QUEUED)
+            return
         for req in reqs:  # the load generator's requests: queued since the client sent them
             if req.sent_ns and req.req_id is not None and req.sent_ns <= t:
                 self._emit_at(req.sent_ns, req.req_id, -1, Phase.QUEUED)

@@ -199,10 +199,12 @@ class RequestReader:
         if self._head > MAX_HEAD:
             raise self._refuse(431, "request header fields too large")
         version = self._parser.get_http_version()
-        if version != "1.1":
-            if version not in _VERSIONS:
-                raise self._refuse(400, "unsupported HTTP version")
-            self.continue_due = False  # HTTP/1.0 clients never wait for it
+        if version == "1.1":
+            self._version = "HTTP/1.1"  # the commonest: no lookup
+            return
+        if version not in _VERSIONS:
+            raise self._refuse(400, "unsupported HTTP version")
+        self.continue_due = False  # HTTP/1.0 clients never wait for it
         self._version = _VERSIONS[version]
 
     def on_body(self, body: bytes) -> None:

@@ -23,17 +23,7 @@ import time
 from collections.abc import Callable
 
 from .events import RECORD, RECORDS_2, Phase, Recorder, now_ns
-from .http import (
-    BOOM_PATH,
-    HANDLER_METHODS,
-    HANDLER_PATHS,
-    HEALTH_PATH,
-    HandlerBoom,
-    chunk,
-    chunked_head,
-    response,
-    route,
-)
+from .handler import IO, SEND, Plan, early_response, error_response, handler_plan
 from .request import Request
 from .settings import Settings
 
@@ -306,57 +296,6 @@ def parse_sent_ns(head: bytes) -> int:
     return int(head[start : head.index(b"\r\n", start)])
 
 
-CPU, IO, SEND = 0, 1, 2
-HELLO = b"hello from syncviz\n"
-
-
-Plan = tuple[tuple[int, float | bytes], ...]
-_plans: tuple[Settings | None, dict[tuple[bool, bool], Plan]] = (None, {})
-"""The plans made for the latest settings, by (keep-alive, HEAD): a plan depends on nothing else."""
-
-
-def handler_plan(req: Request, settings: Settings) -> Plan:
-    """The handler as steps ``(CPU, s)``, ``(IO, s)``, ``(SEND, bytes)``.
-
-    Every engine runs the same plan its own way (blocking, awaiting or yielding). ``/boom``
-    raises here: the handler exception the servers must survive. Plans are kept for the
-    latest settings (a frozen :class:`~syncviz.engines.settings.Settings`): made once, not per request.
-    """
-    global _plans
-    if req.path == BOOM_PATH:
-        raise HandlerBoom("boom")
-    key = (req.keep_alive, req.method == "HEAD")
-    made_for, plans = _plans
-    if made_for is settings:
-        plan = plans.get(key)
-        if plan is not None:
-            return plan
-    else:
-        plans = {}
-    plan = plans[key] = _make_plan(req, settings)
-    _plans = (settings, plans)  # one assignment: a thread never sees a half-made pair
-    return plan
-
-
-def _make_plan(req: Request, settings: Settings) -> Plan:
-    plan: list[tuple[int, float | bytes]] = []
-    if settings.cpu_s > 0:
-        plan.append((CPU, settings.cpu_s))
-    if settings.chunks <= 1:
-        if settings.io_s > 0:
-            plan.append((IO, settings.io_s))
-        plan.append((SEND, head_only(req, response(200, HELLO, req.keep_alive))))
-        return tuple(plan)
-    plan.append((SEND, chunked_head(req.keep_alive)))
-    for i in range(settings.chunks):
-        plan.append((IO, settings.io_s / settings.chunks))
-        if req.method != "HEAD":  # a HEAD response is the head alone (curl -I on keep-alive)
-            plan.append((SEND, chunk(b"chunk %d\n" % i)))
-    if req.method != "HEAD":
-        plan.append((SEND, chunk(b"")))
-    return tuple(plan)
-
-
 def run_plan(plan: Plan, rid: int, lane: int, work: Work, upstream: bool, send: Send) -> int:
     """Run a plan on the calling thread or greenlet; return the bytes it wrote."""
     sent = 0
@@ -376,32 +315,6 @@ def run_plan(plan: Plan, rid: int, lane: int, work: Work, upstream: bool, send: 
         else:
             work.cpu(rid, lane, arg)  # type: ignore[arg-type]
     return sent
-
-
-def early_response(req: Request) -> tuple[bytes, int] | None:
-    """The answer and final phase for a request that never reaches the handler (404, 405, health)."""
-    if req.path in HANDLER_PATHS and req.method in HANDLER_METHODS:
-        return None  # the handler's own request, the common case: no need to route further
-    status = route(req)
-    if status == 200 and req.path != HEALTH_PATH:
-        return None
-    if status == 200:
-        return head_only(req, response(200, b"ok\n", req.keep_alive)), Phase.DONE
-    return head_only(req, response(status, b"no such path\n", req.keep_alive)), Phase.FAILED
-
-
-def head_only(req: Request, data: bytes) -> bytes:
-    """``data`` for any method; for HEAD its head alone (the same Content-Length, no body)."""
-    if req.method != "HEAD":
-        return data
-    return data[: data.index(b"\r\n\r\n") + 4]
-
-
-def error_response(req: Request, settings: Settings) -> bytes:
-    """The 500 for a failed handler; mid-stream there is no way to say it but to hang up."""
-    if settings.chunks > 1:
-        raise ConnectionAbortedError("handler failed mid-stream")
-    return head_only(req, INTERNAL_ERROR if req.keep_alive else response(500, b"handler failed\n", False))
 
 
 def serve_sync(req: Request, rid: int, lane: int, work: Work, settings: Settings, send: Send) -> bool:
@@ -429,6 +342,3 @@ def serve_sync(req: Request, rid: int, lane: int, work: Work, settings: Settings
         return False
     work.end(rid, lane, _DONE, req.bytes_in, sent)
     return True
-
-
-INTERNAL_ERROR = response(500, b"handler failed\n", True)

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from syncviz.engines.handler import HELLO
 from syncviz.engines.http import response
-from syncviz.engines.work import HELLO
 
 BARE = Path(__file__).resolve().parent.parent / "benchmarks" / "bare"
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"

@@ -21,18 +21,10 @@ import threading
 import anyio.to_thread
 
 from ..events import Phase, now_ns
-from ..http import HANDLER_METHODS, HANDLER_PATHS, error_page
+from ..handler import CPU, IO, SEND, Plan, early_response, error_response, handler_plan, instant_answer
+from ..http import error_page
 from ..request import Request
-from ..work import (
-    CPU,
-    IO,
-    SEND,
-    Plan,
-    early_response,
-    error_response,
-    handler_plan,
-    run_plan,
-)
+from ..work import run_plan
 from ._asyncproto import LOOP, AsyncWork, _Conn
 from ._loop import LoopEngine
 
@@ -139,7 +131,8 @@ class AsyncioEngine(LoopEngine):
                     counts.add(served=1, failed=0 if ok else 1)
                 if not req.keep_alive:
                     break
-                conn.served()
+                if not requests and not conn.reader.partial:  # answered, nothing else under way: idle from now
+                    conn.idle_since = now_ns()
         except OSError:
             pass
         except Exception:  # never a dead task's traceback from a request: the connection closes
@@ -156,12 +149,9 @@ class AsyncioEngine(LoopEngine):
         t_run = now_ns()
         if self.mode != "native" or conn.paused or conn.closed:
             return False
-        if req.path not in HANDLER_PATHS or req.method not in HANDLER_METHODS:
-            return False  # early_response's answers and /boom's 500
-        plan = handler_plan(req, self.settings)
-        if len(plan) != 1 or plan[0][0] != SEND:
-            return False
-        data: bytes = plan[0][1]  # type: ignore[assignment]
+        data = instant_answer(req, self.settings)
+        if data is None:
+            return False  # a plan that waits, early_response's answers, /boom's 500
         conn.transport.write(data)  # buffered: it never waits, so RUNNING is recorded with DONE
         self.native.ran(req.rid, LOOP, t_run, req.bytes_in, len(data))
         return True

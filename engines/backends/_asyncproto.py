@@ -90,7 +90,8 @@ class _Conn(asyncio.Protocol):
     def __init__(self, engine: AsyncioEngine) -> None:
         self.engine = engine
         self.reader = RequestReader()
-        self.track = ReadingTracker(engine.new_id, engine.native.emit_at, engine.counts)
+        self._emit_at = engine.native.emit_at
+        self.track = ReadingTracker(engine.new_id, self._emit_at, engine.counts)
         self.requests: deque[Request | int] = deque()
         self.closed = False
         self.eof = False  # the client half-closed: no more requests will come
@@ -138,15 +139,18 @@ class _Conn(asyncio.Protocol):
                 self.transport.pause_reading()
         except Exception:  # never a traceback from a client's bytes: refuse and close
             self._refuse(400)
-        self._wake()
+        waiter = self._waiter  # self._wake(), inline: once a read
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _queue(self, reqs: list[Request], t: int) -> None:
         if not reqs:
             return
-        if self.track.reading:
+        track = self.track
+        if track.cid:  # a request was being read: its deadline goes
             self._cancel_deadline()
-        self.track.assign(reqs, t)
-        emit_at = self.engine.native.emit_at
+        track.assign(reqs, t)
+        emit_at = self._emit_at
         for req in reqs:
             emit_at(t, req.rid, LOOP, READY)  # here and runnable; the loop is busy
         self.requests.extend(reqs)
@@ -233,11 +237,6 @@ class _Conn(asyncio.Protocol):
         """Whether bytes of a next request wait in the kernel, not read by the loop yet."""
         sock = self.transport.get_extra_info("socket")
         return sock is not None and has_bytes(sock.fileno())
-
-    def served(self) -> None:
-        """A response is written: the connection is idle from now if nothing else is under way."""
-        if not self.requests and not self.reader.partial:
-            self.idle_since = now_ns()
 
     async def write(self, data: bytes, rid: int, work: Work) -> None:
         if self.closed:

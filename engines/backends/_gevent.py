@@ -25,11 +25,12 @@ import gevent.socket
 
 from ..counts import ServerSnapshot, has_bytes
 from ..events import Phase, now_ns
-from ..http import CONTINUE, HANDLER_METHODS, HANDLER_PATHS, RECV_SIZE, error_page, send_final
+from ..handler import SEND, instant_answer
+from ..http import CONTINUE, RECV_SIZE, error_page, send_final
 from ..reading import ReadingTracker
 from ..registry import GEVENT_POOL
 from ..request import HttpError, Request, RequestReader
-from ..work import SEND, BlockingWork, Send, handler_plan, run_plan, serve_sync
+from ..work import BlockingWork, Send, run_plan, serve_sync
 from ._loop import LoopEngine
 
 HUB = 0  # the lane of the hub's thread
@@ -201,12 +202,11 @@ class GeventEngine(LoopEngine):
         sent as ``serve_sync`` sends it (waiting for a slow reader). True (DONE); None when it is
         not that request (nothing done or recorded). OSError: the client went away (FAILED)."""
         t_run = now_ns()
-        if self.mode != "native" or req.path not in HANDLER_PATHS or req.method not in HANDLER_METHODS:
-            return None  # early_response's answers and /boom's 500
-        plan = handler_plan(req, self.settings)
-        if len(plan) != 1 or plan[0][0] != SEND:
+        if self.mode != "native":
             return None
-        data: bytes = plan[0][1]  # type: ignore[assignment]
+        data = instant_answer(req, self.settings)
+        if data is None:
+            return None  # a plan that waits, early_response's answers, /boom's 500
         work, rid = self.native, req.rid
         try:
             n = sock.send(data, 0, 0.0)

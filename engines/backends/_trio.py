@@ -24,19 +24,14 @@ import trio
 from anyio.abc import SocketAttribute, SocketListener, SocketStream
 
 from ..events import Phase, now_ns
+from ..handler import CPU, IO, SEND, early_response, error_response, handler_plan
 from ..http import CONTINUE, RECV_SIZE, error_page
 from ..reading import ReadingTracker
 from ..request import HttpError, Request, RequestReader
 from ..work import (
-    CPU,
     GIL_GAP_NS,
-    IO,
-    SEND,
     UPSTREAM_REQUEST,
     UpstreamError,
-    early_response,
-    error_response,
-    handler_plan,
     parse_sent_ns,
 )
 from ._asyncio import AsyncWork
