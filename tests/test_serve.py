@@ -223,7 +223,7 @@ def test_headless_json_lines_then_sigint_exits_within_2_s_and_frees_the_ports() 
             assert all(type(e[k]) is int and e[k] >= 0 for k in KEYS - {"served_rps"})
         assert get(base + 1)[0] == 200  # the fixed ports serve an outside client, and the server counts it
         later = [json.loads(serve.line()) for _ in range(2)]
-        assert later[0]["t"] == pytest.approx(doc["t"] + 1, abs=0.3)
+        assert later[0]["t"] == pytest.approx(doc["t"] + 1, abs=0.5)  # a line a second (a busy machine delays one)
         assert any(d["engines"]["asyncio"]["served_rps"] > 0 for d in later)
         assert all(d["engines"]["gevent"]["served_rps"] == 0 for d in later)
         code, took, err = serve.stop(signal.SIGINT)
