@@ -125,6 +125,25 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def source_commit() -> str:
+    """The commit the measured code is from (the checkout this script is in), ``+ changes`` when its
+    tracked files differ from it; n/a outside a git checkout."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        head = subprocess.run(
+            ["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if head.returncode == 0 and head.stdout.strip():
+            dirty = subprocess.run(
+                ["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+            return head.stdout.strip() + (" + changes" if dirty.stdout.strip() else "")
+    return NA
+
+
 def wrk_version(path: str | None) -> str:
     if path is None:
         return NA
@@ -147,5 +166,6 @@ def machine(wrk: str | None) -> dict[str, object]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "packages": package_versions(),
         "wrk": wrk_version(wrk or shutil.which("wrk")),
+        "commit": source_commit(),
         "loadavg_at_start": None if load is None else [round(x, 2) for x in load],
     }

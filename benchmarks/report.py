@@ -47,7 +47,7 @@ def _machine(res: dict[str, Any]) -> list[str]:
         "",
         f"- CPU: {m['cpu_model']}, {m['cores']} cores (this run allowed CPUs {m['cpus_allowed']}), "
         f"shared with other engineers' work (load average {load if load else NA} at the start)",
-        f"- OS: {m['kernel']}; Python: {m['python']}",
+        f"- OS: {m['kernel']}; Python: {m['python']}; syncviz: commit {m.get('commit', NA)}",
         f"- Packages: {pkgs}",
         f"- wrk: {m['wrk']} ({res['wrk_how']})",
         "",
