@@ -31,7 +31,7 @@ from .digester import DigestPipe, View, collect_rarely, pack_batch
 from .events import ENGINE_IDS, Batch, Recorder
 from .host import raise_fd_limit, sample_stalls
 from .placement import set_cpus, short_slices
-from .registry import engine_spec
+from .registry import ENGINE_SPECS, engine_spec
 from .scenarios import get_scenario
 from .settings import Settings, SettingsError
 from .wire import WireError, batch_to_wire, read_frame, write_frame
@@ -213,7 +213,9 @@ class EngineRole(_Role):
 
 SWITCH_INTERVAL_S = 0.001  # an engine's loop waits at most this for the GIL behind its own sender
 # thread (Python's default is 5 ms); with short_slices, io-bound loop lag p99 together vs alone went
-# from 1.5-2.9x to 0.9-1.9x (2-core machine); cpu-bound stayed fair (63/63/63 req/s)
+# from 1.5-2.9x to 0.9-1.9x (2-core machine). Engines with a loop only: a pool's threads keep Python's
+# 5 ms, as gunicorn's would; at 1 ms their GIL changed hands 5x as often, each hand-over a wakeup the OS
+# favours, and cpu-bound together read 66-68 / 55-56 / 54-56 req/s (62 / 59 / 58 at 5 ms; Linux 6.18).
 
 
 def child_main() -> int:
@@ -231,7 +233,9 @@ def child_main() -> int:
     set_cpus(start.get("cpus") or [])
     if start.get("role") == "engine":
         short_slices()  # before any thread starts: they all inherit it
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        spec = ENGINE_SPECS.get(str(start.get("engine")))
+        if spec is None or spec.has_loop:
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
     raise_fd_limit()
     try:
         if start.get("role") == "engine":

@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 
 from .base import EngineError
+from .bottleneck import WaitMeter
 from .counts import ServerSnapshot
 from .events import Batch
 from .registry import ENGINE_SPECS, exit_words
@@ -71,6 +72,14 @@ def _is_stopped(proc: psutil.Process | None) -> bool:
         return False
 
 
+SEPARATE: dict[str, Any] = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
+"""How an engine process stands apart from the terminal: a process group of its own (not the terminal's
+foreground group, so its ctrl+c does not reach it), in the app's session. Not a session of its own:
+Linux then schedules each process in a group of its own (autogroup), and on a shared core that
+starved the loop engines for whole runs (cpu-bound together: 187 / 0 / 0 req/s; in one session
+64 / 53 / 53, Linux 6.18). Python 3.10 has no ``process_group``: a session there."""
+
+
 class ProcHandle:
     """Starts ``python -m syncviz.engines.proc`` with ``start`` as its first frame."""
 
@@ -96,7 +105,7 @@ class ProcHandle:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,  # the terminal belongs to the UI; the last lines explain an exit
                 env=dict(os.environ, PYTHONUNBUFFERED="1"),
-                start_new_session=True,  # the terminal's ctrl+c and hangup go to the app, which stops us
+                **SEPARATE,  # the terminal's ctrl+c and hangup go to the app, which stops us
             )
             if owner is not None:
                 owner.append(self)
@@ -119,6 +128,7 @@ class ProcHandle:
     def _setup(self, name: str, start: dict[str, Any], cpus: tuple[int, ...]) -> None:
         self.pid = self._popen.pid
         self.sample = ProcessInfo(self.pid, tuple(cpus))
+        self._waits = WaitMeter(self.pid)  # its threads' wait for a CPU (bottleneck.uneven_split reads it)
         spec = ENGINE_SPECS.get(name)  # None: the load generator
         self._forks = spec is not None and spec.processes  # prefork: its workers count as the engine
         self._kids: dict[int, psutil.Process] = {}
@@ -333,7 +343,7 @@ class ProcHandle:
                     rss += child.memory_info().rss / 1e6
             except psutil.Error:
                 self._kids_at = 0.0  # one is gone: look for its replacement at the next sample
-        self.sample = ProcessInfo(self.pid, self.sample.cpus, cpu, rss)
+        self.sample = ProcessInfo(self.pid, self.sample.cpus, cpu, rss, self._waits.percent())
 
     def _children(self) -> list[psutil.Process]:
         """Its child processes, the same objects from one sample to the next (for their CPU %).

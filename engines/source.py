@@ -60,6 +60,7 @@ class ProcessInfo:
     cpus: tuple[int, ...] = ()
     cpu_percent: float | None = None  # of one core, over the last sample interval
     rss_mb: float | None = None
+    wait_percent: float | None = None  # its threads' wait, runnable, for a CPU: % of one core, same interval
 
     def as_dict(self) -> dict[str, Any]:
         return {"pid": self.pid, "cpus": list(self.cpus), "cpu_percent": self.cpu_percent, "rss_mb": self.rss_mb}

@@ -176,6 +176,18 @@ def test_process_metrics_come_from_the_processes() -> None:
         proc = child.status().engines["asyncio"].process
         assert proc is not None and proc.cpus == child.placement.engines["asyncio"]
         assert abs(proc.rss_mb - psutil.Process(proc.pid).memory_info().rss / 1e6) < 20  # type: ignore[operator]
+        assert wait_for(lambda: child.status().engines["asyncio"].process.wait_percent is not None, timeout=3)  # type: ignore[union-attr]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Popen's process_group: a session of its own on 3.10")
+def test_engine_processes_share_the_app_s_session_in_a_process_group_of_their_own() -> None:
+    """Not a session each: Linux scheduled each session's processes as a group (autogroup), and on a
+    shared core that starved the loop engines (cpu-bound together 187 / 0 / 0 req/s); nor the
+    app's process group: the terminal's ctrl+c is the app's alone."""
+    with ChildHost(scenario="io-bound", engines=["threaded", "asyncio"], clients=5, io_ms=10) as child:
+        pids = [p.pid for p in child.procs.values()] + [child.loadproc.pid]  # type: ignore[union-attr]
+        assert {os.getsid(pid) for pid in pids} == {os.getsid(0)}
+        assert all(os.getpgid(pid) == pid != os.getpgid(0) for pid in pids)
 
 
 def test_a_prefork_engine_is_the_sum_of_its_processes() -> None:

@@ -34,7 +34,7 @@ from syncviz.tui.run_controls import RUN_BINDINGS, RunControls, scenario_zoom
 from syncviz.tui.scrub import Scrub
 from syncviz.tui.tape import Tape
 from syncviz.tui.time_controls import TIME_BINDINGS, TimeControls
-from syncviz.tui.widgets.bars import GIL_NOTE, Bar, caption_text, legend_text, status_text
+from syncviz.tui.widgets.bars import GIL_NOTE, Bar, SplitNote, caption_text, legend_text, status_text
 from syncviz.tui.widgets.detail import DetailPanel
 from syncviz.tui.widgets.help import HelpScreen
 from syncviz.tui.widgets.panel import EnginePanel
@@ -126,6 +126,7 @@ class SyncvizApp(RunControls, TimeControls, App[int]):
             yield PerfLine(id="perf")
             if self.in_process:
                 yield Static(GIL_NOTE, id="gil-note")
+            yield SplitNote(id="split-note")
             yield Bar(id="caption")
             with Container(id="panels", classes=f"-n{len(self.board.engines)}"):  # the grid for 2-6 (app.tcss)
                 for name in self.board.engines:
@@ -247,6 +248,8 @@ class SyncvizApp(RunControls, TimeControls, App[int]):
         key = self.restart_key
         for panel in self.query(EnginePanel):
             panel.set_status(status.engines.get(panel.engine), key)
+        for note in self.query("#split-note").results(SplitNote):  # none while the app shuts down
+            note.look(status.engines, self.board.of_bound())
         servers = {name: e.server for name, e in status.engines.items() if e.server is not None}
         self.tape.note_servers(self.board.now_ns, servers)  # a scrubbed moment's served/s
         if self.tape.spill_note and not self._spill_told:  # once: the tape's minutes fell back to memory

@@ -84,6 +84,14 @@ class Board:
     def ns_per_col(self) -> int:
         return max(1, round(self.zoom_ms * 1_000_000))
 
+    def of_bound(self) -> dict[str, float | None]:
+        """Each engine's req/s now over its bound (None: no bound, or no counters yet)."""
+        out: dict[str, float | None] = {}
+        for name in self.engines:
+            bound, counters = self.engine_info(name).bound, self.counters.get(name)
+            out[name] = counters.rps / bound if bound and counters is not None else None
+        return out
+
     def engine_info(self, name: str) -> EngineInfo:
         settings = self.settings
         mode = self.info.get("modes", {}).get(name) or SCENARIOS[self.scenario].mode(name)

@@ -1,11 +1,15 @@
-"""The thin bars around the panels: status and knobs, the in-process note, caption, legend."""
+"""The thin bars around the panels: status and knobs, the in-process note, the uneven-split note,
+caption, legend."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from rich.text import Text
+from syncviz.engines.bottleneck import Split, uneven_split
 from syncviz.engines.scenarios import SCENARIOS
 from syncviz.engines.settings import Settings
-from syncviz.engines.source import SourceStatus
+from syncviz.engines.source import EngineStatus, SourceStatus
 from syncviz.tui.knobs import knob_line
 from syncviz.tui.phases import EIGHTHS, IDLE_GLYPH, LEGEND_PHASES, LOOKS
 from textual.widgets import Static
@@ -13,6 +17,7 @@ from textual.widgets import Static
 KEY = "#8b93a7"
 WARN = "bold #1b1e28 on #e69f00"  # amber: stalled, slow motion, records lost
 MINUS = "\u2212"  # how far back a paused picture is: a minus sign, not a hyphen
+SPLIT_LOOKS = 3  # looks in a row (a few a second) that must agree before the split note comes or goes
 
 
 def health_label(status: SourceStatus | None) -> tuple[str, str]:
@@ -122,6 +127,17 @@ GIL_NOTE = (
 )
 
 
+def split_text(split: Split) -> str:
+    """One line for engines whose shared CPUs the OS splits unevenly (``bottleneck.uneven_split``)."""
+    where = "cpu " + ",".join(map(str, split.cpus))
+    parts = " · ".join(f"{name} {cpu:.0f}%" for name, cpu in split.cpu.items())
+    starved = " and ".join(split.starved)
+    return (
+        f"⚠ {where} is full and the OS splits it {parts}, not {split.even:.0f}% each: {starved} "
+        f"{'waits' if len(split.starved) == 1 else 'wait'} for it, so req/s here rank that split, not the models"
+    )
+
+
 class Bar(Static):
     """A Static that skips identical updates."""
 
@@ -137,3 +153,28 @@ class Bar(Static):
             lines = key.count("\n")
             self.update(text, layout=lines != self._lines)  # a layout pass costs tens of ms at 200x50
             self._lines = lines
+
+
+class SplitNote(Bar):
+    """The uneven-split warning, shown while the split holds: after :data:`SPLIT_LOOKS` looks in a row
+    find it, gone after as many find none (a look's CPU figures cover a quarter of a second)."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._seen = 0  # looks in a row that found it (negative: that found none)
+        self.display = False
+
+    def look(self, engines: Mapping[str, EngineStatus], of_bound: Mapping[str, float | None]) -> None:
+        """``of_bound``: each engine's req/s over its bound, now (None: no bound)."""
+        measured = {
+            name: (e.process.cpus, e.process.cpu_percent, e.process.wait_percent, of_bound.get(name))
+            for name, e in engines.items()
+            if e.process is not None and e.state == "live" and not e.shared_gil
+        }
+        split = uneven_split(measured)
+        self._seen = max(1, self._seen + 1) if split is not None else min(-1, self._seen - 1)
+        if split is not None and self._seen >= SPLIT_LOOKS:
+            self.set(split_text(split))
+            self.display = True
+        elif self._seen <= -SPLIT_LOOKS:
+            self.display = False
