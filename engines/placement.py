@@ -20,8 +20,10 @@ import os
 import platform
 import signal
 import struct
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 from .registry import engine_spec
 
@@ -68,6 +70,13 @@ def set_cpus(cpus: list[int] | tuple[int, ...]) -> bool:
 SHORT_SLICE_NS = 100_000  # an engine thread's scheduler slice on a shared core (Linux default ~0.75-3 ms)
 _SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}  # the syscall's number where it has one
 
+
+SEPARATE: dict[str, Any] = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
+"""How an engine process stands apart from the terminal: a process group of its own (not the terminal's
+foreground group, so its ctrl+c does not reach it), in the app's session. Not a session of its own:
+Linux then schedules each process in a group of its own (autogroup), and on a shared core that
+starved the loop engines for whole runs (cpu-bound together: 187 / 0 / 0 req/s; in one session
+64 / 53 / 53, Linux 6.18). Python 3.10 has no ``process_group``: a session there."""
 
 PR_SET_PDEATHSIG = 1
 

@@ -24,6 +24,7 @@ from .base import EngineError
 from .bottleneck import WaitMeter
 from .counts import ServerSnapshot
 from .events import Batch
+from .placement import SEPARATE
 from .registry import ENGINE_SPECS, exit_words
 from .source import ProcessInfo, Progress, State
 from .wire import WireError, decode_batch, read_frame_bytes, write_frame
@@ -70,14 +71,6 @@ def _is_stopped(proc: psutil.Process | None) -> bool:
         return proc is not None and proc.status() == psutil.STATUS_STOPPED
     except psutil.Error:
         return False
-
-
-SEPARATE: dict[str, Any] = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
-"""How an engine process stands apart from the terminal: a process group of its own (not the terminal's
-foreground group, so its ctrl+c does not reach it), in the app's session. Not a session of its own:
-Linux then schedules each process in a group of its own (autogroup), and on a shared core that
-starved the loop engines for whole runs (cpu-bound together: 187 / 0 / 0 req/s; in one session
-64 / 53 / 53, Linux 6.18). Python 3.10 has no ``process_group``: a session there."""
 
 
 class ProcHandle:
@@ -346,12 +339,9 @@ class ProcHandle:
         self.sample = ProcessInfo(self.pid, self.sample.cpus, cpu, rss, self._waits.percent())
 
     def _children(self) -> list[psutil.Process]:
-        """Its child processes, the same objects from one sample to the next (for their CPU %).
-
-        Finding them reads every process's /proc entry (psutil's ``ppid_map``): 4% of the app's
-        samples at 4 looks a second for each of four processes (py-spy, tmux, default scenario), so
-        only an engine of several processes looks, and it looks again every :data:`KIDS_EVERY_S`
-        (every sample in the first one, while the workers start) or as soon as one of them is gone."""
+        """Its child processes, the same objects from one sample to the next (for their CPU %). Finding
+        them reads every /proc entry (4% of the app's samples): only an engine of several processes
+        looks, every :data:`KIDS_EVERY_S` (every sample in the first, while the workers start) or when one is gone."""
         if not self._forks:
             return []  # one process (the registry's ``processes``): nothing to look for
         at = time.monotonic()
