@@ -312,7 +312,7 @@ class SyncvizApp(RunControls, TimeControls, App[int]):
                 truncated=board.truncated(),
             )
         )
-        bars["caption"].set(caption_text(board.scenario))
+        bars["caption"].set(caption_text(board.scenario, board.settings))
         for panel in self.query(EnginePanel):
             panel.set_info(board.engine_info(panel.engine))
 

@@ -85,11 +85,12 @@ class Board:
         return max(1, round(self.zoom_ms * 1_000_000))
 
     def of_bound(self) -> dict[str, float | None]:
-        """Each engine's req/s now over its bound (None: no bound, or no counters yet)."""
+        """Each engine's req/s now over its bound: 0 with no bound (nothing caps it but the CPU),
+        None before its first counters."""
         out: dict[str, float | None] = {}
         for name in self.engines:
             bound, counters = self.engine_info(name).bound, self.counters.get(name)
-            out[name] = counters.rps / bound if bound and counters is not None else None
+            out[name] = None if counters is None else counters.rps / bound if bound else 0.0
         return out
 
     def engine_info(self, name: str) -> EngineInfo:

@@ -76,3 +76,12 @@ def knob_line(settings: Settings) -> list[tuple[str, str]]:
     if settings.chunks > 1:
         out.append(("chunks", str(settings.chunks)))
     return out
+
+
+def changed_knobs(started: Settings, now: Settings) -> list[str]:
+    """The knobs that differ between a scenario's own settings and ``now``, as ``io 50 ms → 0 ms``."""
+    return [
+        f"{k.label} {k.show(getattr(started, k.name))} → {k.show(getattr(now, k.name))}"
+        for k in KNOBS.values()
+        if getattr(started, k.name) != getattr(now, k.name)
+    ]

@@ -10,13 +10,14 @@ from syncviz.engines.bottleneck import Split, uneven_split
 from syncviz.engines.scenarios import SCENARIOS
 from syncviz.engines.settings import Settings
 from syncviz.engines.source import EngineStatus, SourceStatus
-from syncviz.tui.knobs import knob_line
+from syncviz.tui.knobs import changed_knobs, knob_line
 from syncviz.tui.phases import EIGHTHS, IDLE_GLYPH, LEGEND_PHASES, LOOKS
 from textual.widgets import Static
 
 KEY = "#8b93a7"
 WARN = "bold #1b1e28 on #e69f00"  # amber: stalled, slow motion, records lost
 MINUS = "\u2212"  # how far back a paused picture is: a minus sign, not a hyphen
+WARN_TEXT = "bold #e69f00"  # amber words: what a reader must not take at face value
 SPLIT_LOOKS = 3  # looks in a row (a few a second) that must agree before the split note comes or goes
 
 
@@ -96,12 +97,17 @@ def behind_text(seconds: float) -> str:
     return f"{MINUS}{int(minutes)}:{rest:04.1f}"
 
 
-def caption_text(scenario: str) -> Text:
+def caption_text(scenario: str, settings: Settings | None = None) -> Text:
+    """The scenario's description and lines; when ``settings`` differ from the scenario's own (a knob
+    turned, a flag given), which ones, so its words are not read as the settings shown."""
     sc = SCENARIOS.get(scenario)
     t = Text()
     if sc is None:
         return t
     t.append(sc.description, "bold")
+    changed = changed_knobs(sc.settings, settings) if settings is not None else []
+    if changed:
+        t.append(f"  (said of its own settings; changed: {', '.join(changed)})", WARN_TEXT)
     for line in sc.caption:
         t.append("\n▸ ", "#56b4e9")
         t.append(line)
