@@ -1,11 +1,11 @@
 """Zero-latency ceilings seen from outside: wrk against ``syncviz serve`` and against the bare servers.
 
 ``syncviz serve --headless --io-ms 0 --cpu-ms 0`` runs the engines as the app does (one process
-each, placed by :func:`syncviz.engines.placement.plan`, the built-in load off). Beside it each
-bare server of the same model (``benchmarks/bare/``: the standard library and gevent alone) is
-pinned to the CPUs syncviz's engine process was found on, and wrk to the load's CPUs. Before
-anything is measured each bare server's answer is checked to be the same bytes as its engine's.
-Each run measures an engine and its bare server back to back (the order alternating between
+each, placed by :func:`syncviz.engines.placement.plan`, the built-in load off). Each bare server of
+the same model (``benchmarks/bare/``: the standard library and gevent alone) is pinned to the CPUs
+syncviz's engine process was found on, and wrk to the load's CPUs. Before anything is measured each
+bare server's answer is checked to be the same bytes as its engine's. Each run measures syncviz,
+the bare servers and syncviz unrecorded, each alone on the machine (the order alternating between
 runs), so the ratio syncviz / bare is taken within one run (under the bench lock run.py holds).
 """
 
@@ -147,37 +147,65 @@ def bare_server(model: str, cpus: tuple[int, ...]) -> Iterator[int]:
 def ceilings(engines: tuple[str, ...], reps: int, seconds: float, wrk: str) -> dict[str, Any]:
     """Per engine: syncviz's and the bare server's req/s and their ratio over ``reps`` runs, and the
     same serve unrecorded (``--no-record``: no recording, no digest) against the bare server, so the
-    gap splits into the server's own path and the instrument's."""
+    gap splits into the server's own path and the instrument's.
+
+    Each is measured with nothing else of the benchmark's running: ``syncviz serve`` as a user runs
+    it (its engines, each measured in turn), then each bare server by itself, then the serve
+    unrecorded; the order alternates between runs, ratios are taken within a run. With all of them
+    up at once (as this did before), the idle ones' timers and flushes took ~14% from the bare
+    asyncio server and ~6% from syncviz's (wrk, 3 runs each): the ratio read ~5 points high."""
     load_cpus = plan(engines).load
-    rows: dict[str, dict[str, Any]] = {}
     restore_cpus()  # serve places its engines from the CPUs it may use
-    with serving(engines) as served, serving(engines, record=False) as unrecorded, contextlib.ExitStack() as stack:
-        targets: dict[str, dict[str, Any]] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    with serving(engines) as served:  # where syncviz places each engine; the bare servers' bytes against its
         for name in engines:
             cpus = served[name]["cpus"] or plan(engines).engines[name]
-            bare_port = stack.enter_context(bare_server(name, cpus)) if name in BARE else None
-            same = answer(bare_port) == answer(served[name]["port"]) if bare_port else None
-            targets[name] = {"syncviz": served[name]["port"], "bare": bare_port, "unrecorded": unrecorded[name]["port"]}
+            same = None
+            if name in BARE:
+                with bare_server(name, cpus) as bare_port:
+                    same = answer(bare_port) == answer(served[name]["port"])
             rows[name] = {"cpus": cpus, "same_bytes": same, "errors": 0}
             rows[name] |= {key: Spread() for key in ("syncviz", "bare", "unrecorded", "ratio", "unrecorded_ratio")}
-            for port in filter(None, targets[name].values()):
-                run_wrk(wrk, port, 1, load_cpus)  # warm-up, not counted
-        for rep in range(reps):
-            for name in engines:
-                sides = ("syncviz", "bare", "unrecorded")
-                got: dict[str, float | None] = {}
-                for side in sides if rep % 2 == 0 else sides[::-1]:
-                    port = targets[name][side]
-                    if port is None:
-                        got[side] = None
-                        continue
-                    out = run_wrk(wrk, port, seconds, load_cpus)
-                    got[side] = out["rps"]
-                    rows[name]["errors"] += out["errors"]
-                    rows[name][side].add(out["rps"])
-                rows[name]["ratio"].add(ratio(got["syncviz"], got["bare"]))
-                rows[name]["unrecorded_ratio"].add(ratio(got["unrecorded"], got["bare"]))
+    sides = ("syncviz", "bare", "unrecorded")
+    for rep in range(reps):
+        got: dict[tuple[str, str], float | None] = {}
+        for side in sides if rep % 2 == 0 else sides[::-1]:
+            for name, rps in _side(side, engines, rows, seconds, wrk, load_cpus).items():
+                got[(side, name)] = rps
+                rows[name][side].add(rps)
+        for name in engines:
+            rows[name]["ratio"].add(ratio(got[("syncviz", name)], got[("bare", name)]))
+            rows[name]["unrecorded_ratio"].add(ratio(got[("unrecorded", name)], got[("bare", name)]))
     return {"load_cpus": load_cpus, "connections": CONNECTIONS, "seconds": seconds, "engines": rows}
+
+
+def _side(
+    side: str,
+    engines: tuple[str, ...],
+    rows: dict[str, dict[str, Any]],
+    seconds: float,
+    wrk: str,
+    load_cpus: tuple[int, ...],
+) -> dict[str, float | None]:
+    """One side of a run, alone on the machine: each engine's req/s (a warm-up of 1 s not counted)."""
+
+    def measure(name: str, port: int) -> float | None:
+        run_wrk(wrk, port, 1, load_cpus)
+        out = run_wrk(wrk, port, seconds, load_cpus)
+        rows[name]["errors"] += out["errors"]
+        return out["rps"]
+
+    if side == "bare":
+        out: dict[str, float | None] = {}
+        for name in engines:
+            if name not in BARE:
+                out[name] = None
+                continue
+            with bare_server(name, rows[name]["cpus"]) as port:
+                out[name] = measure(name, port)
+        return out
+    with serving(engines, record=side == "syncviz") as served:
+        return {name: measure(name, served[name]["port"]) for name in engines}
 
 
 def recording_cost(engines: tuple[str, ...], reps: int, seconds: float, wrk: str) -> dict[str, Any]:
