@@ -128,3 +128,21 @@ async def test_the_note_comes_after_looks_that_agree_and_goes_after_as_many_that
             note.look(two, bounds)
         await pilot.pause()
         assert note.display and "not 50% each: gevent waits" in str(note.render())
+
+
+def test_a_loop_busy_with_no_call_holding_it_says_how_long_it_waited_for_a_cpu() -> None:
+    from syncviz.engines.blocked import BlockedCall
+    from syncviz.engines.stall import BUSY
+    from syncviz.tui.widgets.counters import blocked_text
+
+    busy = BlockedCall(0, 22_000_000, 0, BUSY, False)
+    assert busy.busy
+    assert blocked_text(busy, "loop", True, 120).plain == f"loop busy 22 ms, {BUSY}"  # not measured: nothing said
+    assert blocked_text(busy, "loop", True, 120, cpu_wait=4.0).plain == f"loop busy 22 ms, {BUSY}"  # too little
+    waited = blocked_text(busy, "loop", True, 120, cpu_wait=74.4).plain
+    assert waited == f"loop busy 22 ms, {BUSY} · 74% waiting for CPU"
+    assert blocked_text(busy, "loop", True, 120, cpu_wait=180.0).plain.endswith(
+        "· 100% waiting for CPU"
+    )  # threads summed
+    call = BlockedCall(0, 50_000_000, 0, "time.sleep ← _sleep (engines/work.py:136)", False)
+    assert "waiting for CPU" not in blocked_text(call, "loop", True, 120, cpu_wait=74.4).plain  # a call held it

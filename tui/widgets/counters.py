@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from rich.text import Text
 from syncviz.engines.blocked import BlockedCall
+from syncviz.engines.bottleneck import STARVED_WAIT
 from syncviz.engines.counts import ServerSnapshot
 from syncviz.engines.settings import fmt_rate
 from syncviz.engines.stats import Counters
@@ -45,6 +46,7 @@ class CounterView:
     client_bound: bool = False  # the load process's CPU is full before the server's share is
     lane_labels: dict[int, str] = field(default_factory=dict)  # lane -> its name ("loop", "hub", "w3")
     offered: bool = False  # the open loop's arrivals bind: "of offered", the clients' measured send rate
+    cpu_wait: float | None = None  # its process's threads' waits for a CPU, summed: % of a core (None: not measured)
 
 
 def fmt_n(x: float | None) -> str:
@@ -75,16 +77,22 @@ def fit_where(where: str, room: int) -> str:
     return tries[-1][: max(0, room - 1)] + "…"
 
 
-def blocked_text(b: BlockedCall, label: str, loop: bool, width: int) -> Text:
+def blocked_text(b: BlockedCall, label: str, loop: bool, width: int, cpu_wait: float | None = None) -> Text:
     """``loop blocked 50 ms in time.sleep ← _sleep (engines/work.py:136)``; a pool thread's without
     its duration (``w3 blocked in time.sleep ← …``): blocking is what its threads are for. A loop's
-    own work is no blocked call: ``loop busy 34 ms, no single call held it`` (in the colour of ready)."""
+    own work is no blocked call: ``loop busy 34 ms, no single call held it`` (in the colour of ready),
+    and when its process waited for a CPU (``cpu_wait``, :data:`~syncviz.engines.bottleneck.STARVED_WAIT`
+    or more), how much of the time: ``· 74% waiting for CPU`` (the OS, not its code, held it)."""
     t = Text(no_wrap=True, overflow="ellipsis")
     if b.busy:
         color = LOOKS[Phase.READY].color
         t.append(f"{label} busy ", color)
         t.append(_took(b), f"bold {color}")
         t.append(f", {b.where}", KEY)
+        if cpu_wait is not None and cpu_wait >= STARVED_WAIT:
+            t.append(" · ", KEY)
+            t.append(f"{min(cpu_wait, 100.0):.0f}%", f"bold {color}")
+            t.append(" waiting for CPU", KEY)
         return t
     if loop:
         color = LOOKS[Phase.BLOCKED].color
@@ -203,7 +211,7 @@ def counter_text(v: CounterView, width: int, stacked: bool) -> Text:
     if b is not None:
         loop = c.has_loop and b.lane == 0
         label = v.lane_labels.get(b.lane) or ("loop" if loop else f"lane {b.lane}")
-        t.append_text(blocked_text(b, label, loop, width))
+        t.append_text(blocked_text(b, label, loop, width, v.cpu_wait))
         t.append("\n")
     spark_w = max(8, width - 8)
     t.append("req/s ", KEY)

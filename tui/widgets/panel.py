@@ -110,6 +110,7 @@ class EnginePanel(Vertical):
             served_rps=past[1] if past is not None else self.served.rps(self._served_now(board)),
             client_bound=self._client_bound(),
             lane_labels=dict(info.lanes),
+            cpu_wait=self.status.process.wait_percent if self.status is not None and self.status.process else None,
         )
         for counters_view in self.query(CountersView):  # none while mounting or shutting down
             counters_view.show(view, stacked)
