@@ -69,13 +69,13 @@ def test_what_is_not_measured_is_not_judged() -> None:
 @pytest.mark.skipif(not os.path.exists(f"/proc/{os.getpid()}/task"), reason="Linux /proc")
 def test_the_wait_meter_sees_two_busy_processes_on_one_cpu_wait() -> None:
     cpu = sorted(os.sched_getaffinity(0))[0]
-    spin = f"import os, time\nos.sched_setaffinity(0, [{cpu}])\nend = time.time() + 3\nwhile time.time() < end: pass"
+    spin = f"import os, time\nos.sched_setaffinity(0, [{cpu}])\nend = time.time() + 2\nwhile time.time() < end: pass"
     procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(2)]
     try:
         meter = WaitMeter(procs[0].pid)
-        time.sleep(0.3)  # both started and pinned
+        time.sleep(0.2)  # both started and pinned
         assert meter.percent() is None  # the first look has nothing to compare with
-        time.sleep(0.6)
+        time.sleep(0.4)
         waited = meter.percent()
         assert waited is not None and waited >= 10.0  # ~50%: each runs half the time
     finally:
