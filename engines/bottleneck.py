@@ -7,12 +7,13 @@ two processes' CPU, as ``syncviz bench`` (``"client_bound"`` in its JSON) and th
 (``client-bound`` beside the req/s) read it.
 
 Engines that share a core (the app's three on a 2-core machine) are placed for an equal share of
-it, but the OS does not always split a full core evenly: at 0-2 ms of I/O the threaded engine's
-many waking threads took ~50% of it against ~25% each for the loop and the hub, whose requests
-waited (req/s 6.8k / 4.7k / 4.3k together; alone on a whole core 6.9k / 34k / 36k). Their req/s
-then rank the split, not the models: :func:`uneven_split` finds it from each process's CPU and the
-time its threads waited runnable for a CPU (:class:`WaitMeter`, Linux's ``schedstat``), and the
-app says so. The thresholds live here and nowhere else.
+it, but the OS does not always split a full core evenly: at 0 ms of I/O together the threaded
+engine's many waking threads took 53-55% of it against 21-23% each for the loop and the hub, whose
+requests waited (``syncviz bench --io-ms 0 --together``; 50 / 26 / 24% at 1 ms while each engine
+process had a session of its own, 37 / 30 / 31% since). Their req/s then rank the split, not the
+models: :func:`uneven_split` finds it from each process's CPU and the time its threads waited
+runnable for a CPU (:class:`WaitMeter`, Linux's ``schedstat``), and the app says so. The thresholds
+live here and nowhere else.
 """
 
 from __future__ import annotations

@@ -30,8 +30,9 @@ HELLO = b"hello from syncviz\n"
 
 
 Plan = tuple[tuple[int, float | bytes], ...]
-_plans: tuple[Settings | None, dict[tuple[bool, bool], Plan]] = (None, {})
-"""The plans made for the latest settings, by (keep-alive, HEAD): a plan depends on nothing else."""
+_plans: tuple[Settings | None, dict[tuple[bool, bool], tuple[Plan, bytes | None]]] = (None, {})
+"""The plans made for the latest settings, by (keep-alive, HEAD): a plan depends on nothing else; beside
+each, its whole answer when it is one write that never waits (:func:`instant_answer`), else None."""
 
 
 def handler_plan(req: Request, settings: Settings) -> Plan:
@@ -41,20 +42,34 @@ def handler_plan(req: Request, settings: Settings) -> Plan:
     raises here: the handler exception the servers must survive. Plans are kept for the
     latest settings (a frozen :class:`~syncviz.engines.settings.Settings`): made once, not per request.
     """
-    global _plans
     if req.path == BOOM_PATH:
         raise HandlerBoom("boom")
+    return _made(req, settings)[0]
+
+
+def instant_answer(req: Request, settings: Settings) -> bytes | None:
+    """The whole answer when the handler serves ``req`` in one write that never waits (its plan is one
+    ``SEND``: zero latency), else None (its own plan, a route's answer, or /boom's 500): the engines'
+    fast path, kept beside the plan (the plan's shape checked on every request took ~0.3 us)."""
+    if req.path not in HANDLER_PATHS or req.method not in HANDLER_METHODS:
+        return None
+    return _made(req, settings)[1]
+
+
+def _made(req: Request, settings: Settings) -> tuple[Plan, bytes | None]:
+    global _plans
     key = (req.keep_alive, req.method == "HEAD")
     made_for, plans = _plans
     if made_for is settings:
-        plan = plans.get(key)
-        if plan is not None:
-            return plan
+        made = plans.get(key)
+        if made is not None:
+            return made
     else:
         plans = {}
-    plan = plans[key] = _make_plan(req, settings)
+    plan = _make_plan(req, settings)
+    made = plans[key] = (plan, plan[0][1] if len(plan) == 1 and plan[0][0] == SEND else None)  # type: ignore[assignment]
     _plans = (settings, plans)  # one assignment: a thread never sees a half-made pair
-    return plan
+    return made
 
 
 def _make_plan(req: Request, settings: Settings) -> Plan:
@@ -74,34 +89,6 @@ def _make_plan(req: Request, settings: Settings) -> Plan:
     if req.method != "HEAD":
         plan.append((SEND, chunk(b"")))
     return tuple(plan)
-
-
-_instant: tuple[Settings | None, dict[tuple[str, str, bool], bytes | None]] = (None, {})
-""":func:`instant_answer`'s answers for the latest settings, by (path, method, keep-alive): the handler's
-paths only (a dozen keys at most)."""
-_UNKNOWN = object()
-
-
-def instant_answer(req: Request, settings: Settings) -> bytes | None:
-    """The whole answer when the handler serves ``req`` in one write that never waits (its plan is one
-    ``SEND``: zero latency), else None (its own plan, a route's answer, or /boom's 500). One dict
-    lookup a request (the checks and the plan's shape took ~0.3 us on every request at zero latency)."""
-    global _instant
-    key = (req.path, req.method, req.keep_alive)
-    made_for, answers = _instant
-    if made_for is settings:
-        data = answers.get(key, _UNKNOWN)
-        if data is not _UNKNOWN:
-            return data  # type: ignore[return-value]
-    else:
-        answers = {}
-    if req.path not in HANDLER_PATHS or req.method not in HANDLER_METHODS:
-        return None  # not kept: any path may come, the handler's paths are few
-    plan = handler_plan(req, settings)
-    data = plan[0][1] if len(plan) == 1 and plan[0][0] == SEND else None
-    answers[key] = data  # type: ignore[assignment]
-    _instant = (settings, answers)  # one assignment: a thread never sees a half-made pair
-    return data  # type: ignore[return-value]
 
 
 def early_response(req: Request) -> tuple[bytes, int] | None:
