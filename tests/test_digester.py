@@ -12,10 +12,11 @@ import time
 import psutil
 import pytest
 from support import wait_for
+from syncviz.engines import digester as digester_module
 from syncviz.engines import proc
 from syncviz.engines.child import ChildHost
 from syncviz.engines.digest import ServerDigest
-from syncviz.engines.digester import PACKED, PACKED_HEAD, Digester, View, pack_batch, pack_records
+from syncviz.engines.digester import PACKED, PACKED_HEAD, YIELD_EVERY, Digester, View, pack_batch, pack_records
 from syncviz.engines.events import Batch, Phase
 from syncviz.engines.settings import Settings
 from syncviz.engines.wire import FRAME, VERSION, WireError, batch_to_wire, frame_bytes, read_frame
@@ -66,6 +67,35 @@ def test_a_packed_batch_becomes_the_record_a_digest_in_the_engine_would_send() -
     assert kind == "batch"
     assert payload == expected
     assert payload["dg"][0][1]["server"]["counters"]["in_flight"] == 0  # the three were digested: done
+
+
+def test_a_long_batch_is_digested_a_slice_at_a_time_offering_the_cpu_between_and_the_record_is_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between slices of :data:`YIELD_EVERY` transitions the digest process offers its CPU (the load
+    generator beside it goes first); the record is the one digesting all at once gives."""
+    transitions, sizes = [], []
+    for i in range(700):  # 2,100 transitions: 20 slices, crossing columns and requests between slices
+        t, rid = T0 + i * 40_000, 10 + i
+        transitions += [(t, 1, rid, 0, int(Phase.READY)), (t + 9_000, 1, rid, 0, int(Phase.RUNNING))]
+        transitions.append((t + 30_000, 1, rid, 0, int(Phase.DONE)))
+        sizes.append((t + 30_000, 1, rid, 40, 120))
+    now = T0 + 40_000_000
+    here = ServerDigest(True, NS, 5.0)
+    here.feed(transitions)
+    here.feed_sizes(sizes)
+    expected = batch_to_wire(Batch(t_ns=now, digests=[(1, {"server": here.take(now, True)})]), 3)
+    offers = []
+    monkeypatch.setattr(digester_module, "_yield", lambda: offers.append(1))
+    digester, out = _digester()
+    record = batch_to_wire(Batch(t_ns=now), 3)
+    del record["tr"]
+    digester.frame(pack_batch(pack_records(transitions), pack_records(sizes), record)[FRAME.size :])
+    out.seek(0)
+    _kind, payload = read_frame(out)  # type: ignore[misc]
+    assert len(offers) == -(-len(transitions) // YIELD_EVERY) - 1
+    assert payload == expected
+    assert payload["dg"][0][1]["server"]["counters"]["in_flight"] == 0
 
 
 def test_control_frames_pass_through_as_they_came_and_view_changes_the_zoom() -> None:
