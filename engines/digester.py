@@ -44,11 +44,12 @@ MODULE = "syncviz.engines.digester"
 PACKED = b"P"  # a packed batch frame's first byte (a JSON frame's is "[")
 PACKED_HEAD = struct.Struct("<BII")  # version, int64s of transitions, int64s of sizes; then the JSON record
 WIDTH = 5  # ints a transition and a size record take (t, engine, request, ...)
-NICE = 5
-"""Its niceness: on a CPU the load generator or the UI needs whole, it takes its share (~25% against
-two busy neighbours) rather than an equal one. wrk at zero latency (2-core machine, pinned beside it,
-asyncio): 54k req/s at nice 0, 56-57k at 5 and 10; 5 leaves it enough to keep up with three
-engines' digests when the load's core is full."""
+NICE = 0
+"""Its niceness. It was 5 while it digested a batch in one go (wrk, asyncio: 54k req/s at 0, 56-57k at
+5 and 10). Since it offers its CPU every :data:`YIELD_EVERY` transitions, a lower priority only
+makes it late: wrk against ``syncviz serve`` (2-core machine, 4 runs each, medians): gevent 52.7k
+req/s at 5, 57.8k at 0 (46.4k at 5, 53.0k at 0 and 43.1k at 15 in another set); asyncio 64.5k and
+63.7k; 1,000 clients an engine together (``syncviz bench --together``) the same at 0 and 5."""
 PIPE_BYTES = 1 << 20
 WAIT_S = 0.05
 """While its input pipe is full (the digest process stopped, or behind), the engine's writer waits this
@@ -254,7 +255,7 @@ def main() -> int:
     its CPUs by :class:`DigestPipe`)."""
     die_with_parent()  # the engine: even stopped (SIGSTOP), it never outlives it
     with contextlib.suppress(OSError):
-        os.nice(NICE)  # the load and the UI on these CPUs come first; it catches up between them
+        os.nice(NICE)  # the load and the UI on these CPUs go first when it offers its CPU (YIELD_EVERY)
     out, inp = sys.stdout.buffer, sys.stdin.buffer
     sys.stdout = sys.stderr  # nothing else may write into the frame stream
     collect_rarely()  # the digest allocates a few objects an event, as an engine does a request
