@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from .allocator import keep_reads_off_mmap
 from .base import Engine, EngineError, engine_class
 from .events import DEFAULT_ENGINES, ENGINE_IDS, ENGINES, Batch, Recorder
 from .limits import raise_soft_limit
@@ -134,6 +135,7 @@ class EngineHost(Clients, EventSource):
         from .upstream import Upstream  # imported here: see TYPE_CHECKING above
 
         raise_fd_limit()
+        keep_reads_off_mmap()  # --in-process: the servers and the load read in this process
         try:
             self.upstream = Upstream()
             self.upstream.start()

@@ -25,6 +25,7 @@ import time
 from collections import deque
 from typing import Any, BinaryIO
 
+from .allocator import keep_reads_off_mmap
 from .base import Engine, EngineError, engine_class
 from .digest import ServerDigest
 from .digester import DigestPipe, View, collect_rarely, pack_batch
@@ -237,6 +238,7 @@ def child_main() -> int:
         if spec is None or spec.has_loop:
             sys.setswitchinterval(SWITCH_INTERVAL_S)
     raise_fd_limit()
+    keep_reads_off_mmap()  # an asyncio read's 256 KiB buffer from the heap (engine and load alike)
     try:
         if start.get("role") == "engine":
             role: _Role = EngineRole(out, start)
