@@ -97,34 +97,48 @@ def _waited_ns(pid: int) -> int | None:
 
 @dataclass(frozen=True)
 class Split:
-    """Engines sharing CPUs that are full, split unevenly: each one's CPU (% of a core), what an
-    even split gives each, the ones that waited for more and the ones given more."""
+    """Engines sharing CPUs that are contended, split unevenly: each one's CPU (% of a core), what an
+    even split of what they got gives each, the ones that waited for more and the ones given more;
+    ``full``: together they used :data:`CORE_FULL` of the CPUs (else every one of them waited for them)."""
 
     cpus: tuple[int, ...]
     cpu: dict[str, float]
     even: float
     starved: tuple[str, ...]
     favoured: tuple[str, ...]
+    full: bool = True
 
 
 def uneven_split(
     engines: Mapping[str, tuple[tuple[int, ...], float | None, float | None, float | None]],
 ) -> Split | None:
     """``engines``: name -> (its CPUs, its CPU % of one core, its threads' wait for a CPU in % of a
-    core, its req/s over its bound). The first group of engines on the same CPUs that use
-    :data:`CORE_FULL` of them, where one waited :data:`STARVED_WAIT` for a CPU while getting under
-    :data:`UNDER_SHARE` of an even share and serving under :data:`UNDER_BOUND` of its bound, and
-    another got over :data:`OVER_SHARE` of the even share; None when there is none (or nothing
-    measured). An engine near its bound (a pool that its I/O limits) is not starved by the split,
+    core, its req/s over its bound). The first group of engines on the same CPUs that contend for
+    them, where one waited :data:`STARVED_WAIT` for a CPU while getting under :data:`UNDER_SHARE` of
+    an even share of what the group got and serving under :data:`UNDER_BOUND` of its bound, and
+    another got over :data:`OVER_SHARE` of it; None when there is none (or nothing measured).
+
+    Contended: together they use :data:`CORE_FULL` of the CPUs, or every one of them waited
+    :data:`STARVED_WAIT` for them. The second is the app at 0 ms of I/O, its load generator
+    sharing the other core with the UI: cpu 1 ~20% idle on average, yet the engines on it wait
+    (threaded 34-38% of it, its threads 170-190% waiting; the loop and the hub 19-22%, 50-60%).
+    An engine near its bound (a pool that its I/O limits) is not starved by the split,
     whatever its threads wait: more CPU would not change its req/s, nor the ranking."""
     groups: dict[tuple[int, ...], dict[str, tuple[float, float, float | None]]] = {}
+    unmeasured: set[tuple[int, ...]] = set()  # CPUs an engine shares unmeasured: what it gets is unknown
     for name, (cpus, cpu, wait, of_bound) in engines.items():
         if cpus and cpu is not None and wait is not None:
             groups.setdefault(tuple(sorted(cpus)), {})[name] = (cpu, wait, of_bound)
+        elif cpus:
+            unmeasured.add(tuple(sorted(cpus)))
     for cpus, members in groups.items():
-        if len(members) < 2 or sum(cpu for cpu, _, _ in members.values()) < CORE_FULL * 100 * len(cpus):
+        if cpus in unmeasured:
             continue
-        even = 100.0 * len(cpus) / len(members)
+        total = sum(cpu for cpu, _, _ in members.values())
+        full = total >= CORE_FULL * 100 * len(cpus)
+        if len(members) < 2 or not (full or all(wait >= STARVED_WAIT for _, wait, _ in members.values())):
+            continue
+        even = total / len(members)
         starved = tuple(
             n
             for n, (cpu, wait, of_bound) in members.items()
@@ -132,5 +146,5 @@ def uneven_split(
         )
         favoured = tuple(n for n, (cpu, _, _) in members.items() if cpu > OVER_SHARE * even)
         if starved and favoured:
-            return Split(cpus, {n: cpu for n, (cpu, _, _) in members.items()}, even, starved, favoured)
+            return Split(cpus, {n: cpu for n, (cpu, _, _) in members.items()}, even, starved, favoured, full)
     return None

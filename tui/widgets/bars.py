@@ -138,8 +138,9 @@ def split_text(split: Split) -> str:
     where = "cpu " + ",".join(map(str, split.cpus))
     parts = " · ".join(f"{name} {cpu:.0f}%" for name, cpu in split.cpu.items())
     starved = " and ".join(split.starved)
+    how = f"{where} is full and the OS splits it" if split.full else f"each engine waits for {where} and the OS gives"
     return (
-        f"⚠ {where} is full and the OS splits it {parts}, not {split.even:.0f}% each: {starved} "
+        f"⚠ {how} {parts}, not {split.even:.0f}% each: {starved} "
         f"{'waits' if len(split.starved) == 1 else 'wait'} for it, so req/s here rank that split, not the models"
     )
 
