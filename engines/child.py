@@ -23,6 +23,7 @@ from collections import deque
 from typing import Any
 
 from .base import EngineError
+from .digester import HEADLESS_NICE, NICE
 from .events import DEFAULT_ENGINES, ENGINE_IDS, ENGINES, Batch
 from .host import run_info
 from .placement import Placement, plan
@@ -54,13 +55,17 @@ class ChildHost(EventSource):
         cpus: list[int] | None = None,
         stream: str = "full",
         window_s: float = 5.0,
+        ui: bool = True,
         **overrides: Any,
     ) -> None:
         """``stream``: ``full`` (every raw event, digested by the consumer: record, trace),
         ``digest`` (digested where the events happen, in the engine and load processes: the app)
         or ``servers`` (the engine processes digest, as in the app, and the load process sends its
         raw samples: bench, whose latency is exact over its window). ``window_s``: the digests'
-        window for percentiles and phase means."""
+        window for percentiles and phase means. ``ui``: a UI draws on the load's CPUs (the app, and
+        bench, which digests as the app does): the digest processes there give way to it
+        (:data:`~syncviz.engines.digester.NICE`); ``serve`` has none
+        (:data:`~syncviz.engines.digester.HEADLESS_NICE`)."""
         if stream not in STREAMS:
             raise ValueError(f"stream must be one of {', '.join(STREAMS)}, not {stream!r}")
         for name in engines:
@@ -73,6 +78,7 @@ class ChildHost(EventSource):
         self.load = load
         self.stream = stream
         self.window_s = window_s
+        self.digest_nice = NICE if ui else HEADLESS_NICE
         self.ns_per_col = DEFAULT_NS_PER_COL
         self.scenario = get_scenario(scenario)
         self.settings = self.scenario.settings.with_changes(**overrides)
@@ -136,6 +142,7 @@ class ChildHost(EventSource):
             "upstream_port": self.upstream_port,
             "cpus": list(self.placement.engines[name]),
             "digest_cpus": list(self.placement.ui),  # its digest process keeps to the UI's CPUs
+            "digest_nice": self.digest_nice,
             **self._view(),
         }
 

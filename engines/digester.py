@@ -44,12 +44,15 @@ MODULE = "syncviz.engines.digester"
 PACKED = b"P"  # a packed batch frame's first byte (a JSON frame's is "[")
 PACKED_HEAD = struct.Struct("<BII")  # version, int64s of transitions, int64s of sizes; then the JSON record
 WIDTH = 5  # ints a transition and a size record take (t, engine, request, ...)
-NICE = 0
-"""Its niceness. It was 5 while it digested a batch in one go (wrk, asyncio: 54k req/s at 0, 56-57k at
-5 and 10). Since it offers its CPU every :data:`YIELD_EVERY` transitions, a lower priority only
-makes it late: wrk against ``syncviz serve`` (2-core machine, 4 runs each, medians): gevent 52.7k
-req/s at 5, 57.8k at 0 (46.4k at 5, 53.0k at 0 and 43.1k at 15 in another set); asyncio 64.5k and
-63.7k; 1,000 clients an engine together (``syncviz bench --together``) the same at 0 and 5."""
+NICE = 5
+"""Its niceness beside the UI (the app, and bench, which digests as the app does): the UI's frames come
+first. The app at 1,000 clients an engine (``benchmarks/bench_app.py``, 2-core machine, 2 runs each)
+drew 27.0-27.3 frames a second with its digest processes at 5 and 20.7-21.6 at 0, the engines' req/s
+the same."""
+HEADLESS_NICE = 0
+"""Its niceness where no UI draws (``syncviz serve``): it offers its CPU every :data:`YIELD_EVERY`
+transitions, and a lower priority only made it late beside the client (wrk against ``syncviz serve``,
+4 runs each, medians: gevent 52.7k req/s at 5, 57.8k at 0; asyncio 64.5k and 63.7k)."""
 PIPE_BYTES = 1 << 20
 WAIT_S = 0.05
 """While its input pipe is full (the digest process stopped, or behind), the engine's writer waits this
@@ -125,9 +128,9 @@ def pack_records(records: Iterable[tuple[int, ...]]) -> bytes:
 class DigestPipe:
     """The engine's end of its digest process: started with the engine's stdout as its own."""
 
-    def __init__(self, out: BinaryIO, cpus: list[int]) -> None:
+    def __init__(self, out: BinaryIO, cpus: list[int], nice: int = NICE) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", MODULE],
+            [sys.executable, "-m", MODULE, str(nice)],
             stdin=subprocess.PIPE,
             stdout=out.fileno(),
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
@@ -251,11 +254,12 @@ class Digester:
 
 
 def main() -> int:
-    """``python -m syncviz.engines.digester``: digest frames from stdin until it ends (placed on
-    its CPUs by :class:`DigestPipe`)."""
+    """``python -m syncviz.engines.digester [NICE]``: digest frames from stdin until it ends (placed on
+    its CPUs by :class:`DigestPipe`, at its niceness: :data:`NICE` unless told, 0 to 19)."""
     die_with_parent()  # the engine: even stopped (SIGSTOP), it never outlives it
+    nice = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else NICE
     with contextlib.suppress(OSError):
-        os.nice(NICE)  # the load and the UI on these CPUs go first when it offers its CPU (YIELD_EVERY)
+        os.nice(min(nice, 19))  # beside a UI, the UI goes first
     out, inp = sys.stdout.buffer, sys.stdin.buffer
     sys.stdout = sys.stderr  # nothing else may write into the frame stream
     collect_rarely()  # the digest allocates a few objects an event, as an engine does a request

@@ -113,7 +113,7 @@ def start_host(
     probe_ports(host, ports)
     try:
         return ChildHost(
-            scenario=scenario, engines=engines, host=host, port=port, load=load, stream="digest", **overrides
+            scenario=scenario, engines=engines, host=host, port=port, load=load, stream="digest", ui=False, **overrides
         ).start()
     except EngineError:
         probe_ports(host, ports)  # taken between the probe and the bind: say which one

@@ -16,7 +16,17 @@ from syncviz.engines import digester as digester_module
 from syncviz.engines import proc
 from syncviz.engines.child import ChildHost
 from syncviz.engines.digest import ServerDigest
-from syncviz.engines.digester import PACKED, PACKED_HEAD, YIELD_EVERY, Digester, View, pack_batch, pack_records
+from syncviz.engines.digester import (
+    HEADLESS_NICE,
+    NICE,
+    PACKED,
+    PACKED_HEAD,
+    YIELD_EVERY,
+    Digester,
+    View,
+    pack_batch,
+    pack_records,
+)
 from syncviz.engines.events import Batch, Phase
 from syncviz.engines.settings import Settings
 from syncviz.engines.wire import FRAME, VERSION, WireError, batch_to_wire, frame_bytes, read_frame
@@ -150,6 +160,19 @@ def test_each_engine_digests_in_a_process_of_its_own_on_the_ui_s_cpus_and_it_goe
         assert wait_for(lambda: child.status().engines["asyncio"].state == "live")
         os.kill(handle.pid, signal.SIGKILL)
         assert wait_for(lambda: not psutil.pid_exists(pid) or digest.status() == psutil.STATUS_ZOMBIE, timeout=3)
+    finally:
+        child.close()
+
+
+@pytest.mark.parametrize("ui", [True, False])
+def test_a_digest_process_gives_way_to_a_ui_and_not_where_none_draws(ui: bool) -> None:
+    """Beside the app's UI its digest processes run at :data:`NICE`; in ``syncviz serve`` (no UI) at
+    :data:`HEADLESS_NICE`, as often offered their CPU but not made late behind the client."""
+    child = ChildHost(stream="digest", engines=("threaded", "asyncio"), clients=4, io_ms=10, ui=ui).start()
+    try:
+        digest = psutil.Process(_digest_pid(child, "asyncio"))
+        assert wait_for(lambda: digest.nice() == (NICE if ui else HEADLESS_NICE), timeout=3)
+        assert NICE > HEADLESS_NICE
     finally:
         child.close()
 

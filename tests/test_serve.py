@@ -12,11 +12,13 @@ import subprocess
 import threading
 import time
 
+import psutil
 import pytest
 from support import SYNCVIZ, free_ports, get, wait_for
 from syncviz.engines.base import listen
 from syncviz.engines.child import ChildHost
 from syncviz.engines.counts import ServerSnapshot
+from syncviz.engines.digester import HEADLESS_NICE
 from syncviz.engines.host import EngineHost
 from syncviz.engines.serve import (
     EngineLine,
@@ -216,6 +218,8 @@ def test_headless_json_lines_then_sigint_exits_within_2_s_and_frees_the_ports() 
         doc = json.loads(serve.line())
         kids = _children(serve.proc.pid)
         assert len(kids) == 7  # three engines, their digest processes and the load process (its upstream)
+        digests = [p for p in map(psutil.Process, kids) if "syncviz.engines.digester" in p.cmdline()]
+        assert len(digests) == 3 and {p.nice() for p in digests} == {HEADLESS_NICE}  # no UI to give way to
         assert set(doc) == {"t", "engines"} and isinstance(doc["t"], float) and 0.5 < doc["t"] < 3
         assert list(doc["engines"]) == list(ENGINES)
         for e in doc["engines"].values():
