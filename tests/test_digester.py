@@ -148,6 +148,7 @@ def _digest_pid(child: ChildHost, name: str) -> int:
 
 
 def test_each_engine_digests_in_a_process_of_its_own_on_the_ui_s_cpus_and_it_goes_with_the_engine() -> None:
+    assert NICE > HEADLESS_NICE  # where no UI draws (syncviz serve) it is not made late
     child = ChildHost(stream="digest", engines=("threaded", "asyncio"), clients=4, io_ms=10).start()
     try:
         handle = child.procs["asyncio"]
@@ -157,22 +158,10 @@ def test_each_engine_digests_in_a_process_of_its_own_on_the_ui_s_cpus_and_it_goe
         if hasattr(os, "sched_getaffinity"):
             assert tuple(sorted(digest.cpu_affinity())) == tuple(child.placement.ui)
         assert pid not in [p.pid for p in handle._descendants()]  # its CPU is not the engine's
+        assert wait_for(lambda: digest.nice() == NICE)  # beside the app's UI it gives way (serve's: test_serve)
         assert wait_for(lambda: child.status().engines["asyncio"].state == "live")
         os.kill(handle.pid, signal.SIGKILL)
         assert wait_for(lambda: not psutil.pid_exists(pid) or digest.status() == psutil.STATUS_ZOMBIE, timeout=3)
-    finally:
-        child.close()
-
-
-@pytest.mark.parametrize("ui", [True, False])
-def test_a_digest_process_gives_way_to_a_ui_and_not_where_none_draws(ui: bool) -> None:
-    """Beside the app's UI its digest processes run at :data:`NICE`; in ``syncviz serve`` (no UI) at
-    :data:`HEADLESS_NICE`, as often offered their CPU but not made late behind the client."""
-    child = ChildHost(stream="digest", engines=("threaded", "asyncio"), clients=4, io_ms=10, ui=ui).start()
-    try:
-        digest = psutil.Process(_digest_pid(child, "asyncio"))
-        assert wait_for(lambda: digest.nice() == (NICE if ui else HEADLESS_NICE), timeout=3)
-        assert NICE > HEADLESS_NICE
     finally:
         child.close()
 
