@@ -11,6 +11,9 @@ asyncio engine spent 38-44 µs of CPU a request (system 21-25 µs), ~2.5x its 17
 served 5,200-5,700 req/s beside threaded's 31,500-33,700; with the threshold at 1 MiB, 19-20 µs
 (system 7.4-7.8) and 10,900-11,100 req/s (threaded 29,000, gevent 8,400-9,000 -> 9,900-10,200).
 
+uvloop reads into a buffer it keeps: its lead over asyncio at 1,000 clients (the ``uvloop`` claim, req/s
+per CPU second) fell from 1.56x with the threshold left alone to 1.05-1.07x (4 runs).
+
 :func:`keep_reads_off_mmap` sets the threshold (glibc's ``mallopt(M_MMAP_THRESHOLD)``) in every
 process that serves or sends requests: the engine and load processes as they start, and the
 app's own in ``--in-process``. Elsewhere (another C library, another OS) it does nothing.

@@ -2,7 +2,8 @@
 verdicts agreeing on the same figures, and a short real run.
 
 ``tests/data/claims_quick.json`` is the output of a real ``syncviz claims --quick --json``
-on the 2-core development machine (all fourteen, one run: 75.6 s); every verdict in it is
+on the 2-core development machine (all fourteen, one run: 75.0 s, 2026-12-05, after the engine and load
+processes kept their reads off mmap: `uvloop` no longer holds); every verdict in it is
 recomputed from its figures.
 """
 
