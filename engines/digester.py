@@ -53,6 +53,15 @@ HEADLESS_NICE = 0
 """Its niceness where no UI draws (``syncviz serve``): it offers its CPU every :data:`YIELD_EVERY`
 transitions, and a lower priority only made it late beside the client (wrk against ``syncviz serve``,
 4 runs each, medians: gevent 52.7k req/s at 5, 57.8k at 0; asyncio 64.5k and 63.7k)."""
+
+
+def niceness(value: object) -> int:
+    """A digest process's niceness from a start record or its command line: 0 to 19, else :data:`NICE`."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    return value if type(value) is int and 0 <= value <= 19 else NICE
+
+
 PIPE_BYTES = 1 << 20
 WAIT_S = 0.05
 """While its input pipe is full (the digest process stopped, or behind), the engine's writer waits this
@@ -255,11 +264,10 @@ class Digester:
 
 def main() -> int:
     """``python -m syncviz.engines.digester [NICE]``: digest frames from stdin until it ends (placed on
-    its CPUs by :class:`DigestPipe`, at its niceness: :data:`NICE` unless told, 0 to 19)."""
+    its CPUs by :class:`DigestPipe`, at its :func:`niceness`)."""
     die_with_parent()  # the engine: even stopped (SIGSTOP), it never outlives it
-    nice = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else NICE
     with contextlib.suppress(OSError):
-        os.nice(min(nice, 19))  # beside a UI, the UI goes first
+        os.nice(niceness(sys.argv[1] if len(sys.argv) > 1 else None))  # beside a UI, the UI goes first
     out, inp = sys.stdout.buffer, sys.stdin.buffer
     sys.stdout = sys.stderr  # nothing else may write into the frame stream
     collect_rarely()  # the digest allocates a few objects an event, as an engine does a request

@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 from .allocator import keep_reads_off_mmap
 from .base import Engine, EngineError, engine_class
 from .digest import ServerDigest
-from .digester import NICE, DigestPipe, View, collect_rarely, pack_batch
+from .digester import DigestPipe, View, collect_rarely, niceness, pack_batch
 from .events import ENGINE_IDS, Batch, Recorder
 from .host import raise_fd_limit, sample_stalls
 from .placement import set_cpus, short_slices
@@ -104,8 +104,7 @@ class EngineRole(_Role):
         self.pipe: DigestPipe | None = None
         if self.view.digest and not start.get("digest_here"):
             try:
-                nice = start.get("digest_nice")
-                nice = nice if type(nice) is int and 0 <= nice <= 19 else NICE
+                nice = niceness(start.get("digest_nice"))
                 self.pipe = DigestPipe(out, list(start.get("digest_cpus") or []), nice)
             except OSError as exc:  # no process to be had (a process or descriptor limit): digest here
                 print(

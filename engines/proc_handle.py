@@ -32,8 +32,8 @@ from .wire import WireError, decode_batch, read_frame_bytes, write_frame
 BEHIND_CPU = 0.02
 """A digest process that used CPU since the last look (a clock tick or more), while no frame came, is
 behind, not stuck: its engine serves on, faster than it digests. Seen in the app at zero latency: the
-threaded engine at ~25k req/s needs most of a core's digesting, and its digest process, then at nice 5
-on the core the UI and the load share, got ~9% of it (the picture seconds behind, "no answer" before)."""
+threaded engine at ~25k req/s needs most of a core's digesting, and its digest process, at nice 5 on
+the core the UI and the load share, got ~9% of it (the picture seconds behind, "no answer" before)."""
 RESUME_GRACE_S = 5.0  # after a suspension (ctrl+z), how long a process may catch up before "no answer"
 STOPPED_EVERY_S = 0.2  # how stale a frame's "stopped?" may be (the panel's state, not a decision to kill)
 

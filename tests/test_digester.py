@@ -24,6 +24,7 @@ from syncviz.engines.digester import (
     YIELD_EVERY,
     Digester,
     View,
+    niceness,
     pack_batch,
     pack_records,
 )
@@ -164,6 +165,11 @@ def test_each_engine_digests_in_a_process_of_its_own_on_the_ui_s_cpus_and_it_goe
         assert wait_for(lambda: not psutil.pid_exists(pid) or digest.status() == psutil.STATUS_ZOMBIE, timeout=3)
     finally:
         child.close()
+
+
+def test_a_digest_process_s_niceness_is_0_to_19_from_a_start_record_or_its_command_line() -> None:
+    assert [niceness(v) for v in (0, 7, "0", "19", HEADLESS_NICE)] == [0, 7, 0, 19, HEADLESS_NICE]
+    assert {niceness(v) for v in (None, -1, 20, "x", "-3", 5.0, True)} == {NICE}
 
 
 def test_a_killed_digest_process_ends_its_engine_with_one_line_saying_so() -> None:
