@@ -64,7 +64,7 @@ class ChildHost(EventSource):
         raw samples: bench, whose latency is exact over its window). ``window_s``: the digests'
         window for percentiles and phase means. ``ui``: a UI draws on the load's CPUs (the app, and
         bench, which digests as the app does): the digest processes there give way to it
-        (:data:`~syncviz.engines.digester.NICE`); ``serve`` has none
+        (:data:`~syncviz.engines.digester.NICE`); ``serve --headless`` has none
         (:data:`~syncviz.engines.digester.HEADLESS_NICE`)."""
         if stream not in STREAMS:
             raise ValueError(f"stream must be one of {', '.join(STREAMS)}, not {stream!r}")

@@ -50,7 +50,7 @@ first. The app at 1,000 clients an engine (``benchmarks/bench_app.py``, 2-core m
 drew 27.0-27.3 frames a second with its digest processes at 5 and 20.7-21.6 at 0, the engines' req/s
 the same."""
 HEADLESS_NICE = 0
-"""Its niceness where no UI draws (``syncviz serve``): it offers its CPU every :data:`YIELD_EVERY`
+"""Its niceness where no UI draws (``syncviz serve --headless``): it offers its CPU every :data:`YIELD_EVERY`
 transitions, and a lower priority only made it late beside the client (wrk against ``syncviz serve``,
 4 runs each, medians: gevent 52.7k req/s at 5, 57.8k at 0; asyncio 64.5k and 63.7k)."""
 

@@ -105,15 +105,17 @@ def start_host(
     port: int = DEFAULT_PORT,
     load: bool = False,
     engines: tuple[str, ...] = DEFAULT_ENGINES,
+    ui: bool = True,
     **overrides: Any,
 ) -> ChildHost:
     """The started engine processes on their fixed ports (the load process only as upstream
-    unless ``load``), or :class:`PortInUse` / :class:`EngineError` with nothing left running."""
+    unless ``load``), or :class:`PortInUse` / :class:`EngineError` with nothing left running.
+    ``ui``: the app draws them (``syncviz serve`` without ``--headless``; see :class:`ChildHost`)."""
     ports = engine_ports(port, engines)
     probe_ports(host, ports)
     try:
         return ChildHost(
-            scenario=scenario, engines=engines, host=host, port=port, load=load, stream="digest", ui=False, **overrides
+            scenario=scenario, engines=engines, host=host, port=port, load=load, stream="digest", ui=ui, **overrides
         ).start()
     except EngineError:
         probe_ports(host, ports)  # taken between the probe and the bind: say which one
@@ -313,7 +315,7 @@ def run_serve(
                     gone.append(exc)
                     signals.stop.set()
 
-        source = start_host(scenario, host, port, load, engines, **overrides)
+        source = start_host(scenario, host, port, load, engines, ui=False, **overrides)  # headless: no UI
         signals.starting = False
         try:
             set_cpus(source.placement.ui)  # this process keeps off the engines' cores
