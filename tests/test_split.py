@@ -1,4 +1,4 @@
-"""A full shared core that the OS splits unevenly is said on screen, from measured CPU and waits.
+"""A shared core, full or waited for by every engine on it, that the OS splits unevenly is said on screen,
 
 :func:`~syncviz.engines.bottleneck.uneven_split` judges each group of engines on the same CPUs
 from their CPU and their threads' wait for a CPU (:class:`~syncviz.engines.bottleneck.WaitMeter`,
@@ -55,6 +55,8 @@ def test_an_even_split_a_core_not_full_and_engines_apart_are_not_uneven() -> Non
     not_full = {n: (cpus, cpu * (CORE_FULL - 0.1), wait, b) for n, (cpus, cpu, wait, b) in MEASURED.items()}
     one_waits_not = {**not_full, "threaded": ((1,), 40.0, 2.0, 0.7)}
     assert uneven_split(one_waits_not) is None  # room on the core: threaded's threads do not wait for it
+    apart = {"threaded": ((1,), 95.0, 1.0, 0.9), "asyncio": ((2,), 30.0, 40.0, 0.1), "gevent": ((3,), 30.0, 40.0, 0.1)}
+    assert uneven_split(apart) is None  # a core each: nothing shared to split
 
 
 def test_a_core_not_full_on_average_that_every_engine_waits_for_is_contended() -> None:
@@ -71,8 +73,6 @@ def test_a_core_not_full_on_average_that_every_engine_waits_for_is_contended() -
     assert split.even == pytest.approx(78 / 3)  # an even split of what they got
     assert "each engine waits for cpu 1 and the OS gives threaded 37%" in split_text(split)
     assert "not 26% each: asyncio and gevent wait for it" in split_text(split)
-    apart = {"threaded": ((1,), 95.0, 1.0, 0.9), "asyncio": ((2,), 30.0, 40.0, 0.1), "gevent": ((3,), 30.0, 40.0, 0.1)}
-    assert uneven_split(apart) is None  # a core each: nothing shared to split
 
 
 def test_what_is_not_measured_is_not_judged() -> None:
