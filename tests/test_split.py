@@ -1,4 +1,5 @@
-"""A shared core, full or waited for by every engine on it, that the OS splits unevenly is said on screen,
+"""A shared core, full or waited for by every engine on it, that the OS splits unevenly is said on
+screen, from measured CPU and waits.
 
 :func:`~syncviz.engines.bottleneck.uneven_split` judges each group of engines on the same CPUs
 from their CPU and their threads' wait for a CPU (:class:`~syncviz.engines.bottleneck.WaitMeter`,
