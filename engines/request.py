@@ -24,6 +24,11 @@ REQ_ID_HEADER = "x-req-id"
 EXTERNAL_IDS_START = 1 << 40  # ids the servers give requests that carry no x-req-id
 
 _VERSIONS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
+_CONNECTION = (b"connection", b"proxy-connection")  # llhttp reads both (keep-alive, close)
+_NAME_LENGTHS = frozenset(
+    len(n) for n in (*_CONNECTION, b"expect", b"x-req-id", b"x-sent-ns", b"content-length", b"transfer-encoding")
+)
+"""The lengths of the header names looked at: any other header is passed over on its length alone."""
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 TARGET_CACHE, TARGET_CACHE_LEN = 256, 64  # request targets whose (path, query) is kept, and their longest
 _targets: dict[bytes, tuple[str, str]] = {}  # split_target's answers for the commonest targets (wrk asks one)
@@ -66,6 +71,7 @@ class RequestReader:
     __slots__ = (
         "_began",
         "_body",
+        "_conn_header",
         "_done",
         "_error",
         "_fed",
@@ -89,6 +95,7 @@ class RequestReader:
         self._out: list[Request] = []
         self._url = b""
         self._version = "HTTP/1.1"  # the current request's HTTP version, once its head is complete
+        self._conn_header = False  # the current request has a ``Connection`` (or ``Proxy-Connection``) header
         self._req_id: int | None = None
         self._sent_ns = 0
         self._head = 0  # bytes of the current request line and headers seen by the callbacks
@@ -167,7 +174,7 @@ class RequestReader:
         self._req_id = None
         self._sent_ns = 0
         self._head = self._head_fed = self._body = 0
-        self.continue_due = False
+        self.continue_due = self._conn_header = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -177,10 +184,12 @@ class RequestReader:
         self._head += len(name) + len(value) + 4
         if self._head > MAX_HEAD:
             raise self._refuse(431, "request header fields too large")
-        if len(name) not in (6, 8, 9, 14, 17):  # the lengths of the five names looked at
+        if len(name) not in _NAME_LENGTHS:
             return
         lname = name.lower()
-        if lname == b"expect":
+        if lname in _CONNECTION:
+            self._conn_header = True  # llhttp's keep-alive then says nothing of the version: see on_headers_complete
+        elif lname == b"expect":
             self.continue_due = value.lower() == b"100-continue"  # the client waits to send its body
         elif lname == b"x-req-id":
             self._req_id = parse_id(value)
@@ -198,9 +207,15 @@ class RequestReader:
         self._in_head = False
         if self._head > MAX_HEAD:
             raise self._refuse(431, "request header fields too large")
+        if not self._conn_header and self._parser.should_keep_alive():
+            # llhttp keeps a connection alive by default only for HTTP/1.1 (1.0, and 0.9 and 2.0, which it
+            # also parses, close unless a Connection header says keep-alive): the commonest request, known
+            # without get_http_version (~0.18 us, which formats a string on every call)
+            self._version = "HTTP/1.1"
+            return
         version = self._parser.get_http_version()
         if version == "1.1":
-            self._version = "HTTP/1.1"  # the commonest: no lookup
+            self._version = "HTTP/1.1"
             return
         if version not in _VERSIONS:
             raise self._refuse(400, "unsupported HTTP version")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import socket
 
+import httptools
+import pytest
 from support import connect, get, read_response, wait_for
 from syncviz.engines.base import Engine
 from syncviz.engines.events import Phase
 from syncviz.engines.http import EXTERNAL_IDS_START
-from syncviz.engines.request import RequestReader
+from syncviz.engines.request import HttpError, RequestReader
 
 
 def test_get_root(engine: Engine) -> None:
@@ -203,3 +205,34 @@ def test_the_reader_asks_for_100_continue_only_while_a_1_1_body_is_awaited() -> 
         r = RequestReader()
         r.feed(whole)
         assert not r.continue_due, whole  # the body came, 1.0 never waits, or there is none
+
+
+@pytest.mark.parametrize("version", [b"1.1", b"1.0", b"0.9", b"2.0"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"",
+        b"Connection: keep-alive\r\n",
+        b"Connection: close\r\n",
+        b"connection: Keep-Alive, Upgrade\r\n",
+        b"Proxy-Connection: keep-alive\r\n",
+        b"PROXY-CONNECTION: close\r\n",
+        b"Content-Length: 3\r\n",
+    ],
+)
+def test_the_reader_knows_each_version_llhttp_parses_without_asking_for_it(version: bytes, headers: bytes) -> None:
+    """The reader tells HTTP/1.1 from llhttp's keep-alive when no Connection header could change it: its
+    verdict is llhttp's own version, and the versions llhttp parses but syncviz does not serve are refused."""
+    data = b"GET / HTTP/" + version + b"\r\nHost: h\r\n" + headers + b"\r\n" + (b"abc" if b"Length" in headers else b"")
+    if version in (b"0.9", b"2.0"):
+        with pytest.raises(HttpError) as refused:
+            RequestReader().feed(data)
+        assert refused.value.status == 400
+        return
+    seen: list[str] = []
+    parser = httptools.HttpRequestParser(
+        type("P", (), {"on_headers_complete": lambda _s: seen.append(parser.get_http_version())})()
+    )
+    parser.feed_data(data)
+    (req,) = RequestReader().feed(data)
+    assert req.version == "HTTP/" + seen[0] == "HTTP/" + version.decode()

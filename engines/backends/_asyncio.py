@@ -105,8 +105,13 @@ class AsyncioEngine(LoopEngine):
 
     async def _serve_conn(self, conn: _Conn) -> None:
         emit, counts, requests = self.native.emit, self.counts, conn.requests
+        create_future = asyncio.get_running_loop().create_future
         try:
             while True:
+                if not requests and not conn.closed and not conn.eof:  # conn.next_request's wait, inline
+                    conn._waiter = waiter = create_future()
+                    await waiter
+                    continue
                 if requests and not conn._held:  # the next request is here already: no wait
                     item: Request | int | None = requests.popleft()
                 else:
@@ -119,7 +124,8 @@ class AsyncioEngine(LoopEngine):
                         counts.add(served=1)
                     break
                 req: Request = item  # type: ignore[assignment]
-                if self._served_at_once(req, conn):
+                t_ran = self._served_at_once(req, conn)
+                if t_ran:
                     self._served_ok += 1  # counts.add(served=1) without its lock: the loop alone counts here
                 else:
                     emit(req.rid, LOOP, RUNNING)
@@ -132,7 +138,7 @@ class AsyncioEngine(LoopEngine):
                 if not req.keep_alive:
                     break
                 if not requests and not conn.reader.partial:  # answered, nothing else under way: idle from now
-                    conn.idle_since = now_ns()
+                    conn.idle_since = t_ran or now_ns()  # served at once: idle from when it ran, microseconds ago
         except OSError:
             pass
         except Exception:  # never a dead task's traceback from a request: the connection closes
@@ -141,20 +147,20 @@ class AsyncioEngine(LoopEngine):
             conn.transport.close()
             conn.drop_queued()  # what it had read and not answered
 
-    def _served_at_once(self, req: Request, conn: _Conn) -> bool:
+    def _served_at_once(self, req: Request, conn: _Conn) -> int:
         """Serve the commonest request without a coroutine, as :meth:`_serve` would, the same records
         and bytes (RUNNING from its start, then DONE, recorded in one call): the handler's own path,
-        natively, a plan of one write (zero latency), the client reading. False when it is not that
-        request (nothing done or recorded: it runs through :meth:`_serve`)."""
+        natively, a plan of one write (zero latency), the client reading. Returns when it began to
+        run; 0 when it is not that request (nothing done or recorded: it runs through :meth:`_serve`)."""
         t_run = now_ns()
         if self.mode != "native" or conn.paused or conn.closed:
-            return False
+            return 0
         data = instant_answer(req, self.settings)
         if data is None:
-            return False  # a plan that waits, early_response's answers, /boom's 500
+            return 0  # a plan that waits, early_response's answers, /boom's 500
         conn.transport.write(data)  # buffered: it never waits, so RUNNING is recorded with DONE
         self.native.ran(req.rid, LOOP, t_run, req.bytes_in, len(data))
-        return True
+        return t_run
 
     async def _serve(self, req: Request, rid: int, conn: _Conn) -> bool:
         """Serve one request, ending it DONE or FAILED; true if DONE (its response is written)."""
