@@ -148,6 +148,15 @@ def check_ranges(record: dict[str, Any]) -> None:
 _LOW, _HIGH = (0, 7) if sys.byteorder == "little" else (7, 0)  # an int64's lowest and highest byte
 
 
+def _byte(j: int) -> int:
+    """Where an int64's byte of significance ``j`` (0: the lowest) lies in its native bytes."""
+    return j if sys.byteorder == "little" else 7 - j
+
+
+def _power_of_two(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
 def check_packed(key: str, data: bytes) -> None:
     """:func:`check_ranges` for field ``key``'s records packed as native int64s
     (:data:`~syncviz.engines.events.RECORD`), in C: where a range allows it a column is checked on
@@ -169,6 +178,14 @@ def check_packed(key: str, data: bytes) -> None:
         elif low == 0 and high <= 256:  # one low byte below high, the other seven zero
             rest = (j for j in range(8) if j != _LOW)
             ok = max(data[at + _LOW :: stride]) < high and all(data[at + j :: stride].count(0) == n for j in rest)
+        elif low < 0 and data[at + _HIGH :: stride].isascii() and _power_of_two(high):
+            # none negative (the commonest: a lane, bytes in and out), so above low: the bound below 2**k
+            # is the bytes from the k-th bit up being zero
+            whole, bits = divmod(high.bit_length() - 1, 8)
+            ok = high == INT64 or (
+                all(data[at + _byte(j) :: stride].count(0) == n for j in range(whole + (bits != 0), 8))
+                and (bits == 0 or max(data[at + _byte(whole) :: stride]) < 1 << bits)
+            )
         else:
             column = ints[i::width]
             ok = min(column) >= low and max(column) < high

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -141,9 +142,26 @@ def test_a_digests_rows_come_as_tuples_the_collector_leaves_alone() -> None:
 
 
 _INT64 = st.integers(-(1 << 63), (1 << 63) - 1)
-_NEAR_BOUNDS = st.sampled_from(
-    [-(1 << 63), -3, -2, -1, 0, 1, 5, 6, 8, 9, 255, 256, (1 << 31) - 1, 1 << 31, (1 << 63) - 1]
-)
+_NEAR_BOUNDS_LIST = [
+    -(1 << 63),
+    -3,
+    -2,
+    -1,
+    0,
+    1,
+    5,
+    6,
+    8,
+    9,
+    255,
+    256,
+    (1 << 31) - 1,
+    1 << 31,
+    1 << 32,
+    1 << 56,
+    (1 << 63) - 1,
+]
+_NEAR_BOUNDS = st.sampled_from(_NEAR_BOUNDS_LIST)
 
 
 @settings(max_examples=300, deadline=None)
@@ -153,21 +171,39 @@ _NEAR_BOUNDS = st.sampled_from(
 )
 def test_packed_records_are_judged_as_the_json_ones_are(key: str, rows: list[tuple[int, ...]]) -> None:
     """check_packed (bytes, in the digest process) and check_ranges (a decoded record) agree on every value."""
+    verdicts = _verdicts(key, rows)
+    assert verdicts[0] == verdicts[1], (rows, verdicts)
+
+
+def _verdicts(key: str, rows: list[tuple[int, ...]]) -> tuple[bool, bool]:
+    """Whether check_ranges, then check_packed, accept ``rows`` as field ``key``."""
     from syncviz.engines.events import RECORD
     from syncviz.engines.wire import check_packed, check_ranges
 
     flat = [x for row in rows for x in row]
-    verdicts = []
-    for check in (
-        lambda: check_ranges({"t": 0, key: flat}),
-        lambda: check_packed(key, b"".join(RECORD.pack(*r) for r in rows)),
-    ):
-        try:
-            check()
-            verdicts.append(True)
-        except ValueError:
-            verdicts.append(False)
-    assert verdicts[0] == verdicts[1], (rows, verdicts)
+    packed = b"".join(RECORD.pack(*r) for r in rows)
+    return _accepts(lambda: check_ranges({"t": 0, key: flat})), _accepts(lambda: check_packed(key, packed))
+
+
+def _accepts(check: Callable[[], object]) -> bool:
+    try:
+        check()
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("key", ["tr", "sz"])
+def test_each_value_near_a_bound_in_each_column_is_judged_as_the_json_ones_are(key: str) -> None:
+    """Every near-bound value in every column of an otherwise valid record (random rows rarely reach
+    the later columns: one bad value earlier refuses the record first), alone and beside a valid row."""
+    valid = (1, 1, 7, 0, 1)
+    for column in range(5):
+        for value in _NEAR_BOUNDS_LIST:
+            row = (*valid[:column], value, *valid[column + 1 :])
+            for rows in ([row], [valid, row]):
+                verdicts = _verdicts(key, rows)
+                assert verdicts[0] == verdicts[1], (key, rows, verdicts)
 
 
 def test_a_packed_field_that_is_not_whole_records_is_refused() -> None:
