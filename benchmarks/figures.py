@@ -70,9 +70,9 @@ class Spread:
             return f(self.values[0])
         return f"{f(self.median)} ({f(min(self.values))}-{f(max(self.values))})"  # type: ignore[arg-type]
 
-    def pct(self) -> str:
-        """A ratio as percent: ``97% (95-99%)``."""
-        return self.fmt(0, "%", 100.0)
+    def pct(self, digits: int = 0) -> str:
+        """A ratio as percent: ``97% (95-99%)``; ``digits`` decimals beside a goal (69.7% is not 70%)."""
+        return self.fmt(digits, "%", 100.0)
 
 
 def ratio(num: float | None, den: float | None) -> float | None:

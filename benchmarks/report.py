@@ -113,7 +113,7 @@ def _ceilings(res: dict[str, Any]) -> list[str]:
         goal = NA if med is None else ("met" if med >= CEILING_GOAL else "not met")
         same = NA if r["same_bytes"] is None else ("yes" if r["same_bytes"] else "NO")
         where = "cpu " + ",".join(map(str, r["cpus"]))
-        ratios = [r["ratio"].pct(), goal, r.get("unrecorded_ratio", Spread()).pct()]
+        ratios = [r["ratio"].pct(1), goal, r.get("unrecorded_ratio", Spread()).pct(1)]
         rows.append([name, where, r["syncviz"].fmt(), r["bare"].fmt(), *ratios, same, str(r["errors"])])
     head = ["engine", "CPU", "syncviz req/s", "bare req/s", "syncviz / bare", "goal", "unrecorded / bare", "same bytes"]
     head.append("wrk errors")
