@@ -1,12 +1,13 @@
 """Zero-latency ceilings seen from outside: wrk against ``syncviz serve`` and against the bare servers.
 
-``syncviz serve --headless --io-ms 0 --cpu-ms 0`` runs the engines as the app does (one process
-each, placed by :func:`syncviz.engines.placement.plan`, the built-in load off). Each bare server of
-the same model (``benchmarks/bare/``: the standard library and gevent alone) is pinned to the CPUs
-syncviz's engine process was found on, and wrk to the load's CPUs. Before anything is measured each
-bare server's answer is checked to be the same bytes as its engine's. Each run measures syncviz,
-the bare servers and syncviz unrecorded, each alone on the machine (the order alternating between
-runs), so the ratio syncviz / bare is taken within one run (under the bench lock run.py holds).
+``syncviz serve --headless --io-ms 0 --cpu-ms 0 --engines NAME`` runs one engine as the app does
+(its own process and digest process, placed by :func:`syncviz.engines.placement.plan`, the
+built-in load off), alone, as each bare server of the same model (``benchmarks/bare/``: the
+standard library and gevent alone) runs alone, pinned to the CPUs syncviz's engine process was
+found on; wrk is pinned to the load's CPUs. Before anything is measured each bare server's answer
+is checked to be the same bytes as its engine's. Each run measures syncviz, the bare servers and
+syncviz unrecorded, one server at a time (the order alternating between runs), so the ratio
+syncviz / bare is taken within one run (under the bench lock run.py holds).
 """
 
 from __future__ import annotations
@@ -149,23 +150,26 @@ def ceilings(engines: tuple[str, ...], reps: int, seconds: float, wrk: str) -> d
     same serve unrecorded (``--no-record``: no recording, no digest) against the bare server, so the
     gap splits into the server's own path and the instrument's.
 
-    Each is measured with nothing else of the benchmark's running: ``syncviz serve`` as a user runs
-    it (its engines, each measured in turn), then each bare server by itself, then the serve
-    unrecorded; the order alternates between runs, ratios are taken within a run. With all of them
-    up at once (as this did before), the idle ones' timers and flushes took ~14% from the bare
-    asyncio server and ~6% from syncviz's (wrk, 3 runs each): the ratio read ~5 points high."""
-    load_cpus = plan(engines).load
+    Each server is measured with nothing else of the benchmark's running: each engine's serve alone,
+    then each bare server alone, then each engine's serve unrecorded; the order alternates between
+    runs, ratios are taken within a run. With all of them up at once (as this did first), the idle
+    ones' timers and flushes took ~14% from the bare asyncio server and ~6% from syncviz's (wrk, 3
+    runs each): the ratio read ~5 points high. With syncviz's three engines in one serve (as this
+    did next), the two idle ones cost the measured one (asyncio, 3 runs of 5 s each way): 68% of the
+    bare server beside both, 72% beside one. Their cost when several engines serve is the recording
+    section's (:func:`recording_cost`, all of them in one serve)."""
+    load_cpus = plan(engines[:1]).load
     restore_cpus()  # serve places its engines from the CPUs it may use
     rows: dict[str, dict[str, Any]] = {}
-    with serving(engines) as served:  # where syncviz places each engine; the bare servers' bytes against its
-        for name in engines:
-            cpus = served[name]["cpus"] or plan(engines).engines[name]
+    for name in engines:
+        with serving((name,)) as served:  # where syncviz places the engine; the bare server's bytes against its
+            cpus = served[name]["cpus"] or plan((name,)).engines[name]
             same = None
             if name in BARE:
                 with bare_server(name, cpus) as bare_port:
                     same = answer(bare_port) == answer(served[name]["port"])
-            rows[name] = {"cpus": cpus, "same_bytes": same, "errors": 0}
-            rows[name] |= {key: Spread() for key in ("syncviz", "bare", "unrecorded", "ratio", "unrecorded_ratio")}
+        rows[name] = {"cpus": cpus, "same_bytes": same, "errors": 0}
+        rows[name] |= {key: Spread() for key in ("syncviz", "bare", "unrecorded", "ratio", "unrecorded_ratio")}
     sides = ("syncviz", "bare", "unrecorded")
     for rep in range(reps):
         got: dict[tuple[str, str], float | None] = {}
@@ -187,7 +191,7 @@ def _side(
     wrk: str,
     load_cpus: tuple[int, ...],
 ) -> dict[str, float | None]:
-    """One side of a run, alone on the machine: each engine's req/s (a warm-up of 1 s not counted)."""
+    """One side of a run: each engine's req/s, its server alone on the machine (a warm-up of 1 s not counted)."""
 
     def measure(name: str, port: int) -> float | None:
         run_wrk(wrk, port, 1, load_cpus)
@@ -195,17 +199,17 @@ def _side(
         rows[name]["errors"] += out["errors"]
         return out["rps"]
 
-    if side == "bare":
-        out: dict[str, float | None] = {}
-        for name in engines:
-            if name not in BARE:
-                out[name] = None
-                continue
+    out: dict[str, float | None] = {}
+    for name in engines:
+        if side == "bare" and name not in BARE:
+            out[name] = None
+        elif side == "bare":
             with bare_server(name, rows[name]["cpus"]) as port:
                 out[name] = measure(name, port)
-        return out
-    with serving(engines, record=side == "syncviz") as served:
-        return {name: measure(name, served[name]["port"]) for name in engines}
+        else:
+            with serving((name,), record=side == "syncviz") as served:
+                out[name] = measure(name, served[name]["port"])
+    return out
 
 
 def recording_cost(engines: tuple[str, ...], reps: int, seconds: float, wrk: str) -> dict[str, Any]:

@@ -192,7 +192,7 @@ def test_a_missing_package_is_one_line_naming_the_extra(
     [
         (["bench", "--engines", "threaded,tornado"], "unknown engine 'tornado'"),
         (["bench", "--engines", "trio,trio"], "names an engine twice"),
-        (["serve", "--headless", "--engines", "trio"], "takes 2 to 6 engines, not 1"),
+        (["serve", "--engines", "trio"], "takes 2 to 6 engines, not 1"),  # the app; --headless serves one
         (["claims", "--engines", "uvloop", "--id", "not-faster"], "takes 2 to 6 engines, not 1"),
     ],
 )

@@ -297,3 +297,27 @@ def test_no_record_serves_and_counts_and_goes_only_with_headless() -> None:
     finally:
         serve.kill()
     assert code == 0, err
+
+
+def test_headless_serves_one_engine_alone_and_the_app_wants_two() -> None:
+    """``--engines asyncio`` with ``--headless``: that engine alone (its process and digest process, no
+    idle siblings: how benchmarks/ceilings.py measures each engine against its bare server); the app,
+    which draws engines side by side, still refuses one (one line, exit 2, before anything starts)."""
+    refused = subprocess.run([*SYNCVIZ, "serve", "--engines", "asyncio"], capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2 and refused.stderr.splitlines() == [
+        "syncviz: error: --engines takes 2 to 6 engines, not 1"
+    ]
+    base = _free_base()
+    serve = Serve("--headless", "--json", "--engines", "asyncio", "--port", str(base))
+    try:
+        doc = json.loads(serve.line())
+        kids = _children(serve.proc.pid)
+        assert list(doc["engines"]) == ["asyncio"]
+        assert len(kids) == 3  # the engine, its digest process and the load process
+        assert get(base + 1)[0] == 200 and _refused(base) and _refused(base + 2)
+        code, _took, err = serve.stop(signal.SIGTERM)
+    finally:
+        serve.kill()
+    assert code == 0, err
+    assert err.splitlines() == [f"asyncio   http://127.0.0.1:{base + 1}/"]
+    assert not [pid for pid in kids if _alive(pid)]

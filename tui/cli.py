@@ -276,6 +276,8 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = knob_overrides(args)
     if args.no_record:
         overrides["record"] = False  # passed on to the engine host with the knobs
+    if args.headless:
+        args.engines_low = 1  # one engine for wrk alone; the app draws two or more side by side
     args.engines = tuple(engines_arg(args))
     if args.load:
         _require_fds([args.scenario], False, overrides, engines=args.engines)

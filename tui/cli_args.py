@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_knobs(s)
     _add_network(s, default_port=8001)
     s.add_argument("--load", action="store_true", help="also run the built-in load generator against them")
-    _add_engines(s, low=2)
+    _add_engines(s, low=2, note=" (1 with --headless)")
     s.add_argument("--headless", action="store_true", help="no app: one status line a second on stdout")
     s.add_argument("--json", action="store_true", help="with --headless: each line one JSON object (URLs on stderr)")
     s.add_argument("--no-record", action="store_true", help="servers record no transitions (overhead baseline)")
@@ -199,14 +199,15 @@ def knob_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return given
 
 
-def _add_engines(p: argparse.ArgumentParser, low: int) -> None:
+def _add_engines(p: argparse.ArgumentParser, low: int, note: str = "") -> None:
     """``--engines a,b,...``: ``low`` to all of the models (checked by :func:`engines_arg`)."""
     p.set_defaults(engines_low=low)
     p.add_argument(
         "--engines",
         default=",".join(DEFAULT_ENGINES),
         metavar="A,B",
-        help=f"{low}-{len(ENGINES)} of {', '.join(ENGINES)}, comma-separated (default {','.join(DEFAULT_ENGINES)})",
+        help=f"{low}-{len(ENGINES)}{note} of {', '.join(ENGINES)}, comma-separated "
+        f"(default {','.join(DEFAULT_ENGINES)})",
     )
 
 
