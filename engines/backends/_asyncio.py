@@ -105,10 +105,11 @@ class AsyncioEngine(LoopEngine):
 
     async def _serve_conn(self, conn: _Conn) -> None:
         emit, counts, requests = self.native.emit, self.counts, conn.requests
-        create_future = asyncio.get_running_loop().create_future
+        create_future = conn._create_future
         try:
             while True:
-                if not requests and not conn.closed and not conn.eof:  # conn.next_request's wait, inline
+                if not requests and not conn.closed and not conn.eof:  # conn.next_request's wait, inline (no
+                    # coroutine a wait: ~0.2 us a request at zero latency)
                     conn._waiter = waiter = create_future()
                     await waiter
                     continue

@@ -110,7 +110,9 @@ class _Conn(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.engine._conns.add(self)
-        self.task = asyncio.get_running_loop().create_task(self.engine._serve_conn(self))
+        loop = asyncio.get_running_loop()
+        self._create_future = loop.create_future  # not get_running_loop() a wait: on 3.11 that is a getpid() call
+        self.task = loop.create_task(self.engine._serve_conn(self))
 
     def data_received(self, data: bytes) -> None:
         t = now_ns()
@@ -212,7 +214,7 @@ class _Conn(asyncio.Protocol):
         while not self.requests:
             if self.closed or self.eof:
                 return None
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._create_future()
             await self._waiter
         item = self.requests.popleft()
         if self._held and not self.refused and len(self.requests) < MAX_QUEUED // 2:
